@@ -1,0 +1,213 @@
+// The ONLY module that imports bun:ffi. It loads libcr (embedded in dist/cr),
+// declares every symbol once, and wraps each call so that a -errno result
+// becomes a CrError carrying errno, operation, pid and libcr's detail string.
+import { dlopen, FFIType, ptr } from "bun:ffi";
+import { readFileSync } from "node:fs";
+import { CrError } from "../errors.ts";
+import * as abi from "./abi.ts";
+import { embedded } from "./embedded.ts";
+
+const { i32, u32, u64, ptr: P } = FFIType;
+const usize = u64;
+
+const symbols = {
+  cr_abi_layout: { args: [P], returns: FFIType.void },
+  cr_last_error: { args: [P, usize], returns: usize },
+  cr_check: { args: [P], returns: i32 },
+  cr_set_child_subreaper: { args: [], returns: i32 },
+  cr_seize: { args: [i32], returns: i32 },
+  cr_detach: { args: [i32, i32], returns: i32 },
+  cr_kill: { args: [i32, i32], returns: i32 },
+  cr_read_thread: { args: [i32, P], returns: i32 },
+  cr_run_parasite: { args: [i32, u64, P, usize, P], returns: i32 },
+  cr_dump_pages: { args: [i32, P, u32, i32, P], returns: i32 },
+  cr_restore_spawn: { args: [P, usize, P, usize, P], returns: i32 },
+  cr_restore_status: { args: [i32, P], returns: i32 },
+  cr_wait: { args: [i32, P, i32], returns: i32 },
+} as const;
+
+type Lib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
+let lib: Lib | undefined;
+
+function native(): Lib {
+  lib ??= dlopen(embedded.libPath, symbols).symbols;
+  return lib;
+}
+
+let blobs: { parasite: Uint8Array; restorer: Uint8Array } | undefined;
+export function nativeBlobs(): { parasite: Uint8Array; restorer: Uint8Array } {
+  blobs ??= {
+    parasite: new Uint8Array(readFileSync(embedded.parasitePath)),
+    restorer: new Uint8Array(readFileSync(embedded.restorerPath)),
+  };
+  return blobs;
+}
+
+function lastError(): string {
+  const buf = new Uint8Array(512);
+  const n = Number(native().cr_last_error(ptr(buf), buf.length));
+  return new TextDecoder().decode(buf.subarray(0, n));
+}
+
+/** Turn a libcr return value into a CrError when it is -errno. */
+function checked(rc: number, op: string, pid?: number): number {
+  if (rc >= 0) return rc;
+  const detail = lastError() || "failed";
+  throw new CrError(op, `${detail} (${errnoName(-rc)})`, { errno: -rc, ...(pid === undefined ? {} : { pid }) });
+}
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
+  13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 22: "EINVAL", 25: "ENOTTY", 38: "ENOSYS",
+  71: "EPROTO", 95: "EOPNOTSUPP", 110: "ETIMEDOUT",
+};
+export function errnoName(e: number): string {
+  return ERRNO_NAMES[e] ?? `errno ${e}`;
+}
+
+// ---------------------------------------------------------------------------
+
+export function abiLayout(): Record<string, number> {
+  const buf = new Uint32Array(abi.LAYOUT_FIELDS.length);
+  native().cr_abi_layout(ptr(buf));
+  const out: Record<string, number> = {};
+  abi.LAYOUT_FIELDS.forEach((f, i) => (out[f] = buf[i] ?? -1));
+  return out;
+}
+
+export type CheckResults = Record<abi.CheckField, number>;
+export function runProbes(): CheckResults {
+  const buf = new Int32Array(abi.CHECK_REPORT_SIZE / 4);
+  checked(native().cr_check(ptr(buf)), "check");
+  const out = {} as CheckResults;
+  abi.CHECK_FIELDS.forEach((f, i) => (out[f] = buf[i] ?? 0));
+  return out;
+}
+
+export function setChildSubreaper(): void {
+  checked(native().cr_set_child_subreaper(), "prctl");
+}
+
+export function seize(tid: number): void {
+  checked(native().cr_seize(tid), "freeze", tid);
+}
+
+export function detach(tid: number, sig = 0): void {
+  checked(native().cr_detach(tid, sig), "detach", tid);
+}
+
+export function kill(pid: number, sig: number): void {
+  checked(native().cr_kill(pid, sig), "kill", pid);
+}
+
+export interface ThreadRaw {
+  tid: number;
+  regs: Uint8Array;
+  xstate: Uint8Array;
+  sigmask: bigint;
+  rseq: { ptr: number; len: number; sig: number } | null;
+  robustList: { head: number; len: number };
+}
+
+export function readThread(tid: number): ThreadRaw {
+  const buf = new Uint8Array(abi.ThreadState.size);
+  checked(native().cr_read_thread(tid, ptr(buf)), "read registers", tid);
+  const dv = new DataView(buf.buffer);
+  const xlen = dv.getUint32(abi.ThreadState.xstate_len, true);
+  const rseqPtr = Number(dv.getBigUint64(abi.ThreadState.rseq_ptr, true));
+  return {
+    tid,
+    regs: buf.slice(abi.ThreadState.regs, abi.ThreadState.regs + abi.USER_REGS_SIZE),
+    xstate: buf.slice(abi.ThreadState.xstate, abi.ThreadState.xstate + xlen),
+    sigmask: dv.getBigUint64(abi.ThreadState.sigmask, true),
+    rseq: rseqPtr === 0 ? null : {
+      ptr: rseqPtr,
+      len: dv.getUint32(abi.ThreadState.rseq_len, true),
+      sig: dv.getUint32(abi.ThreadState.rseq_sig, true),
+    },
+    robustList: {
+      head: Number(dv.getBigUint64(abi.ThreadState.robust_head, true)),
+      len: Number(dv.getBigUint64(abi.ThreadState.robust_len, true)),
+    },
+  };
+}
+
+export interface ParasiteResult {
+  sigactions: { sig: number; handler: number; flags: number; restorer: number; mask: bigint }[];
+  itimers: { intervalUs: number; valueUs: number }[];
+  altstack: { sp: number; flags: number; size: number };
+  tidAddress: number;
+  brk: number;
+}
+
+export function runParasite(tid: number, syscallSite: number): ParasiteResult {
+  const out = new Uint8Array(abi.ParasiteState.size);
+  const blob = nativeBlobs().parasite;
+  checked(native().cr_run_parasite(tid, BigInt(syscallSite), ptr(blob), blob.length, ptr(out)), "parasite", tid);
+  const dv = new DataView(out.buffer);
+  const u64 = (off: number) => Number(dv.getBigUint64(off, true));
+  const sigactions = [];
+  for (let i = 0; i < abi.NSIG; i++) {
+    const o = abi.ParasiteState.sigactions + i * abi.KSIGACTION_SIZE;
+    sigactions.push({ sig: i + 1, handler: u64(o), flags: u64(o + 8), restorer: u64(o + 16), mask: dv.getBigUint64(o + 24, true) });
+  }
+  const itimers = [];
+  for (let i = 0; i < 3; i++) {
+    const o = abi.ParasiteState.itimers + i * abi.ITIMERVAL_SIZE;
+    itimers.push({ intervalUs: u64(o) * 1e6 + u64(o + 8), valueUs: u64(o + 16) * 1e6 + u64(o + 24) });
+  }
+  const a = abi.ParasiteState.altstack;
+  return {
+    sigactions,
+    itimers,
+    altstack: { sp: u64(a), flags: dv.getInt32(a + 8, true), size: u64(a + 16) },
+    tidAddress: u64(abi.ParasiteState.tid_address),
+    brk: u64(abi.ParasiteState.brk),
+  };
+}
+
+/** Copy `ranges` ([addr, len] pairs) of `pid`'s memory to `fd`; returns bytes written. */
+export function dumpPages(pid: number, ranges: { addr: number; len: number }[], fd: number): number {
+  if (ranges.length === 0) return 0;
+  const buf = new BigUint64Array(ranges.length * 2);
+  ranges.forEach((r, i) => {
+    buf[2 * i] = BigInt(r.addr);
+    buf[2 * i + 1] = BigInt(r.len);
+  });
+  const written = new BigUint64Array(1);
+  checked(native().cr_dump_pages(pid, ptr(buf), ranges.length, fd, ptr(written)), "dump pages", pid);
+  return Number(written[0]);
+}
+
+export interface SpawnResult {
+  pid: number;
+  statusFd: number;
+}
+
+export function restoreSpawn(plan: Uint8Array, pid: number): SpawnResult {
+  const blob = nativeBlobs().restorer;
+  const rfd = new Int32Array(1);
+  const got = checked(native().cr_restore_spawn(ptr(plan), plan.length, ptr(blob), blob.length, ptr(rfd)), "restore", pid);
+  return { pid: got, statusFd: rfd[0] ?? -1 };
+}
+
+/** null when the task reached rt_sigreturn, else the failure it reported. */
+export function restoreStatus(statusFd: number, pid: number): { err: number; step: number; index: number } | null {
+  const rec = new Uint8Array(abi.StatusRecord.size);
+  const rc = checked(native().cr_restore_status(statusFd, ptr(rec)), "restore", pid);
+  if (rc === 0) return null;
+  const dv = new DataView(rec.buffer);
+  return {
+    err: Number(dv.getBigInt64(abi.StatusRecord.err, true)),
+    step: dv.getUint32(abi.StatusRecord.step, true),
+    index: dv.getUint32(abi.StatusRecord.index, true),
+  };
+}
+
+export const WNOHANG = 1;
+/** wait4 on a child; returns {pid: 0} under WNOHANG when it has not changed state. */
+export function wait(pid: number, flags = 0): { pid: number; status: number } {
+  const st = new Int32Array(1);
+  const got = checked(native().cr_wait(pid, ptr(st), flags), "wait", pid);
+  return { pid: got, status: st[0] ?? 0 };
+}

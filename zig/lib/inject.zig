@@ -1,0 +1,160 @@
+//! Running code inside a frozen task: single injected syscalls (a `syscall;
+//! int3` pair written over a few bytes of an executable mapping) and the
+//! parasite blob, which does a whole batch of syscalls in one go from a
+//! region mapped into the victim by an injected mmap. Every path ends by
+//! curing the task: original code bytes, registers and sigmask put back.
+const std = @import("std");
+const abi = @import("abi");
+const sys = @import("sys.zig");
+const err = @import("err.zig");
+const pt = @import("ptrace.zig");
+
+const SYSCALL_INT3: u64 = 0xcc050f; // 0f 05 = syscall, cc = int3 (little endian)
+const PARASITE_STACK: usize = 64 * 1024;
+const PAGE: usize = 4096;
+
+/// A task prepared for injection: its saved state and the patched site.
+const Session = struct {
+    tid: i32,
+    site: u64,
+    saved_regs: abi.UserRegs,
+    saved_mask: u64,
+    saved_word: u64,
+
+    fn begin(tid: i32, site: u64) !Session {
+        var s = Session{ .tid = tid, .site = site, .saved_regs = undefined, .saved_mask = 0, .saved_word = 0 };
+        if (pt.getRegs(tid, &s.saved_regs) != 0) return error.Ptrace;
+        var rc = pt.ptrace(pt.PTRACE_GETSIGMASK, tid, 8, @intFromPtr(&s.saved_mask));
+        if (sys.isErr(rc)) {
+            _ = err.fail(sys.errnoOf(rc), "PTRACE_GETSIGMASK of {d} failed", .{tid});
+            return error.Ptrace;
+        }
+        rc = pt.ptrace(pt.PTRACE_PEEKDATA, tid, site, @intFromPtr(&s.saved_word));
+        if (sys.isErr(rc)) {
+            _ = err.fail(sys.errnoOf(rc), "cannot read code at 0x{x} in {d}", .{ site, tid });
+            return error.Ptrace;
+        }
+        const patched = (s.saved_word & ~@as(u64, 0xffffff)) | SYSCALL_INT3;
+        rc = pt.ptrace(pt.PTRACE_POKEDATA, tid, site, patched);
+        if (sys.isErr(rc)) {
+            _ = err.fail(sys.errnoOf(rc), "cannot patch code at 0x{x} in {d}", .{ site, tid });
+            return error.Ptrace;
+        }
+        // Block every signal but SIGTRAP while our code runs: a handler must not
+        // run on the parasite's stack. SIGTRAP stays open because int3 forces it,
+        // and forcing a blocked SIGTRAP would reset the task's own handler.
+        const all_but_trap: u64 = ~(@as(u64, 1) << (sys.SIGTRAP - 1));
+        if (pt.setSigmask(tid, all_but_trap) != 0) {
+            _ = pt.ptrace(pt.PTRACE_POKEDATA, tid, site, s.saved_word);
+            return error.Ptrace;
+        }
+        return s;
+    }
+
+    /// Put everything back. Best effort: reports the first failure.
+    fn cure(s: *const Session) i32 {
+        var first: i32 = 0;
+        const rc = pt.ptrace(pt.PTRACE_POKEDATA, s.tid, s.site, s.saved_word);
+        if (sys.isErr(rc)) first = err.fail(sys.errnoOf(rc), "cannot restore code at 0x{x} in {d}", .{ s.site, s.tid });
+        const r2 = pt.setRegs(s.tid, &s.saved_regs);
+        if (first == 0) first = r2;
+        const r3 = pt.setSigmask(s.tid, s.saved_mask);
+        if (first == 0) first = r3;
+        return first;
+    }
+
+    /// Run until the int3 after our code; any other stop is an error.
+    fn runToTrap(s: *const Session, regs: *const abi.UserRegs, what: []const u8) !abi.UserRegs {
+        if (pt.setRegs(s.tid, regs) != 0) return error.Ptrace;
+        const rc = pt.ptrace(pt.PTRACE_CONT, s.tid, 0, 0);
+        if (sys.isErr(rc)) {
+            _ = err.fail(sys.errnoOf(rc), "PTRACE_CONT of {d} for {s} failed", .{ s.tid, what });
+            return error.Ptrace;
+        }
+        const st = pt.waitStop(s.tid, 10_000) catch |e| {
+            _ = err.fail(sys.EIO, "{s} in {d}: {s}", .{ what, s.tid, @errorName(e) });
+            return error.Ptrace;
+        };
+        if (st.sig != sys.SIGTRAP or st.event != 0) {
+            _ = err.fail(sys.EPROTO, "{s} in {d}: unexpected stop (signal {d}, event {d})", .{ what, s.tid, st.sig, st.event });
+            return error.Ptrace;
+        }
+        var after: abi.UserRegs = undefined;
+        if (pt.getRegs(s.tid, &after) != 0) return error.Ptrace;
+        return after;
+    }
+
+    fn syscall(s: *const Session, nr: usize, a: [6]u64) !u64 {
+        var r = s.saved_regs;
+        r.rip = s.site;
+        r.rax = nr;
+        r.rdi = a[0];
+        r.rsi = a[1];
+        r.rdx = a[2];
+        r.r10 = a[3];
+        r.r8 = a[4];
+        r.r9 = a[5];
+        // orig_rax = -1: no syscall-restart processing when the task resumes.
+        r.orig_rax = std.math.maxInt(u64);
+        const after = try s.runToTrap(&r, "injected syscall");
+        return after.rax;
+    }
+};
+
+/// Copy the parasite into `tid`, run it, read its answers, remove it.
+pub fn runParasite(tid: i32, site: u64, blob: []const u8, out: *abi.ParasiteState) i32 {
+    std.debug.assert(blob.len > 0 and blob.len < 1 << 20);
+    const args_off = std.mem.alignForward(usize, blob.len, 64);
+    const region_len = std.mem.alignForward(usize, args_off + @sizeOf(abi.ParasiteArgs) + PARASITE_STACK, PAGE);
+
+    var s = Session.begin(tid, site) catch return sys.neg(sys.EIO);
+    const rc = runParasiteIn(&s, blob, args_off, region_len, out);
+    const cured = s.cure();
+    return if (rc != 0) rc else cured;
+}
+
+fn runParasiteIn(s: *Session, blob: []const u8, args_off: usize, region_len: usize, out: *abi.ParasiteState) i32 {
+    const prot_rwx: u64 = 7;
+    const map_private_anon: u64 = 0x22;
+    const remote = s.syscall(@intFromEnum(sys.SYS.mmap), .{ 0, region_len, prot_rwx, map_private_anon, std.math.maxInt(u64), 0 }) catch return sys.neg(sys.EIO);
+    if (sys.isErr(remote)) return err.fail(sys.errnoOf(remote), "mmap of the parasite area in {d} failed", .{s.tid});
+    defer {
+        const un = s.syscall(@intFromEnum(sys.SYS.munmap), .{ remote, region_len, 0, 0, 0, 0 }) catch 0;
+        if (sys.isErr(un)) _ = err.fail(sys.errnoOf(un), "munmap of the parasite area in {d} failed", .{s.tid});
+    }
+
+    var args = std.mem.zeroes(abi.ParasiteArgs);
+    args.magic = abi.PARASITE_MAGIC;
+    args.state.err = -1;
+    const local = [_]std.posix.iovec_const{
+        .{ .base = blob.ptr, .len = blob.len },
+        .{ .base = @ptrCast(&args), .len = @sizeOf(abi.ParasiteArgs) },
+    };
+    const remote_iov = [_]std.posix.iovec_const{
+        .{ .base = @ptrFromInt(remote), .len = blob.len },
+        .{ .base = @ptrFromInt(remote + args_off), .len = @sizeOf(abi.ParasiteArgs) },
+    };
+    const w = std.os.linux.process_vm_writev(s.tid, &local, &remote_iov, 0);
+    if (sys.isErr(w)) return err.fail(sys.errnoOf(w), "writing the parasite into {d} failed", .{s.tid});
+    if (w != blob.len + @sizeOf(abi.ParasiteArgs)) return err.fail(sys.EIO, "short write of the parasite into {d}", .{s.tid});
+
+    var r = s.saved_regs;
+    r.rip = remote;
+    r.rdi = remote + args_off;
+    r.rsp = remote + region_len - 64;
+    r.orig_rax = std.math.maxInt(u64);
+    r.rax = 0;
+    r.eflags &= ~@as(u64, 0x400); // clear DF: the parasite is ordinary compiled code
+    _ = s.runToTrap(&r, "parasite") catch return sys.neg(sys.EIO);
+
+    const liov = [_]std.posix.iovec{.{ .base = @ptrCast(&args), .len = @sizeOf(abi.ParasiteArgs) }};
+    const riov = [_]std.posix.iovec_const{.{ .base = @ptrFromInt(remote + args_off), .len = @sizeOf(abi.ParasiteArgs) }};
+    const n = std.os.linux.process_vm_readv(s.tid, &liov, &riov, 0);
+    if (sys.isErr(n) or n != @sizeOf(abi.ParasiteArgs)) return err.fail(sys.EIO, "reading the parasite's answers from {d} failed", .{s.tid});
+    if (args.state.err != 0) {
+        const e: u16 = if (args.state.err < 0 and args.state.err > -4096) @intCast(-args.state.err) else sys.EIO;
+        return err.fail(e, "parasite in {d}: step {d} failed", .{ s.tid, args.state.err_step });
+    }
+    out.* = args.state;
+    return 0;
+}

@@ -1,0 +1,140 @@
+//! Freezing and reading one thread with ptrace: PTRACE_SEIZE + PTRACE_INTERRUPT
+//! (no SIGSTOP the task could see), registers, xstate, sigmask, rseq and robust
+//! list, and the way back (detach).
+const std = @import("std");
+const abi = @import("abi");
+const sys = @import("sys.zig");
+const err = @import("err.zig");
+
+pub const PTRACE_SEIZE: usize = 0x4206;
+pub const PTRACE_INTERRUPT: usize = 0x4207;
+pub const PTRACE_DETACH: usize = 17;
+pub const PTRACE_CONT: usize = 7;
+pub const PTRACE_GETREGS: usize = 12;
+pub const PTRACE_SETREGS: usize = 13;
+pub const PTRACE_PEEKDATA: usize = 2;
+pub const PTRACE_POKEDATA: usize = 5;
+pub const PTRACE_GETREGSET: usize = 0x4204;
+pub const PTRACE_SETREGSET: usize = 0x4205;
+pub const PTRACE_GETSIGMASK: usize = 0x420a;
+pub const PTRACE_SETSIGMASK: usize = 0x420b;
+pub const PTRACE_GET_RSEQ_CONFIGURATION: usize = 0x420f;
+pub const PTRACE_EVENT_STOP: u32 = 128;
+pub const NT_X86_XSTATE: usize = 0x202;
+
+pub fn ptrace(req: usize, tid: i32, addr: usize, data: usize) usize {
+    return sys.syscall4(.ptrace, req, sys.fdArg(tid), addr, data);
+}
+
+const Stop = struct { sig: u32, event: u32 };
+
+/// wait4 for `tid` with a deadline, so a task that never stops cannot hang cr.
+pub fn waitStop(tid: i32, timeout_ms: u64) !Stop {
+    const deadline = sys.monotonicNs() + timeout_ms * 1_000_000;
+    var spins: u32 = 0;
+    while (true) : (spins += 1) {
+        var status: u32 = 0;
+        const rc = sys.syscall4(.wait4, sys.fdArg(tid), @intFromPtr(&status), sys.WALL | sys.WNOHANG, 0);
+        if (sys.isErr(rc)) {
+            if (sys.errnoOf(rc) == sys.EINTR) continue;
+            return error.WaitFailed;
+        }
+        if (rc != 0) {
+            if ((status & 0x7f) == 0 or ((status & 0x7f) != 0x7f)) return error.TaskExited;
+            return .{ .sig = (status >> 8) & 0xff, .event = (status >> 16) & 0xff };
+        }
+        if (sys.monotonicNs() > deadline) return error.Timeout;
+        // Poll fast first (the stop is usually immediate), then back off.
+        sys.nanosleepNs(if (spins < 100) 20_000 else 1_000_000);
+    }
+}
+
+/// Seize `tid` and bring it to a ptrace stop without any visible signal.
+/// A signal that was about to be delivered is let through (it would have been
+/// delivered anyway) and we wait for the interrupt stop again.
+pub fn seize(tid: i32) i32 {
+    var rc = ptrace(PTRACE_SEIZE, tid, 0, 0);
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_SEIZE of {d} failed", .{tid});
+    rc = ptrace(PTRACE_INTERRUPT, tid, 0, 0);
+    if (sys.isErr(rc)) {
+        _ = ptrace(PTRACE_DETACH, tid, 0, 0);
+        return err.fail(sys.errnoOf(rc), "PTRACE_INTERRUPT of {d} failed", .{tid});
+    }
+    var tries: u32 = 0;
+    while (tries < 64) : (tries += 1) {
+        const st = waitStop(tid, 5000) catch |e| {
+            _ = ptrace(PTRACE_DETACH, tid, 0, 0);
+            return switch (e) {
+                error.TaskExited => err.fail(sys.ESRCH, "task {d} exited while being frozen", .{tid}),
+                error.Timeout => err.fail(sys.ETIMEDOUT, "task {d} did not stop within 5 s", .{tid}),
+                error.WaitFailed => err.fail(sys.ESRCH, "wait4 on {d} failed", .{tid}),
+            };
+        };
+        if (st.event == PTRACE_EVENT_STOP) return 0;
+        // Signal-delivery stop: deliver it as the kernel would have, wait again.
+        rc = ptrace(PTRACE_CONT, tid, 0, st.sig);
+        if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_CONT of {d} failed", .{tid});
+    }
+    _ = ptrace(PTRACE_DETACH, tid, 0, 0);
+    return err.fail(sys.EAGAIN, "task {d} kept receiving signals while being frozen", .{tid});
+}
+
+pub fn detach(tid: i32, sig: u32) i32 {
+    const rc = ptrace(PTRACE_DETACH, tid, 0, sig);
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_DETACH of {d} failed", .{tid});
+    return 0;
+}
+
+pub fn getRegs(tid: i32, regs: *abi.UserRegs) i32 {
+    const rc = ptrace(PTRACE_GETREGS, tid, 0, @intFromPtr(regs));
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_GETREGS of {d} failed", .{tid});
+    return 0;
+}
+
+pub fn setRegs(tid: i32, regs: *const abi.UserRegs) i32 {
+    const rc = ptrace(PTRACE_SETREGS, tid, 0, @intFromPtr(regs));
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_SETREGS of {d} failed", .{tid});
+    return 0;
+}
+
+pub fn setSigmask(tid: i32, mask: u64) i32 {
+    const m = mask;
+    const rc = ptrace(PTRACE_SETSIGMASK, tid, 8, @intFromPtr(&m));
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_SETSIGMASK of {d} failed", .{tid});
+    return 0;
+}
+
+const RseqConfig = extern struct { ptr: u64, len: u32, sig: u32, flags: u32, pad: u32 };
+
+/// Everything ptrace alone tells about a stopped thread.
+pub fn readThread(tid: i32, out: *abi.ThreadState) i32 {
+    out.tid = tid;
+    var rc: i32 = getRegs(tid, &out.regs);
+    if (rc != 0) return rc;
+
+    var iov = std.posix.iovec{ .base = &out.xstate, .len = out.xstate.len };
+    var r = ptrace(PTRACE_GETREGSET, tid, NT_X86_XSTATE, @intFromPtr(&iov));
+    if (sys.isErr(r)) return err.fail(sys.errnoOf(r), "PTRACE_GETREGSET(NT_X86_XSTATE) of {d} failed", .{tid});
+    std.debug.assert(iov.len <= abi.XSTATE_MAX);
+    out.xstate_len = @intCast(iov.len);
+
+    r = ptrace(PTRACE_GETSIGMASK, tid, 8, @intFromPtr(&out.sigmask));
+    if (sys.isErr(r)) return err.fail(sys.errnoOf(r), "PTRACE_GETSIGMASK of {d} failed", .{tid});
+
+    var conf = std.mem.zeroes(RseqConfig);
+    r = ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, @sizeOf(RseqConfig), @intFromPtr(&conf));
+    if (sys.isErr(r)) return err.fail(sys.errnoOf(r), "PTRACE_GET_RSEQ_CONFIGURATION of {d} failed", .{tid});
+    out.rseq_ptr = conf.ptr;
+    out.rseq_len = conf.len;
+    out.rseq_sig = conf.sig;
+    out.rseq_flags = conf.flags;
+
+    var head: u64 = 0;
+    var len: u64 = 0;
+    r = sys.syscall3(.get_robust_list, sys.fdArg(tid), @intFromPtr(&head), @intFromPtr(&len));
+    if (sys.isErr(r)) return err.fail(sys.errnoOf(r), "get_robust_list of {d} failed", .{tid});
+    out.robust_head = head;
+    out.robust_len = len;
+    rc = 0;
+    return rc;
+}

@@ -1,0 +1,131 @@
+//! libcr: the native half of cr, loaded by Bun through bun:ffi (src/native is
+//! the only importer). Built without libc. Every export returns 0 (or a
+//! non-negative result) on success and -errno on failure, with the detail in
+//! cr_last_error().
+const std = @import("std");
+const abi = @import("abi");
+const sys = @import("sys.zig");
+const err = @import("err.zig");
+const pt = @import("ptrace.zig");
+const inject = @import("inject.zig");
+const pages = @import("pages.zig");
+const restore = @import("restore.zig");
+const probe = @import("probe.zig");
+
+export fn cr_abi_layout(out: *abi.Layout) void {
+    out.* = abi.layout();
+}
+
+export fn cr_last_error(out: [*]u8, cap: usize) usize {
+    return err.copyTo(out, cap);
+}
+
+export fn cr_check(out: *abi.CheckReport) i32 {
+    err.clear();
+    probe.run(out);
+    return 0;
+}
+
+/// Make cr a child subreaper: orphans of the trees it restores (and of the
+/// tests' workloads) come back to it to be reaped, instead of to a slow PID 1.
+export fn cr_set_child_subreaper() i32 {
+    const rc = sys.syscall5(.prctl, 36, 1, 0, 0, 0);
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "prctl(PR_SET_CHILD_SUBREAPER) failed", .{});
+    return 0;
+}
+
+export fn cr_seize(tid: i32) i32 {
+    err.clear();
+    return pt.seize(tid);
+}
+
+export fn cr_detach(tid: i32, sig: i32) i32 {
+    err.clear();
+    return pt.detach(tid, @intCast(sig));
+}
+
+export fn cr_kill(pid: i32, sig: i32) i32 {
+    const rc = sys.syscall2(.kill, sys.fdArg(pid), @intCast(sig));
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "kill({d}, {d}) failed", .{ pid, sig });
+    return 0;
+}
+
+export fn cr_read_thread(tid: i32, out: *abi.ThreadState) i32 {
+    err.clear();
+    return pt.readThread(tid, out);
+}
+
+export fn cr_run_parasite(tid: i32, site: u64, blob: [*]const u8, blob_len: usize, out: *abi.ParasiteState) i32 {
+    err.clear();
+    if (blob_len == 0) return err.fail(sys.EINVAL, "empty parasite blob", .{});
+    return inject.runParasite(tid, site, blob[0..blob_len], out);
+}
+
+export fn cr_dump_pages(pid: i32, ranges: [*]const pages.Range, count: u32, fd: i32, written: *u64) i32 {
+    err.clear();
+    return pages.dump(pid, ranges[0..count], fd, written);
+}
+
+/// Create the task of `plan`; returns its pid and the status pipe's read end.
+export fn cr_restore_spawn(plan: [*]u8, plan_len: usize, blob: [*]const u8, blob_len: usize, status_rfd: *i32) i32 {
+    err.clear();
+    return restore.spawn(plan[0..plan_len], blob[0..blob_len], status_rfd);
+}
+
+/// Block until the new task either reports a failure (returns 1 and fills
+/// `rec`) or closes the status pipe on its way into rt_sigreturn (returns 0).
+export fn cr_restore_status(rfd: i32, rec: *abi.StatusRecord) i32 {
+    var got: usize = 0;
+    const p: [*]u8 = @ptrCast(rec);
+    while (got < @sizeOf(abi.StatusRecord)) {
+        const rc = sys.syscall3(.read, sys.fdArg(rfd), @intFromPtr(p + got), @sizeOf(abi.StatusRecord) - got);
+        if (sys.isErr(rc)) {
+            if (sys.errnoOf(rc) == sys.EINTR) continue;
+            sys.close(rfd);
+            return err.fail(sys.errnoOf(rc), "reading the restore status failed", .{});
+        }
+        if (rc == 0) break;
+        got += rc;
+    }
+    sys.close(rfd);
+    if (got == 0) return 0;
+    if (got != @sizeOf(abi.StatusRecord)) return err.fail(sys.EIO, "truncated restore status ({d} bytes)", .{got});
+    return 1;
+}
+
+/// wait4 for one child; returns the raw status in `status`.
+export fn cr_wait(pid: i32, status: *i32, flags: i32) i32 {
+    while (true) {
+        var st: u32 = 0;
+        const rc = sys.syscall4(.wait4, sys.fdArg(pid), @intFromPtr(&st), @as(u32, @bitCast(flags)) | sys.WALL, 0);
+        if (sys.isErr(rc)) {
+            if (sys.errnoOf(rc) == sys.EINTR) continue;
+            return err.fail(sys.errnoOf(rc), "wait4({d}) failed", .{pid});
+        }
+        status.* = @bitCast(st);
+        return @intCast(rc);
+    }
+}
+
+test "abi layout is self-consistent" {
+    const l = abi.layout();
+    try std.testing.expectEqual(@as(u32, 216), l.size_user_regs);
+    try std.testing.expect(l.off_thread_state_xstate % 8 == 0);
+    try std.testing.expect(l.size_plan_header % 8 == 0);
+}
+
+test "errnoOf decodes raw syscall results" {
+    try std.testing.expectEqual(@as(u16, 0), sys.errnoOf(0));
+    try std.testing.expectEqual(@as(u16, 0), sys.errnoOf(12345));
+    try std.testing.expectEqual(@as(u16, 3), sys.errnoOf(@bitCast(@as(isize, -3))));
+    try std.testing.expectEqual(@as(u16, 4095), sys.errnoOf(@bitCast(@as(isize, -4095))));
+    try std.testing.expectEqual(@as(u16, 0), sys.errnoOf(@bitCast(@as(isize, -4096))));
+}
+
+test "error detail is kept and returned as -errno" {
+    const rc = err.fail(sys.ESRCH, "task {d} gone", .{42});
+    try std.testing.expectEqual(@as(i32, -3), rc);
+    var out: [64]u8 = undefined;
+    const n = err.copyTo(&out, out.len);
+    try std.testing.expectEqualStrings("task 42 gone", out[0..n]);
+}

@@ -1,0 +1,53 @@
+//! The parasite: a freestanding blob that libcr copies into a frozen victim and
+//! runs there on a stack of its own. It asks the kernel, from inside the task,
+//! for what no /proc file or ptrace request tells: every sigaction, the
+//! itimers, the sigaltstack, the clear-tid address and the current brk. It
+//! writes the answers into its argument block and stops on int3, where libcr
+//! reads them and cures the task.
+//!
+//! Runs inside someone else's process: no allocation, no globals, no libc,
+//! every loop bounded, nothing but the syscalls below.
+const abi = @import("abi");
+const sys = @import("sys");
+
+export fn blob_entry() linksection(".text.entry") callconv(.naked) noreturn {
+    // rdi = ParasiteArgs (set by libcr), rsp = top of the parasite stack.
+    asm volatile (
+        \\ andq $-16, %%rsp
+        \\ call parasite_main
+        \\ int3
+        \\ ud2
+    );
+}
+
+export fn parasite_main(args: *abi.ParasiteArgs) callconv(.c) void {
+    const st = &args.state;
+    if (args.magic != abi.PARASITE_MAGIC) {
+        st.err = -22;
+        st.err_step = 0xffff;
+        return;
+    }
+    st.err = 0;
+    st.err_step = 0;
+
+    var sig: usize = 1;
+    while (sig <= abi.NSIG) : (sig += 1) {
+        const rc = sys.syscall4(sys.SYS_rt_sigaction, sig, 0, @intFromPtr(&st.sigactions[sig - 1]), 8);
+        if (sys.isErr(rc)) return fail(st, rc, @intCast(sig));
+    }
+    var which: usize = 0;
+    while (which < 3) : (which += 1) {
+        const rc = sys.syscall2(sys.SYS_getitimer, which, @intFromPtr(&st.itimers[which]));
+        if (sys.isErr(rc)) return fail(st, rc, 100 + @as(u32, @intCast(which)));
+    }
+    var rc = sys.syscall2(sys.SYS_sigaltstack, 0, @intFromPtr(&st.altstack));
+    if (sys.isErr(rc)) return fail(st, rc, 200);
+    rc = sys.syscall5(sys.SYS_prctl, sys.PR_GET_TID_ADDRESS, @intFromPtr(&st.tid_address), 0, 0, 0);
+    if (sys.isErr(rc)) return fail(st, rc, 201);
+    st.brk = sys.syscall1(sys.SYS_brk, 0);
+}
+
+fn fail(st: *abi.ParasiteState, rc: usize, step: u32) void {
+    st.err = @bitCast(rc);
+    st.err_step = step;
+}

@@ -1,0 +1,323 @@
+//! The restorer: last stage of restore, running inside the new task from the
+//! hole the child stage mapped for it. It throws away everything the task
+//! inherited from cr, rebuilds the dumped address space, loads the per-task
+//! kernel state and ends in rt_sigreturn on a frame made of the saved
+//! registers and xstate, which lands the task exactly where it was frozen.
+//!
+//! No allocation, no globals, no libc: the plan (a copy inside the hole) is
+//! the only input, syscalls the only tool. On failure it writes one
+//! StatusRecord to the status pipe and exits; cr then reaps and reports.
+const std = @import("std");
+const abi = @import("abi");
+const sys = @import("sys");
+
+export fn blob_entry() linksection(".text.entry") callconv(.naked) noreturn {
+    // rdi = plan copy, rsp = top of the restorer stack (set by the child stage).
+    asm volatile (
+        \\ andq $-16, %%rsp
+        \\ call restorer_main
+        \\ ud2
+    );
+}
+
+const TASK_SIZE: u64 = 0x7ffffffff000;
+const PAGE: u64 = 4096;
+
+const Ctx = struct {
+    h: *abi.PlanHeader,
+    base: [*]u8,
+
+    fn fail(c: *const Ctx, rc: usize, step: abi.RestoreStep, index: u32) noreturn {
+        const rec = abi.StatusRecord{ .err = @bitCast(rc), .step = @intFromEnum(step), .index = index };
+        _ = sys.syscall3(sys.SYS_write, @bitCast(@as(isize, c.h.status_fd)), @intFromPtr(&rec), @sizeOf(abi.StatusRecord));
+        _ = sys.syscall1(sys.SYS_exit_group, 1);
+        unreachable;
+    }
+
+    fn check(c: *const Ctx, rc: usize, step: abi.RestoreStep, index: u32) usize {
+        if (sys.isErr(rc)) c.fail(rc, step, index);
+        return rc;
+    }
+
+    fn vmas(c: *const Ctx) []const abi.PlanVma {
+        const p: [*]const abi.PlanVma = @ptrCast(@alignCast(c.base + c.h.vmas_off));
+        return p[0..c.h.vmas_count];
+    }
+
+    fn pages(c: *const Ctx) []const abi.PlanPages {
+        const p: [*]const abi.PlanPages = @ptrCast(@alignCast(c.base + c.h.pages_off));
+        return p[0..c.h.pages_count];
+    }
+
+    fn files(c: *const Ctx) []const abi.PlanFile {
+        const p: [*]const abi.PlanFile = @ptrCast(@alignCast(c.base + c.h.files_off));
+        return p[0..c.h.files_count];
+    }
+};
+
+export fn restorer_main(plan: *abi.PlanHeader) callconv(.c) noreturn {
+    const c = Ctx{ .h = plan, .base = @ptrCast(plan) };
+    if (plan.magic != abi.PLAN_MAGIC) c.fail(@bitCast(@as(isize, -22)), .misc, 0);
+
+    unmapOld(&c);
+    moveSpecials(&c);
+    mapVmas(&c);
+    fillPages(&c);
+    protectVmas(&c);
+    setMm(&c);
+    setSignals(&c);
+    setThreadState(&c);
+    closeServiceFds(&c);
+    sigreturn(&c);
+}
+
+/// Unmap every range of [0, TASK_SIZE) except the hole and the special
+/// mappings (vdso & co.) we are going to move: they cannot be re-created.
+fn unmapOld(c: *const Ctx) void {
+    // Keep-list sorted by start: at most the hole + MAX_SPECIAL entries.
+    var keep: [abi.MAX_SPECIAL + 1][2]u64 = undefined;
+    var n: usize = 0;
+    keep[n] = .{ c.h.hole_start, c.h.hole_start + c.h.hole_len };
+    n += 1;
+    var i: usize = 0;
+    while (i < c.h.special_count) : (i += 1) {
+        const s = c.h.special[i];
+        keep[n] = .{ s.cur_start, s.cur_start + s.len };
+        n += 1;
+    }
+    // Insertion sort, n <= 5.
+    var a: usize = 1;
+    while (a < n) : (a += 1) {
+        var b = a;
+        while (b > 0 and keep[b - 1][0] > keep[b][0]) : (b -= 1) {
+            const t = keep[b];
+            keep[b] = keep[b - 1];
+            keep[b - 1] = t;
+        }
+    }
+    var cursor: u64 = 0;
+    for (keep[0..n]) |k| {
+        if (k[0] > cursor) _ = c.check(sys.syscall2(sys.SYS_munmap, cursor, k[0] - cursor), .unmap_old, 0);
+        cursor = @max(cursor, k[1]);
+    }
+    if (cursor < TASK_SIZE) _ = c.check(sys.syscall2(sys.SYS_munmap, cursor, TASK_SIZE - cursor), .unmap_old, 1);
+}
+
+/// Move vvar / vvar_vclock / vdso to where the dumped task had them. They keep
+/// their relative layout, so moving in the right order (like memmove) never
+/// lands one on another that has not moved yet.
+fn moveSpecials(c: *const Ctx) void {
+    const n = c.h.special_count;
+    if (n == 0) return;
+    const up = c.h.special[0].target_start > c.h.special[0].cur_start;
+    var k: usize = 0;
+    while (k < n) : (k += 1) {
+        const i = if (up) n - 1 - k else k;
+        const s = c.h.special[i];
+        if (s.cur_start == s.target_start) continue;
+        const rc = sys.syscall5(sys.SYS_mremap, s.cur_start, s.len, s.len, sys.MREMAP_MAYMOVE | sys.MREMAP_FIXED, s.target_start);
+        _ = c.check(rc, .move_special, @intCast(i));
+    }
+}
+
+fn mapVmas(c: *const Ctx) void {
+    const fs = c.files();
+    for (c.vmas(), 0..) |v, i| {
+        std.debug.assert(v.start < v.end and v.start % PAGE == 0 and v.end % PAGE == 0);
+        // Writable while we fill it; the final protection comes in protectVmas.
+        const prot = if (v.page_count > 0) v.prot | sys.PROT_WRITE else v.prot;
+        const flags = v.flags | sys.MAP_FIXED;
+        const fd: usize = if (v.kind == .file) @bitCast(@as(isize, fs[@intCast(v.file_index)].fd)) else std.math.maxInt(usize);
+        const rc = sys.syscall6(sys.SYS_mmap, v.start, v.end - v.start, prot, flags, fd, v.pgoff);
+        _ = c.check(rc, .map_vma, @intCast(i));
+        if (rc != v.start) c.fail(@bitCast(@as(isize, -14)), .map_vma, @intCast(i));
+    }
+}
+
+fn fillPages(c: *const Ctx) void {
+    const fd: usize = @bitCast(@as(isize, c.files()[@intCast(c.h.pages_file)].fd));
+    for (c.pages(), 0..) |p, i| {
+        var done: u64 = 0;
+        // Bounded: every round moves forward by at least one byte or fails.
+        while (done < p.len) {
+            const want = @min(p.len - done, 1 << 30);
+            const rc = sys.syscall4(sys.SYS_pread64, fd, p.addr + done, want, p.file_off + done);
+            _ = c.check(rc, .fill_pages, @intCast(i));
+            if (rc == 0) c.fail(@bitCast(@as(isize, -5)), .fill_pages, @intCast(i));
+            done += rc;
+        }
+    }
+}
+
+fn protectVmas(c: *const Ctx) void {
+    for (c.vmas(), 0..) |v, i| {
+        if (v.page_count == 0 or (v.prot & sys.PROT_WRITE) != 0) continue;
+        _ = c.check(sys.syscall3(sys.SYS_mprotect, v.start, v.end - v.start, v.prot), .protect_vma, @intCast(i));
+    }
+}
+
+fn setMm(c: *const Ctx) void {
+    var mm = c.h.mm;
+    mm.auxv = @intFromPtr(c.base + c.h.auxv_off);
+    mm.auxv_size = c.h.auxv_len;
+    mm.exe_fd = if (c.h.exe_file >= 0) @intCast(c.files()[@intCast(c.h.exe_file)].fd) else std.math.maxInt(u32);
+    _ = c.check(sys.syscall5(sys.SYS_prctl, sys.PR_SET_MM, sys.PR_SET_MM_MAP, @intFromPtr(&mm), @sizeOf(abi.PrctlMmMap), 0), .set_mm, 0);
+}
+
+fn setSignals(c: *const Ctx) void {
+    var sig: usize = 1;
+    while (sig <= abi.NSIG) : (sig += 1) {
+        if (sig == 9 or sig == 19) continue; // SIGKILL, SIGSTOP: fixed by the kernel
+        const act = c.h.sigactions[sig - 1];
+        _ = c.check(sys.syscall4(sys.SYS_rt_sigaction, sig, @intFromPtr(&act), 0, 8), .sigaction, @intCast(sig));
+    }
+    var which: usize = 0;
+    while (which < 3) : (which += 1) {
+        const it = c.h.itimers[which];
+        _ = c.check(sys.syscall3(sys.SYS_setitimer, which, @intFromPtr(&it), 0), .itimer, @intCast(which));
+    }
+}
+
+fn setThreadState(c: *const Ctx) void {
+    _ = c.check(sys.syscall1(sys.SYS_personality, c.h.personality), .misc, 1);
+    _ = sys.syscall1(sys.SYS_set_tid_address, c.h.tid_address);
+    if (c.h.robust_head != 0) _ = c.check(sys.syscall2(sys.SYS_set_robust_list, c.h.robust_head, c.h.robust_len), .misc, 2);
+    if (c.h.rseq_ptr != 0) _ = c.check(sys.syscall4(sys.SYS_rseq, c.h.rseq_ptr, c.h.rseq_len, 0, c.h.rseq_sig), .rseq, 0);
+}
+
+fn closeServiceFds(c: *const Ctx) void {
+    for (c.files()) |f| {
+        if (f.target_fd < 0 and f.fd >= 0) _ = sys.syscall1(sys.SYS_close, @bitCast(@as(isize, f.fd)));
+    }
+}
+
+// Kernel signal frame layout (x86_64): pretcode, then ucontext, then siginfo;
+// rt_sigreturn finds it at rsp - 8.
+const SigContext = extern struct {
+    r8: u64,
+    r9: u64,
+    r10: u64,
+    r11: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+    rdi: u64,
+    rsi: u64,
+    rbp: u64,
+    rbx: u64,
+    rdx: u64,
+    rax: u64,
+    rcx: u64,
+    rsp: u64,
+    rip: u64,
+    eflags: u64,
+    cs: u16,
+    gs: u16,
+    fs: u16,
+    ss: u16,
+    err: u64,
+    trapno: u64,
+    oldmask: u64,
+    cr2: u64,
+    fpstate: u64,
+    reserved1: [8]u64,
+};
+
+const UContext = extern struct {
+    flags: u64,
+    link: u64,
+    stack: abi.StackT,
+    mcontext: SigContext,
+    sigmask: u64,
+};
+
+const RtSigframe = extern struct {
+    pretcode: u64,
+    uc: UContext,
+    info: [128]u8,
+};
+
+const UC_FP_XSTATE: u64 = 1;
+const UC_SIGCONTEXT_SS: u64 = 2;
+const UC_STRICT_RESTORE_SS: u64 = 4;
+const FP_XSTATE_MAGIC1: u32 = 0x46505853;
+const FP_XSTATE_MAGIC2: u32 = 0x46505845;
+const SW_RESERVED_OFF: usize = 464;
+
+comptime {
+    std.debug.assert(@sizeOf(SigContext) == 256);
+    std.debug.assert(@sizeOf(UContext) == 304);
+    std.debug.assert(@offsetOf(RtSigframe, "uc") == 8);
+}
+
+fn sigreturn(c: *const Ctx) noreturn {
+    const h = c.h;
+    const r = h.regs;
+    // Frame and xstate at the bottom of the plan copy's free stack space: the
+    // restorer's own stack is above, we never return into it.
+    const xlen: usize = h.xstate_len;
+    const stack_low = (@intFromPtr(c.base) + h.total_len + 63) & ~@as(usize, 63);
+    const fp_addr = stack_low + 64;
+    const frame_addr = (fp_addr + xlen + 4 + 64 + 15) & ~@as(usize, 15);
+
+    const fp: [*]u8 = @ptrFromInt(fp_addr);
+    const src: [*]const u8 = c.base + h.xstate_off;
+    @memcpy(fp[0..xlen], src[0..xlen]);
+    // The software-reserved bytes tell the kernel the frame holds a full XSAVE
+    // image of `xlen` bytes followed by MAGIC2.
+    const sw: [*]align(1) u32 = @ptrCast(fp + SW_RESERVED_OFF);
+    sw[0] = FP_XSTATE_MAGIC1;
+    sw[1] = @intCast(xlen + 4); // extended_size
+    const xfeat: *align(1) u64 = @ptrCast(fp + SW_RESERVED_OFF + 8);
+    const hdr_bv: *align(1) const u64 = @ptrCast(fp + 512);
+    if (xfeat.* == 0) xfeat.* = hdr_bv.* | 3;
+    sw[4] = @intCast(xlen); // xstate_size
+    const magic2: *align(1) u32 = @ptrCast(fp + xlen);
+    magic2.* = FP_XSTATE_MAGIC2;
+
+    const f: *RtSigframe = @ptrFromInt(frame_addr);
+    f.* = std.mem.zeroes(RtSigframe);
+    f.uc.flags = UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
+    f.uc.stack = h.altstack;
+    f.uc.sigmask = h.sigmask;
+    const m = &f.uc.mcontext;
+    m.r8 = r.r8;
+    m.r9 = r.r9;
+    m.r10 = r.r10;
+    m.r11 = r.r11;
+    m.r12 = r.r12;
+    m.r13 = r.r13;
+    m.r14 = r.r14;
+    m.r15 = r.r15;
+    m.rdi = r.rdi;
+    m.rsi = r.rsi;
+    m.rbp = r.rbp;
+    m.rbx = r.rbx;
+    m.rdx = r.rdx;
+    m.rax = r.rax;
+    m.rcx = r.rcx;
+    m.rsp = r.rsp;
+    m.rip = r.rip;
+    m.eflags = r.eflags;
+    m.cs = @intCast(r.cs);
+    m.gs = 0;
+    m.fs = 0;
+    m.ss = @intCast(r.ss);
+    m.fpstate = fp_addr;
+
+    _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_FS, r.fs_base), .sigreturn, 1);
+    _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_GS, r.gs_base), .sigreturn, 2);
+
+    // Success: closing the status pipe tells cr the task is about to run.
+    _ = sys.syscall1(sys.SYS_close, @bitCast(@as(isize, h.status_fd)));
+    asm volatile (
+        \\ movq %[sp], %%rsp
+        \\ movl $15, %%eax
+        \\ syscall
+        \\ ud2
+        :
+        : [sp] "r" (frame_addr + 8),
+    );
+    unreachable;
+}
