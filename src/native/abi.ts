@@ -47,7 +47,7 @@ export const PLAN_MAGIC = 0x6372706c616e3031n;
 export const MAX_SPECIAL = 4;
 
 export const PlanHeader = {
-  size: 2752,
+  size: 2760,
   magic: 0,
   total_len: 8,
   abi_version: 16,
@@ -86,7 +86,10 @@ export const PlanHeader = {
   xstate_len: 2740,
   sid: 2744,
   pgid: 2748,
+  sigpending_off: 2752,
+  sigpending_count: 2756,
 } as const;
+export const SIGINFO_SIZE = 128;
 
 export const PlanSpecial = { size: 24, cur_start: 0, target_start: 8, len: 16 } as const;
 /** struct prctl_mm_map field order (u64 each, then auxv_size u32, exe_fd u32). */

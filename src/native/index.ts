@@ -19,6 +19,7 @@ const symbols = {
   cr_detach: { args: [i32, i32], returns: i32 },
   cr_kill: { args: [i32, i32], returns: i32 },
   cr_read_thread: { args: [i32, P], returns: i32 },
+  cr_peek_siginfo: { args: [i32, i32, P, u32], returns: i32 },
   cr_run_parasite: { args: [i32, u64, P, usize, P], returns: i32 },
   cr_dump_pages: { args: [i32, P, u32, i32, P], returns: i32 },
   cr_restore_spawn: { args: [P, usize, P, usize, P], returns: i32 },
@@ -130,6 +131,16 @@ export function readThread(tid: number): ThreadRaw {
       len: Number(dv.getBigUint64(abi.ThreadState.robust_len, true)),
     },
   };
+}
+
+/** Queued signals of a stopped thread (or of its process when shared), as raw siginfo records. */
+export function peekPendingSignals(tid: number, shared: boolean): Uint8Array[] {
+  const max = 256;
+  const buf = new Uint8Array(max * abi.SIGINFO_SIZE);
+  const n = checked(native().cr_peek_siginfo(tid, shared ? 1 : 0, ptr(buf), max), "read pending signals", tid);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) out.push(buf.slice(i * abi.SIGINFO_SIZE, (i + 1) * abi.SIGINFO_SIZE));
+  return out;
 }
 
 export interface ParasiteResult {

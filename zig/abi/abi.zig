@@ -244,7 +244,12 @@ pub const PlanHeader = extern struct {
     /// Session / process group to join after clone (0: keep).
     sid: i32,
     pgid: i32,
+    /// Pending signals (128-byte siginfo records) the restorer queues to itself.
+    sigpending_off: u32,
+    sigpending_count: u32,
 };
+
+pub const SIGINFO_SIZE: usize = 128;
 
 /// What the restorer or child stage writes to the status pipe on failure.
 pub const StatusRecord = extern struct {

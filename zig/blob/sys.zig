@@ -22,6 +22,7 @@ pub const SYS_getpid: usize = 39;
 pub const SYS_exit: usize = 60;
 pub const SYS_kill: usize = 62;
 pub const SYS_sigaltstack: usize = 131;
+pub const SYS_rt_sigqueueinfo: usize = 129;
 pub const SYS_personality: usize = 135;
 pub const SYS_prctl: usize = 157;
 pub const SYS_arch_prctl: usize = 158;

@@ -138,3 +138,15 @@ pub fn readThread(tid: i32, out: *abi.ThreadState) i32 {
     rc = 0;
     return rc;
 }
+
+pub const PTRACE_PEEKSIGINFO: usize = 0x4209;
+const PeekSiginfoArgs = extern struct { off: u64, flags: u32, nr: i32 };
+
+/// Copy up to `max` queued siginfos of `tid` (shared = the process-wide
+/// queue) into `out` without dequeuing them. Returns how many.
+pub fn peekSiginfo(tid: i32, shared: bool, out: [*]u8, max: u32) i32 {
+    var a = PeekSiginfoArgs{ .off = 0, .flags = if (shared) 1 else 0, .nr = @intCast(max) };
+    const rc = ptrace(PTRACE_PEEKSIGINFO, tid, @intFromPtr(&a), @intFromPtr(out));
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_PEEKSIGINFO of {d} failed", .{tid});
+    return @intCast(rc);
+}

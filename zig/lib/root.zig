@@ -55,6 +55,11 @@ export fn cr_read_thread(tid: i32, out: *abi.ThreadState) i32 {
     return pt.readThread(tid, out);
 }
 
+export fn cr_peek_siginfo(tid: i32, shared: i32, out: [*]u8, max: u32) i32 {
+    err.clear();
+    return pt.peekSiginfo(tid, shared != 0, out, max);
+}
+
 export fn cr_run_parasite(tid: i32, site: u64, blob: [*]const u8, blob_len: usize, out: *abi.ParasiteState) i32 {
     err.clear();
     if (blob_len == 0) return err.fail(sys.EINVAL, "empty parasite blob", .{});

@@ -67,6 +67,7 @@ export fn restorer_main(plan: *abi.PlanHeader) callconv(.c) noreturn {
     setMm(&c);
     setSignals(&c);
     setThreadState(&c);
+    queuePending(&c);
     closeServiceFds(&c);
     sigreturn(&c);
 }
@@ -183,6 +184,18 @@ fn setThreadState(c: *const Ctx) void {
     _ = sys.syscall1(sys.SYS_set_tid_address, c.h.tid_address);
     if (c.h.robust_head != 0) _ = c.check(sys.syscall2(sys.SYS_set_robust_list, c.h.robust_head, c.h.robust_len), .misc, 2);
     if (c.h.rseq_ptr != 0) _ = c.check(sys.syscall4(sys.SYS_rseq, c.h.rseq_ptr, c.h.rseq_len, 0, c.h.rseq_sig), .rseq, 0);
+}
+
+/// Put back the signals that were pending at dump time. Every signal is
+/// blocked here, so they stay queued until rt_sigreturn loads the task's mask.
+fn queuePending(c: *const Ctx) void {
+    const pid = sys.syscall0(sys.SYS_getpid);
+    var i: u32 = 0;
+    while (i < c.h.sigpending_count) : (i += 1) {
+        const info: [*]const u8 = c.base + c.h.sigpending_off + i * abi.SIGINFO_SIZE;
+        const signo: *align(1) const i32 = @ptrCast(info);
+        _ = c.check(sys.syscall3(sys.SYS_rt_sigqueueinfo, pid, @intCast(signo.*), @intFromPtr(info)), .misc, 100 + i);
+    }
 }
 
 fn closeServiceFds(c: *const Ctx) void {

@@ -1,0 +1,127 @@
+// `cr check`: what this kernel and this process can do, each feature probed
+// for real (libcr forks a throwaway child and exercises it), and whether dump
+// and restore can work here.
+import { readFileSync, readlinkSync, readdirSync } from "node:fs";
+import { release, arch } from "node:os";
+import { runProbes, type CheckResults } from "./native/index.ts";
+import { parseMaps } from "./proc/maps.ts";
+import { parseStatus } from "./proc/status.ts";
+
+export interface Feature {
+  name: string;
+  ok: boolean;
+  required: boolean;
+  detail: string;
+}
+
+export interface CheckReport {
+  kernel: string;
+  arch: string;
+  pageSize: number;
+  root: boolean;
+  capabilities: { checkpointRestore: boolean; sysPtrace: boolean; sysAdmin: boolean };
+  vdso: { name: string; start: number; size: number }[];
+  features: Feature[];
+  canDump: boolean;
+  canRestore: boolean;
+  missing: string[];
+}
+
+const CAP_SYS_PTRACE = 19n;
+const CAP_SYS_ADMIN = 21n;
+const CAP_CHECKPOINT_RESTORE = 40n;
+
+function has(mask: bigint, cap: bigint): boolean {
+  return ((mask >> cap) & 1n) === 1n;
+}
+
+function pageSize(): number {
+  // AT_PAGESZ (6) from our own auxv.
+  const b = readFileSync("/proc/self/auxv");
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let o = 0; o + 16 <= b.byteLength; o += 16) {
+    const t = dv.getBigUint64(o, true);
+    if (t === 0n) break;
+    if (t === 6n) return Number(dv.getBigUint64(o + 8, true));
+  }
+  return 4096;
+}
+
+function mapFilesReadable(): boolean {
+  try {
+    const names = readdirSync("/proc/self/map_files");
+    return names.length > 0 && readlinkSync(`/proc/self/map_files/${names[0]}`).length > 0;
+  } catch {
+    return false;
+  }
+}
+
+function describe(v: number, okText = "works"): string {
+  if (v === 1) return okText;
+  if (v === 0) return "not available";
+  return `failed (errno ${-v})`;
+}
+
+export function runCheck(): CheckReport {
+  const status = parseStatus(readFileSync("/proc/self/status", "utf8"));
+  const caps = {
+    checkpointRestore: has(status.capEff, CAP_CHECKPOINT_RESTORE),
+    sysPtrace: has(status.capEff, CAP_SYS_PTRACE),
+    sysAdmin: has(status.capEff, CAP_SYS_ADMIN),
+  };
+  const root = status.uid[1] === 0;
+  const p: CheckResults = runProbes();
+  const maps = parseMaps(readFileSync("/proc/self/maps", "utf8"));
+  const vdso = maps
+    .filter((m) => m.path === "[vvar]" || m.path === "[vvar_vclock]" || m.path === "[vdso]")
+    .map((m) => ({ name: m.path, start: m.start, size: m.end - m.start }));
+
+  const f = (name: string, v: number, required: boolean, okText?: string): Feature => ({
+    name, ok: v === 1, required, detail: describe(v, okText),
+  });
+  const features: Feature[] = [
+    { name: "privileges", ok: root || (caps.checkpointRestore && caps.sysPtrace), required: true,
+      detail: root ? "root" : `CAP_CHECKPOINT_RESTORE=${caps.checkpointRestore} CAP_SYS_PTRACE=${caps.sysPtrace}` },
+    f("ptrace_seize", p.ptrace_seize, true),
+    f("ptrace_interrupt", p.ptrace_interrupt, true),
+    f("process_vm_readv", p.process_vm_readv, true),
+    f("clone3_set_tid", p.clone3_set_tid, true),
+    f("prctl_mm_map", p.prctl_mm_map, true),
+    f("rseq_config", p.rseq_config, true, "PTRACE_GET_RSEQ_CONFIGURATION works"),
+    f("pidfd_open", p.pidfd_open, false),
+    f("pidfd_getfd", p.pidfd_getfd, false),
+    f("memfd_create", p.memfd_create, false),
+    f("userfaultfd", p.userfaultfd, false),
+    f("pagemap_scan", p.pagemap_scan, false),
+    f("soft_dirty", p.soft_dirty, false),
+    { name: "map_files", ok: mapFilesReadable(), required: false, detail: mapFilesReadable() ? "readable" : "not readable" },
+    { name: "xstate", ok: p.xstate_size > 0 && p.xstate_size <= 16384, required: true, detail: `${p.xstate_size} bytes` },
+    { name: "vdso_layout", ok: vdso.some((v) => v.name === "[vdso]"), required: true,
+      detail: vdso.map((v) => `${v.name}@0x${v.start.toString(16)}+${v.size / 1024}K`).join(" ") || "no [vdso]" },
+  ];
+  const missing = features.filter((x) => x.required && !x.ok).map((x) => x.name);
+  const dumpNeeds = new Set(["privileges", "ptrace_seize", "ptrace_interrupt", "process_vm_readv", "rseq_config", "xstate"]);
+  return {
+    kernel: release(),
+    arch: arch() === "x64" ? "x86_64" : arch(),
+    pageSize: pageSize(),
+    root,
+    capabilities: caps,
+    vdso,
+    features,
+    canDump: !missing.some((m) => dumpNeeds.has(m)),
+    canRestore: missing.length === 0,
+    missing,
+  };
+}
+
+export function formatCheck(r: CheckReport): string {
+  const lines = [
+    `kernel ${r.kernel} ${r.arch}, page size ${r.pageSize}, ${r.root ? "root" : "not root"}`,
+    ...r.features.map((x) => `  ${x.ok ? "ok  " : x.required ? "MISS" : "no  "} ${x.name.padEnd(18)} ${x.detail}`),
+  ];
+  lines.push(r.missing.length === 0
+    ? "dump and restore can work here"
+    : `dump ${r.canDump ? "can" : "cannot"} work, restore ${r.canRestore ? "can" : "cannot"} work: missing ${r.missing.join(", ")}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,103 @@
+// The address space of a frozen task: which VMAs to re-create, which pages to
+// save. Pages are saved only where they hold something the VMA's backing does
+// not: present or swapped anonymous pages (for file mappings: the private
+// copies), per /proc/PID/pagemap.
+import { closeSync, openSync, readSync } from "node:fs";
+import { CrError } from "../errors.ts";
+import type { MapsEntry } from "../proc/maps.ts";
+
+export const PAGE = 4096;
+const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
+const MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_GROWSDOWN = 0x100;
+
+export type VmaKind = "anon" | "file" | "heap" | "stack" | "vdso" | "vvar" | "vvar_vclock" | "vsyscall" | "shmem";
+
+export interface DumpVma {
+  start: number;
+  end: number;
+  prot: number;
+  flags: number;
+  offset: number;
+  kind: VmaKind;
+  path?: string;
+  growsDown: boolean;
+  dumped: boolean;
+}
+
+export interface PageRun {
+  addr: number;
+  len: number;
+}
+
+const SPECIAL: Record<string, VmaKind> = { "[vdso]": "vdso", "[vvar]": "vvar", "[vvar_vclock]": "vvar_vclock", "[vsyscall]": "vsyscall" };
+
+export function classifyVma(m: MapsEntry, vmFlags: string[] | undefined, pid: number): DumpVma {
+  const prot = (m.read ? PROT_READ : 0) | (m.write ? PROT_WRITE : 0) | (m.exec ? PROT_EXEC : 0);
+  const growsDown = vmFlags?.includes("gd") ?? m.path === "[stack]";
+  const base = { start: m.start, end: m.end, prot, offset: m.offset, growsDown };
+  const special = SPECIAL[m.path];
+  if (special) return { ...base, flags: MAP_PRIVATE, kind: special, dumped: false };
+  const what = `mapping 0x${m.start.toString(16)}-0x${m.end.toString(16)} ${m.path || "(anonymous)"}`;
+  if (m.shared && m.inode === 0) {
+    throw new CrError("dump", `unsupported: shared anonymous ${what} (shared memory is not supported yet)`, { pid });
+  }
+  if (m.inode === 0) {
+    const kind: VmaKind = m.path === "[heap]" ? "heap" : m.path === "[stack]" ? "stack" : "anon";
+    return { ...base, flags: MAP_PRIVATE | MAP_ANONYMOUS | (growsDown ? MAP_GROWSDOWN : 0), kind, dumped: true };
+  }
+  if (m.deleted || !m.path.startsWith("/")) {
+    throw new CrError("dump", `unsupported: ${what}${m.deleted ? " (deleted)" : ""} (deleted files and memfd mappings are not supported yet)`, { pid });
+  }
+  if (m.shared) {
+    // The content lives in the file; only the mapping is re-created.
+    return { ...base, flags: MAP_SHARED, kind: "file", path: m.path, dumped: false };
+  }
+  return { ...base, flags: MAP_PRIVATE, kind: "file", path: m.path, dumped: true };
+}
+
+const PM_PRESENT = 0x80000000, PM_SWAP = 0x40000000, PM_FILE = 0x20000000;
+const CHUNK_PAGES = 1 << 18; // 2 MiB of pagemap per read
+
+/** Runs of pages of `vmas` that must be saved, in address order. */
+export function pagesToDump(pid: number, vmas: DumpVma[]): PageRun[] {
+  const runs: PageRun[] = [];
+  const fd = openSync(`/proc/${pid}/pagemap`, "r");
+  const buf = new Uint32Array(CHUNK_PAGES * 2);
+  const bytes = new Uint8Array(buf.buffer);
+  try {
+    for (const v of vmas) {
+      if (!v.dumped) continue;
+      const anonOnly = v.kind === "file";
+      let open: PageRun | undefined;
+      for (let first = v.start / PAGE; first < v.end / PAGE; first += CHUNK_PAGES) {
+        const n = Math.min(CHUNK_PAGES, v.end / PAGE - first);
+        const got = readSync(fd, bytes, 0, n * 8, first * 8);
+        if (got !== n * 8) throw new CrError("dump", `short read of pagemap at 0x${(first * PAGE).toString(16)}`, { pid });
+        for (let i = 0; i < n; i++) {
+          const hi = buf[2 * i + 1]!;
+          const keep = (hi & (PM_PRESENT | PM_SWAP)) !== 0 && !(anonOnly && (hi & PM_FILE) !== 0);
+          if (!keep) {
+            open = undefined;
+            continue;
+          }
+          const addr = (first + i) * PAGE;
+          if (open && open.addr + open.len === addr) open.len += PAGE;
+          else {
+            open = { addr, len: PAGE };
+            runs.push(open);
+          }
+        }
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return runs;
+}
+
+/** An address where an injected `syscall; int3` may be written: start of an executable, non-special VMA. */
+export function syscallSite(vmas: DumpVma[], pid: number): number {
+  const v = vmas.find((x) => (x.prot & PROT_EXEC) !== 0 && x.kind !== "vdso" && x.kind !== "vsyscall");
+  if (!v) throw new CrError("dump", "no executable mapping to run the parasite from", { pid });
+  return v.start;
+}

@@ -1,0 +1,241 @@
+// The restore plan: one flat buffer in the layout of zig/abi (PlanHeader +
+// arrays + strings), built from the images and from where cr's own special
+// mappings are. Pure: everything it needs comes in as arguments.
+import { CrError } from "../errors.ts";
+import * as abi from "../native/abi.ts";
+import type { MapsEntry } from "../proc/maps.ts";
+import type { TaskImage, PagemapImage, FilesImage } from "../images/index.ts";
+
+export const PAGE = 4096;
+export const RESTORER_STACK = 256 * 1024;
+const TASK_SIZE = 0x7ffffffff000;
+const O_RDONLY = 0, O_DIRECTORY = 0o200000, O_PATH = 0o10000000;
+const O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000;
+const ERESTARTSYS = 512, ERESTARTNOINTR = 513, ERESTARTNOHAND = 514, ERESTART_RESTARTBLOCK = 516, EINTR = 4;
+const SPECIAL_KINDS = ["vvar", "vvar_vclock", "vdso"] as const;
+
+export interface PlanInput {
+  pid: number;
+  sid: number;
+  pgid: number;
+  task: TaskImage;
+  pagemap: PagemapImage;
+  files: FilesImage;
+  pagesPath: string;
+  /** cr's own mappings now (the new task starts as a copy of them). */
+  selfMaps: MapsEntry[];
+  restorerLen: number;
+}
+
+export interface Plan {
+  bytes: Uint8Array;
+  holeStart: number;
+  holeLen: number;
+}
+
+const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
+
+/** Registers as the task must resume: an interrupted syscall is re-issued (or fails with EINTR, as CRIU does for restart blocks). */
+export function fixupSyscallRestart(regs: Uint8Array): Uint8Array {
+  const out = regs.slice();
+  const dv = new DataView(out.buffer);
+  const off = (r: abi.RegName) => abi.USER_REGS_FIELDS.indexOf(r) * 8;
+  const orig = dv.getBigInt64(off("orig_rax"), true);
+  if (orig < 0n) return out;
+  const rax = Number(dv.getBigInt64(off("rax"), true));
+  if (rax === -ERESTARTSYS || rax === -ERESTARTNOINTR || rax === -ERESTARTNOHAND) {
+    dv.setBigInt64(off("rax"), orig, true);
+    dv.setBigUint64(off("rip"), dv.getBigUint64(off("rip"), true) - 2n, true);
+  } else if (rax === -ERESTART_RESTARTBLOCK) {
+    dv.setBigInt64(off("rax"), BigInt(-EINTR), true);
+  }
+  return out;
+}
+
+/** Highest page-aligned gap of `len` bytes that none of `busy` touches. */
+export function findHole(busy: { start: number; end: number }[], len: number): number {
+  const sorted = [...busy].filter((b) => b.start < TASK_SIZE).sort((a, b) => b.start - a.start);
+  let ceiling = TASK_SIZE - PAGE;
+  for (const b of sorted) {
+    if (b.end <= ceiling && ceiling - b.end >= len) return ceiling - len;
+    ceiling = Math.min(ceiling, b.start);
+  }
+  if (ceiling - 0x10000 >= len) return ceiling - len;
+  throw new CrError("restore", `no free ${len}-byte hole for the restorer`);
+}
+
+export function buildPlan(inp: PlanInput): Plan {
+  const { task } = inp;
+  const thread = task.threads[0];
+  if (!thread) throw new CrError("restore", "task image has no thread", { pid: inp.pid });
+  const enc = new TextEncoder();
+
+  // --- files: service files first, then the task's fds -------------------
+  interface F { path: string; flags: number; mode: number; pos: number; target: number; dupOf: number; cloexec: boolean }
+  const fl: F[] = [];
+  const service = (path: string, flags: number) => {
+    fl.push({ path, flags, mode: 0, pos: 0, target: -1, dupOf: -1, cloexec: true });
+    return fl.length - 1;
+  };
+  const pagesFile = service(inp.pagesPath, O_RDONLY);
+  const exeFile = service(task.exe, O_RDONLY);
+  const cwdFile = service(task.cwd, O_PATH | O_DIRECTORY);
+  const mapFile = new Map<string, number>();
+  for (const v of task.mm.vmas) {
+    if (v.kind !== "file" || !v.path || mapFile.has(v.path)) continue;
+    const writableShared = (v.flags & 1) !== 0 && (v.prot & 2) !== 0;
+    mapFile.set(v.path, service(v.path, writableShared ? 2 : O_RDONLY));
+  }
+  const byId = new Map(inp.files.files.map((f) => [f.id, f]));
+  const firstFdOfFile = new Map<number, number>();
+  for (const fd of task.fds) {
+    const f = byId.get(fd.fileId);
+    if (!f) throw new CrError("restore", `fd ${fd.fd} refers to file ${fd.fileId}, missing from files.cbor`, { pid: inp.pid });
+    const prev = firstFdOfFile.get(fd.fileId);
+    fl.push({
+      path: f.path, flags: f.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY), mode: 0, pos: f.pos,
+      target: fd.fd, dupOf: prev ?? -1, cloexec: fd.cloexec,
+    });
+    if (prev === undefined) firstFdOfFile.set(fd.fileId, fl.length - 1);
+  }
+  const maxFd = task.fds.reduce((m, f) => Math.max(m, f.fd), 2);
+
+  // --- VMAs and page runs --------------------------------------------------
+  const vmas = task.mm.vmas.filter((v) => v.kind !== "vsyscall" && !SPECIAL_KINDS.includes(v.kind as (typeof SPECIAL_KINDS)[number]));
+  const runs = [...inp.pagemap.entries].sort((a, b) => a.start - b.start);
+  const vmaPages: { first: number; count: number }[] = [];
+  let ri = 0;
+  for (const v of vmas) {
+    const first = ri;
+    while (ri < runs.length && runs[ri]!.start < v.end) {
+      const r = runs[ri]!;
+      if (r.start < v.start || r.start + r.pages * PAGE > v.end) {
+        throw new CrError("restore", `page run at 0x${r.start.toString(16)} is outside every VMA`, { pid: inp.pid });
+      }
+      ri++;
+    }
+    vmaPages.push({ first, count: ri - first });
+  }
+  if (ri !== runs.length) throw new CrError("restore", `page run at 0x${runs[ri]!.start.toString(16)} is outside every VMA`, { pid: inp.pid });
+
+  // --- special mappings: ours now -> theirs then --------------------------
+  const specials: { cur: number; target: number; len: number }[] = [];
+  for (const kind of SPECIAL_KINDS) {
+    const theirs = task.mm.vmas.find((v) => v.kind === kind);
+    const ours = inp.selfMaps.find((m) => m.path === `[${kind}]`);
+    if (!theirs && !ours) continue;
+    if (!theirs || !ours || theirs.end - theirs.start !== ours.end - ours.start) {
+      throw new CrError("restore", `the [${kind}] mapping differs from the dump's (different kernel?): not supported yet`, { pid: inp.pid });
+    }
+    specials.push({ cur: ours.start, target: theirs.start, len: ours.end - ours.start });
+  }
+
+  // --- layout ----------------------------------------------------------------
+  const strings: Uint8Array[] = [];
+  let off = abi.PlanHeader.size;
+  const vmasOff = off; off += vmas.length * abi.PlanVma.size;
+  const pagesOff = off; off += runs.length * abi.PlanPages.size;
+  const filesOff = off; off += fl.length * abi.PlanFile.size;
+  const pathOffs: number[] = [];
+  for (const f of fl) {
+    const b = enc.encode(f.path + "\0");
+    pathOffs.push(off);
+    strings.push(b);
+    off += b.length;
+  }
+  off = alignUp(off, 16);
+  const auxvOff = off; off += task.mm.auxv.length;
+  off = alignUp(off, 64);
+  const xstateOff = off; off += thread.xstate.length;
+  off = alignUp(off, 8);
+  const pending = [...task.sharedPending, ...thread.pending];
+  const pendingOff = off; off += pending.length * abi.SIGINFO_SIZE;
+  const total = alignUp(off, 8);
+
+  const bytes = new Uint8Array(total);
+  const dv = new DataView(bytes.buffer);
+  const u32 = (o: number, v: number) => dv.setUint32(o, v, true);
+  const i32 = (o: number, v: number) => dv.setInt32(o, v, true);
+  const u64 = (o: number, v: number | bigint) => dv.setBigUint64(o, BigInt(v), true);
+  const H = abi.PlanHeader;
+
+  const holeLen = alignUp(inp.restorerLen, PAGE) + alignUp(total, PAGE) + RESTORER_STACK;
+  const busy = [
+    ...task.mm.vmas.map((v) => ({ start: v.start, end: v.end })),
+    ...inp.selfMaps.map((m) => ({ start: m.start, end: m.end })),
+  ];
+  const holeStart = findHole(busy, holeLen);
+
+  u64(H.magic, abi.PLAN_MAGIC);
+  u64(H.total_len, total);
+  u32(H.abi_version, abi.ABI_VERSION);
+  i32(H.pid, inp.pid);
+  u64(H.hole_start, holeStart);
+  u64(H.hole_len, holeLen);
+  u32(H.vmas_off, vmasOff); u32(H.vmas_count, vmas.length);
+  u32(H.pages_off, pagesOff); u32(H.pages_count, runs.length);
+  u32(H.files_off, filesOff); u32(H.files_count, fl.length);
+  i32(H.pages_file, pagesFile); i32(H.exe_file, exeFile); i32(H.cwd_file, cwdFile);
+  i32(H.status_fd, -1);
+  i32(H.service_fd_base, Math.max(maxFd + 1, 3));
+  u32(H.special_count, specials.length);
+  specials.forEach((s, i) => {
+    const o = H.special + i * abi.PlanSpecial.size;
+    u64(o + abi.PlanSpecial.cur_start, s.cur); u64(o + abi.PlanSpecial.target_start, s.target); u64(o + abi.PlanSpecial.len, s.len);
+  });
+  const mm = task.mm;
+  const mmVals: Record<(typeof abi.PRCTL_MM_FIELDS)[number], number> = {
+    start_code: mm.startCode, end_code: mm.endCode, start_data: mm.startData, end_data: mm.endData,
+    start_brk: mm.startBrk, brk: mm.brk, start_stack: mm.startStack, arg_start: mm.argStart, arg_end: mm.argEnd,
+    env_start: mm.envStart, env_end: mm.envEnd, auxv: 0,
+  };
+  abi.PRCTL_MM_FIELDS.forEach((f, i) => u64(H.mm + i * 8, mmVals[f]));
+  u32(H.auxv_off, auxvOff); u32(H.auxv_len, mm.auxv.length);
+  bytes.set(mm.auxv, auxvOff);
+
+  for (const sa of task.sigactions) {
+    const o = H.sigactions + (sa.sig - 1) * abi.KSIGACTION_SIZE;
+    u64(o, sa.handler); u64(o + 8, sa.flags); u64(o + 16, sa.restorer); u64(o + 24, sa.mask);
+  }
+  [task.itimers.real, task.itimers.virtual, task.itimers.prof].forEach((t, i) => {
+    const o = H.itimers + i * abi.ITIMERVAL_SIZE;
+    u64(o, Math.floor(t.intervalUs / 1e6)); u64(o + 8, t.intervalUs % 1e6);
+    u64(o + 16, Math.floor(t.valueUs / 1e6)); u64(o + 24, t.valueUs % 1e6);
+  });
+  u64(H.personality, task.personality);
+  u64(H.tid_address, thread.tidAddress);
+  u64(H.robust_head, thread.robustList.head); u64(H.robust_len, thread.robustList.len);
+  if (thread.rseq) {
+    u64(H.rseq_ptr, thread.rseq.ptr); u32(H.rseq_len, thread.rseq.len); u32(H.rseq_sig, thread.rseq.sig);
+  }
+  u64(H.sigmask, thread.sigmask);
+  u64(H.altstack, thread.altstack.sp); i32(H.altstack + 8, thread.altstack.flags); u64(H.altstack + 16, thread.altstack.size);
+  bytes.set(fixupSyscallRestart(thread.regs), H.regs);
+  u32(H.xstate_off, xstateOff); u32(H.xstate_len, thread.xstate.length);
+  bytes.set(thread.xstate, xstateOff);
+  i32(H.sid, inp.sid); i32(H.pgid, inp.pgid);
+  u32(H.sigpending_off, pendingOff); u32(H.sigpending_count, pending.length);
+  pending.forEach((p, i) => bytes.set(p, pendingOff + i * abi.SIGINFO_SIZE));
+
+  vmas.forEach((v, i) => {
+    const o = vmasOff + i * abi.PlanVma.size;
+    u64(o + abi.PlanVma.start, v.start); u64(o + abi.PlanVma.end, v.end); u64(o + abi.PlanVma.pgoff, v.kind === "file" ? v.offset : 0);
+    u32(o + abi.PlanVma.prot, v.prot); u32(o + abi.PlanVma.flags, v.flags);
+    u32(o + abi.PlanVma.kind, v.kind === "file" ? 1 : 0);
+    i32(o + abi.PlanVma.file_index, v.kind === "file" && v.path ? mapFile.get(v.path)! : -1);
+    u32(o + abi.PlanVma.page_first, vmaPages[i]!.first); u32(o + abi.PlanVma.page_count, vmaPages[i]!.count);
+  });
+  runs.forEach((r, i) => {
+    const o = pagesOff + i * abi.PlanPages.size;
+    u64(o + abi.PlanPages.addr, r.start); u64(o + abi.PlanPages.len, r.pages * PAGE); u64(o + abi.PlanPages.file_off, r.offset);
+  });
+  fl.forEach((f, i) => {
+    const o = filesOff + i * abi.PlanFile.size;
+    u32(o + abi.PlanFile.path_off, pathOffs[i]!); u32(o + abi.PlanFile.path_len, strings[i]!.length - 1);
+    u32(o + abi.PlanFile.flags, f.flags); u32(o + abi.PlanFile.mode, f.mode); u64(o + abi.PlanFile.pos, f.pos);
+    i32(o + abi.PlanFile.fd, -1); i32(o + abi.PlanFile.target_fd, f.target); i32(o + abi.PlanFile.dup_of, f.dupOf);
+    u32(o + abi.PlanFile.cloexec, f.cloexec ? 1 : 0);
+    bytes.set(strings[i]!, pathOffs[i]!);
+  });
+  return { bytes, holeStart, holeLen };
+}

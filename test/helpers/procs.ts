@@ -1,0 +1,136 @@
+// Processes and temp dirs of the round-trip tests: every test starts its
+// workloads through here and calls cleanup() in a finally/afterEach, which
+// kills (by PID, only ours) and reaps what is left and removes the dirs.
+import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import * as native from "../../src/native/index.ts";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const CR = join(ROOT, "dist/cr");
+export const WORKLOADS = join(ROOT, "test/workloads/bin");
+
+const ourPids = new Set<number>();
+const ourDirs = new Set<string>();
+
+export function tempDir(prefix = "cr-test-"): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  ourDirs.add(d);
+  return d;
+}
+
+export function sleepMs(ms: number): void {
+  Bun.sleepSync(ms);
+}
+
+/** Poll `cond` every 10 ms until it holds or `ms` pass. */
+export function waitFor(cond: () => boolean, ms: number, what: string): void {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    sleepMs(10);
+  }
+}
+
+function state(pid: number): string | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return s.slice(s.lastIndexOf(")") + 2, s.lastIndexOf(")") + 3);
+  } catch {
+    return null;
+  }
+}
+
+export function alive(pid: number): boolean {
+  const s = state(pid);
+  return s !== null && s !== "Z";
+}
+
+/** Reap `pid` if it is our (adopted) zombie; true when the pid is free now. */
+function reap(pid: number): boolean {
+  if (state(pid) === null) return true;
+  try {
+    native.wait(pid, native.WNOHANG);
+  } catch {
+    // Not our child: someone else reaps it.
+  }
+  return state(pid) === null;
+}
+
+/** Wait until `pid` no longer exists (reaping it if it came to us). */
+export function waitGone(pid: number, ms = 10_000): void {
+  waitFor(() => reap(pid), ms, `pid ${pid} to be gone`);
+}
+
+export interface Workload {
+  pid: number;
+  dir: string;
+  proc: ReturnType<typeof Bun.spawn>;
+}
+
+/** Start test/workloads/bin/NAME with a fresh dir as argv[1]; wait for its `ready` file. */
+export function startWorkload(name: string, args: string[] = [], opts: { cwd?: string } = {}): Workload {
+  const dir = tempDir(`cr-${name}-`);
+  const proc = Bun.spawn([join(WORKLOADS, name), dir, ...args], {
+    stdio: ["ignore", "ignore", "ignore"],
+    cwd: opts.cwd ?? dir,
+  });
+  ourPids.add(proc.pid);
+  waitFor(() => existsSync(join(dir, "ready")) || existsSync(join(dir, "result")), 15_000, `${name} to be ready`);
+  if (existsSync(join(dir, "result"))) throw new Error(`${name} failed before ready: ${readResult(dir)}`);
+  return { pid: proc.pid, dir, proc };
+}
+
+export function track(pid: number): void {
+  ourPids.add(pid);
+}
+
+export function readProgress(dir: string): number {
+  try {
+    return Number(readFileSync(join(dir, "progress"), "utf8").trim());
+  } catch {
+    return -1;
+  }
+}
+
+export function readResult(dir: string): string | null {
+  try {
+    return readFileSync(join(dir, "result"), "utf8").trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Ask a workload to verify everything once more and exit; returns its result line. */
+export function stopWorkload(w: { pid: number; dir: string }, ms = 20_000): string {
+  writeFileSync(join(w.dir, "stop"), "");
+  waitFor(() => readResult(w.dir) !== null && !alive(w.pid), ms, `workload ${w.pid} to finish`);
+  reap(w.pid);
+  return readResult(w.dir)!;
+}
+
+export function cr(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): SpawnSyncReturns<string> {
+  return spawnSync(CR, args, { encoding: "utf8", cwd: opts.cwd ?? ROOT, timeout: opts.timeoutMs ?? 120_000 });
+}
+
+/** Kill (by PID) and reap everything this test started or restored; remove its dirs. */
+export function cleanup(): void {
+  for (const pid of ourPids) {
+    if (alive(pid)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+    try {
+      waitGone(pid, 5_000);
+    } catch {
+      // Left to its parent; nothing more we may do.
+    }
+  }
+  ourPids.clear();
+  for (const d of ourDirs) rmSync(d, { recursive: true, force: true });
+  ourDirs.clear();
+}

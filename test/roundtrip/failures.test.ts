@@ -1,0 +1,97 @@
+// Failure paths: each must end in one clear line and a non-zero exit, leave a
+// dumped process running untouched, and never leave a half-restored process.
+import { afterEach, describe, expect, test } from "bun:test";
+import { readFileSync, readdirSync, truncateSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  alive, cleanup, cr, readProgress, startWorkload, tempDir, track, waitFor, waitGone,
+} from "../helpers/procs.ts";
+
+afterEach(cleanup);
+
+function tracerOf(pid: number): number {
+  const m = /TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m?.[1] ?? -1);
+}
+
+function oneLine(s: string): string {
+  const lines = s.trim().split("\n");
+  expect(lines.length).toBe(1);
+  return lines[0]!;
+}
+
+/** A dumped (killed) sleeper: its images and its now-free pid. */
+function dumpedSleeper(): { pid: number; images: string; dir: string } {
+  const w = startWorkload("sleeper");
+  waitFor(() => readProgress(w.dir) >= 2, 10_000, "progress");
+  const images = tempDir("cr-images-");
+  const d = cr(["dump", "-t", String(w.pid), "-D", images]);
+  expect(d.status).toBe(0);
+  waitGone(w.pid);
+  return { pid: w.pid, images, dir: w.dir };
+}
+
+describe("dump failures leave the process untouched", () => {
+  test("a missing pid", () => {
+    const p = Bun.spawnSync(["true"]);
+    const pid = p.pid;
+    waitGone(pid);
+    const r = cr(["dump", "-t", String(pid), "-D", tempDir()]);
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toContain(`pid ${pid}`);
+    expect(r.stderr).toContain("no such process");
+  });
+
+  test("an unsupported fd (a pipe) is named, with its pid, and the process runs on", () => {
+    const dir = tempDir();
+    const p = Bun.spawn([join(import.meta.dir, "../workloads/bin/sleeper"), dir], { stdio: ["ignore", "pipe", "ignore"] });
+    track(p.pid);
+    waitFor(() => readProgress(dir) >= 2, 10_000, "progress");
+    const r = cr(["dump", "-t", String(p.pid), "-D", tempDir()]);
+    expect(r.status).not.toBe(0);
+    const line = oneLine(r.stderr);
+    expect(line).toContain("fd 1");
+    expect(line).toContain("pipe:");
+    expect(line).toContain(`pid ${p.pid}`);
+    expect(alive(p.pid)).toBe(true);
+    expect(tracerOf(p.pid)).toBe(0);
+    const at = readProgress(dir);
+    waitFor(() => readProgress(dir) >= at + 5, 10_000, "progress after the failed dump");
+  });
+});
+
+describe("restore refuses before creating anything", () => {
+  test("the pid is busy", () => {
+    const w = startWorkload("sleeper");
+    waitFor(() => readProgress(w.dir) >= 2, 10_000, "progress");
+    const images = tempDir("cr-images-");
+    expect(cr(["dump", "-t", String(w.pid), "-D", images, "-R"]).status).toBe(0);
+    const r = cr(["restore", "-D", images, "-d"]);
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toContain(`pid ${w.pid} is in use`);
+    const at = readProgress(w.dir);
+    waitFor(() => readProgress(w.dir) >= at + 3, 10_000, "original still progressing");
+  });
+
+  test("a truncated pages image", () => {
+    const { pid, images } = dumpedSleeper();
+    const pages = readdirSync(images).find((f) => f.startsWith("pages-"))!;
+    truncateSync(join(images, pages), Math.max(0, statSync(join(images, pages)).size - 4096));
+    const r = cr(["restore", "-D", images, "-d"]);
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toContain(pages);
+    expect(alive(pid)).toBe(false);
+  });
+
+  test("a bit flipped in the task image", () => {
+    const { pid, images } = dumpedSleeper();
+    const name = readdirSync(images).find((f) => f.startsWith("task-"))!;
+    const bytes = readFileSync(join(images, name));
+    bytes[Math.floor(bytes.length / 2)]! ^= 0x10;
+    writeFileSync(join(images, name), bytes);
+    const r = cr(["restore", "-D", images, "-d"]);
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toContain(name);
+    expect(alive(pid)).toBe(false);
+  });
+});

@@ -1,0 +1,124 @@
+// Round trips of one process: start a workload that checks its own state,
+// dump it (the original is killed), wait until its PID is free, restore it,
+// and let the workload itself say whether everything survived.
+import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  alive, cleanup, cr, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitFor, waitGone,
+} from "../helpers/procs.ts";
+
+afterEach(cleanup);
+
+/** Dump `pid` into a fresh dir (killing it), wait for the pid to be free, restore detached. */
+function roundTrip(pid: number): string {
+  const images = tempDir("cr-images-");
+  const d = cr(["dump", "-t", String(pid), "-D", images]);
+  expect(d.stderr).toBe("");
+  expect(d.status).toBe(0);
+  waitGone(pid);
+  const r = cr(["restore", "-D", images, "-d"]);
+  expect(r.stderr).toBe("");
+  expect(r.status).toBe(0);
+  track(pid);
+  expect(alive(pid)).toBe(true);
+  return images;
+}
+
+const cases: { name: string; args?: string[] }[] = [
+  { name: "counter" },
+  { name: "pattern", args: ["256"] },
+  { name: "signals" },
+  { name: "itimer" },
+  { name: "avx" },
+  { name: "sleeper" },
+  { name: "sleeper-static" },
+];
+
+describe("single process round trip", () => {
+  for (const c of cases) {
+    test(`${c.name} continues with its state intact`, () => {
+      const w = startWorkload(c.name, c.args ?? []);
+      waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress before the dump");
+      roundTrip(w.pid);
+      const after = readProgress(w.dir);
+      waitFor(() => readProgress(w.dir) >= after + 5 || readResult(w.dir) !== null, 15_000, "progress after restore");
+      expect(readResult(w.dir)).toBeNull();
+      expect(stopWorkload(w)).toStartWith("PASS");
+    });
+  }
+
+  test("counter file has no gap and no repeat across the dump", () => {
+    const w = startWorkload("counter");
+    waitFor(() => readProgress(w.dir) >= 5, 10_000, "counter progress");
+    roundTrip(w.pid);
+    waitFor(() => readProgress(w.dir) >= 10, 10_000, "counter progress after restore");
+    expect(stopWorkload(w)).toStartWith("PASS");
+    const nums = readFileSync(join(w.dir, "counter.log"), "utf8").trim().split("\n").map(Number);
+    expect(nums.length).toBeGreaterThan(10);
+    nums.forEach((n, i) => expect(n).toBe(i));
+  });
+
+  test("an unmodified system program (sleep) is restored and keeps sleeping", () => {
+    const dir = tempDir();
+    const p = Bun.spawn(["sleep", "1000"], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
+    track(p.pid);
+    waitFor(() => alive(p.pid), 5_000, "sleep to start");
+    roundTrip(p.pid);
+    Bun.sleepSync(300);
+    expect(alive(p.pid)).toBe(true);
+    expect(readFileSync(`/proc/${p.pid}/cmdline`, "utf8")).toBe("sleep\u00001000\u0000");
+  });
+
+  test("a python3 loop (dynamic glibc, many mappings) keeps counting", () => {
+    const dir = tempDir();
+    const script = `import time,os\nn=0\nwhile True:\n  n+=1\n  open('${dir}/p.tmp','w').write(str(n))\n  os.rename('${dir}/p.tmp','${dir}/progress')\n  time.sleep(0.01)\n`;
+    const p = Bun.spawn(["python3", "-c", script], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
+    track(p.pid);
+    waitFor(() => readProgress(dir) >= 5, 10_000, "python progress");
+    roundTrip(p.pid);
+    const after = readProgress(dir);
+    waitFor(() => readProgress(dir) >= after + 10, 10_000, "python progress after restore");
+    expect(alive(p.pid)).toBe(true);
+  });
+});
+
+describe("dump and restore options", () => {
+  test("--leave-running keeps the original going and the images restore later", () => {
+    const w = startWorkload("counter");
+    waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress");
+    const images = tempDir("cr-images-");
+    const d = cr(["dump", "-t", String(w.pid), "-D", images, "--leave-running"]);
+    expect(d.stderr).toBe("");
+    expect(d.status).toBe(0);
+    const at = readProgress(w.dir);
+    waitFor(() => readProgress(w.dir) >= at + 5, 10_000, "original progressing after -R");
+    expect(alive(w.pid)).toBe(true);
+    // The images are good: restore them once the original is gone. The counter
+    // file has moved on meanwhile, so the restored run must detect the repeat.
+    process.kill(w.pid, "SIGKILL");
+    waitGone(w.pid);
+    const r = cr(["restore", "-D", images, "-d"]);
+    expect(r.status).toBe(0);
+    track(w.pid);
+    waitFor(() => readResult(w.dir) !== null, 10_000, "restored counter to notice the file moved on");
+    expect(readResult(w.dir)).toStartWith("FAIL");
+  });
+
+  test("--pidfile gets the restored pid, restore without -d exits with the task's status", async () => {
+    const w = startWorkload("sleeper");
+    waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress");
+    const images = tempDir("cr-images-");
+    expect(cr(["dump", "-t", String(w.pid), "-D", images]).status).toBe(0);
+    waitGone(w.pid);
+    const pidfile = join(tempDir(), "pid");
+    const child = Bun.spawn([join(import.meta.dir, "../../dist/cr"), "restore", "-D", images, "--pidfile", pidfile], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    track(w.pid);
+    waitFor(() => existsSync(pidfile), 10_000, "pidfile");
+    expect(Number(readFileSync(pidfile, "utf8").trim())).toBe(w.pid);
+    expect(stopWorkload(w)).toStartWith("PASS");
+    expect(await child.exited).toBe(0);
+  });
+});
