@@ -47,7 +47,7 @@ export const PLAN_MAGIC = 0x6372706c616e3031n;
 export const MAX_SPECIAL = 4;
 
 export const PlanHeader = {
-  size: 2760,
+  size: 2800,
   magic: 0,
   total_len: 8,
   abi_version: 16,
@@ -88,6 +88,9 @@ export const PlanHeader = {
   pgid: 2748,
   sigpending_off: 2752,
   sigpending_count: 2756,
+  comm: 2760,
+  umask: 2776,
+  inherited_rseq_ptr: 2784,
 } as const;
 export const SIGINFO_SIZE = 128;
 
@@ -127,7 +130,8 @@ export const LAYOUT_FIELDS = [
   "size_plan_header", "size_plan_vma", "size_plan_pages", "size_plan_file", "size_plan_special", "off_plan_special",
   "off_plan_mm", "off_plan_auxv_off", "off_plan_sigactions", "off_plan_itimers", "off_plan_personality",
   "off_plan_rseq_ptr", "off_plan_sigmask", "off_plan_altstack", "off_plan_regs", "off_plan_xstate_off", "off_plan_sid",
-  "size_status_record", "size_check_report",
+  "size_status_record", "size_check_report", "off_plan_sigpending_off", "off_plan_comm", "off_plan_umask",
+  "off_plan_inherited_rseq_ptr",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -165,4 +169,8 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_plan_sid: PlanHeader.sid,
   size_status_record: StatusRecord.size,
   size_check_report: CHECK_REPORT_SIZE,
+  off_plan_sigpending_off: PlanHeader.sigpending_off,
+  off_plan_comm: PlanHeader.comm,
+  off_plan_umask: PlanHeader.umask,
+  off_plan_inherited_rseq_ptr: PlanHeader.inherited_rseq_ptr,
 };

@@ -25,6 +25,8 @@ export interface PlanInput {
   /** cr's own mappings now (the new task starts as a copy of them). */
   selfMaps: MapsEntry[];
   restorerLen: number;
+  /** umask of the dumped task (not in the task image yet: 0o022 when unknown). */
+  umask: number;
 }
 
 export interface Plan {
@@ -215,6 +217,8 @@ export function buildPlan(inp: PlanInput): Plan {
   bytes.set(thread.xstate, xstateOff);
   i32(H.sid, inp.sid); i32(H.pgid, inp.pgid);
   u32(H.sigpending_off, pendingOff); u32(H.sigpending_count, pending.length);
+  bytes.set(enc.encode(task.comm).subarray(0, 15), H.comm);
+  u32(H.umask, inp.umask);
   pending.forEach((p, i) => bytes.set(p, pendingOff + i * abi.SIGINFO_SIZE));
 
   vmas.forEach((v, i) => {

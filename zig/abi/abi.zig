@@ -247,6 +247,16 @@ pub const PlanHeader = extern struct {
     /// Pending signals (128-byte siginfo records) the restorer queues to itself.
     sigpending_off: u32,
     sigpending_count: u32,
+    /// Task name (prctl PR_SET_NAME), NUL padded.
+    comm: [16]u8,
+    umask: u32,
+    _pad1: u32,
+    /// rseq registration the new task inherited from cr's thread: it must be
+    /// unregistered before cr's memory goes, or the kernel's next rseq update
+    /// faults. Filled by libcr, not by TypeScript.
+    inherited_rseq_ptr: u64,
+    inherited_rseq_len: u32,
+    inherited_rseq_sig: u32,
 };
 
 pub const SIGINFO_SIZE: usize = 128;
@@ -316,6 +326,10 @@ pub const Layout = extern struct {
     off_plan_sid: u32,
     size_status_record: u32,
     size_check_report: u32,
+    off_plan_sigpending_off: u32,
+    off_plan_comm: u32,
+    off_plan_umask: u32,
+    off_plan_inherited_rseq_ptr: u32,
 };
 
 pub fn layout() Layout {
@@ -353,6 +367,10 @@ pub fn layout() Layout {
         .off_plan_sid = @offsetOf(PlanHeader, "sid"),
         .size_status_record = @sizeOf(StatusRecord),
         .size_check_report = @sizeOf(CheckReport),
+        .off_plan_sigpending_off = @offsetOf(PlanHeader, "sigpending_off"),
+        .off_plan_comm = @offsetOf(PlanHeader, "comm"),
+        .off_plan_umask = @offsetOf(PlanHeader, "umask"),
+        .off_plan_inherited_rseq_ptr = @offsetOf(PlanHeader, "inherited_rseq_ptr"),
     };
 }
 

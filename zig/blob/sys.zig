@@ -19,6 +19,7 @@ pub const SYS_madvise: usize = 28;
 pub const SYS_getitimer: usize = 36;
 pub const SYS_setitimer: usize = 38;
 pub const SYS_getpid: usize = 39;
+pub const SYS_umask: usize = 95;
 pub const SYS_exit: usize = 60;
 pub const SYS_kill: usize = 62;
 pub const SYS_sigaltstack: usize = 131;
@@ -33,6 +34,7 @@ pub const SYS_set_robust_list: usize = 273;
 pub const SYS_rseq: usize = 334;
 
 pub const PR_SET_MM: usize = 35;
+pub const PR_SET_NAME: usize = 15;
 pub const PR_SET_MM_MAP: usize = 14;
 pub const PR_GET_TID_ADDRESS: usize = 40;
 pub const ARCH_SET_GS: usize = 0x1001;

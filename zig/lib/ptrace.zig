@@ -150,3 +150,33 @@ pub fn peekSiginfo(tid: i32, shared: bool, out: [*]u8, max: u32) i32 {
     if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_PEEKSIGINFO of {d} failed", .{tid});
     return @intCast(rc);
 }
+
+pub const RseqOfSelf = struct { ptr: u64, len: u32, sig: u32 };
+
+/// The rseq registration of the calling thread. A thread cannot ask this of
+/// itself, but a raw-cloned child inherits it: seize such a child (it only
+/// sleeps), read its configuration, kill it.
+pub fn rseqOfSelf() !RseqOfSelf {
+    var ca = std.mem.zeroes([11]u64);
+    ca[4] = sys.SIGCHLD; // exit_signal
+    const rc = sys.syscall2(.clone3, @intFromPtr(&ca), @sizeOf([11]u64));
+    if (sys.isErr(rc)) return error.CloneFailed;
+    if (rc == 0) {
+        var i: u32 = 0;
+        while (i < 1000) : (i += 1) sys.nanosleepNs(10_000_000);
+        _ = sys.syscall1(.exit_group, 0);
+    }
+    const tid: i32 = @intCast(rc);
+    defer {
+        _ = sys.syscall2(.kill, rc, sys.SIGKILL);
+        var status: u32 = 0;
+        _ = sys.syscall4(.wait4, rc, @intFromPtr(&status), sys.WALL, 0);
+    }
+    if (sys.isErr(ptrace(PTRACE_SEIZE, tid, 0, 0))) return error.SeizeFailed;
+    if (sys.isErr(ptrace(PTRACE_INTERRUPT, tid, 0, 0))) return error.InterruptFailed;
+    _ = try waitStop(tid, 2000);
+    var conf = std.mem.zeroes(RseqConfig);
+    const r = ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, @sizeOf(RseqConfig), @intFromPtr(&conf));
+    if (sys.isErr(r)) return error.RseqConfigFailed;
+    return .{ .ptr = conf.ptr, .len = conf.len, .sig = conf.sig };
+}

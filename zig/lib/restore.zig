@@ -7,6 +7,7 @@ const std = @import("std");
 const abi = @import("abi");
 const sys = @import("sys.zig");
 const err = @import("err.zig");
+const pt = @import("ptrace.zig");
 
 const CloneArgs = extern struct {
     flags: u64,
@@ -48,6 +49,11 @@ pub fn spawn(plan: []u8, blob: []const u8, status_rfd: *i32) i32 {
     if (h.files_off + @as(u64, h.files_count) * @sizeOf(abi.PlanFile) > plan.len) return err.fail(sys.EINVAL, "restore plan: file table out of bounds", .{});
     const needed = std.mem.alignForward(usize, blob.len, 4096) + std.mem.alignForward(usize, plan.len, 4096) + RESTORER_STACK;
     if (h.hole_len < needed) return err.fail(sys.EINVAL, "restore plan: hole of {d} bytes is smaller than the {d} needed", .{ h.hole_len, needed });
+
+    const inherited = pt.rseqOfSelf() catch |e| return err.fail(sys.EIO, "cannot learn cr's own rseq registration: {s}", .{@errorName(e)});
+    h.inherited_rseq_ptr = inherited.ptr;
+    h.inherited_rseq_len = inherited.len;
+    h.inherited_rseq_sig = inherited.sig;
 
     var pfd: [2]i32 = undefined;
     const prc = sys.syscall2(.pipe2, @intFromPtr(&pfd), O_CLOEXEC);
@@ -98,6 +104,10 @@ fn childStage(plan: []u8, h: *abi.PlanHeader, blob: []const u8, pipe_w: i32) nor
     const all: u64 = std.math.maxInt(u64);
     _ = sys.syscall4(.rt_sigprocmask, 2, @intFromPtr(&all), 0, 8);
 
+    // cr's rseq area is about to be unmapped: drop the registration first.
+    if (h.inherited_rseq_ptr != 0) {
+        _ = sys.syscall4(.rseq, h.inherited_rseq_ptr, h.inherited_rseq_len, 1, h.inherited_rseq_sig);
+    }
     const base = h.service_fd_base;
     std.debug.assert(base > 2);
     // The status pipe goes to exactly `base` and everything above it is closed,

@@ -180,6 +180,8 @@ fn setSignals(c: *const Ctx) void {
 }
 
 fn setThreadState(c: *const Ctx) void {
+    _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_NAME, @intFromPtr(&c.h.comm)), .misc, 3);
+    _ = sys.syscall1(sys.SYS_umask, c.h.umask);
     _ = c.check(sys.syscall1(sys.SYS_personality, c.h.personality), .misc, 1);
     _ = sys.syscall1(sys.SYS_set_tid_address, c.h.tid_address);
     if (c.h.robust_head != 0) _ = c.check(sys.syscall2(sys.SYS_set_robust_list, c.h.robust_head, c.h.robust_len), .misc, 2);
