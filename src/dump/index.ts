@@ -13,7 +13,8 @@ import { parseLimits } from "../proc/limits.ts";
 import * as img from "../images/index.ts";
 import { CR_VERSION } from "../version.ts";
 import { collectTarget } from "./tree.ts";
-import { classifyVma, pagesToDump, syscallSite, PAGE } from "./memory.ts";
+import { classifyVma, pagesToDump, PAGE } from "./memory.ts";
+import { syscallSite } from "../syscall-site.ts";
 import { collectFiles } from "./files.ts";
 
 export interface DumpOptions {
@@ -29,8 +30,16 @@ export interface DumpOptions {
 export interface DumpResult {
   pid: number;
   pagesBytes: number;
+  /** From the first seize to the task killed or resumed. */
   freezeMs: number;
   totalMs: number;
+  /** The dumper's peak RSS (VmHWM). */
+  peakRssKiB: number;
+}
+
+function peakRssKiB(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+  return Number(m?.[1] ?? 0);
 }
 
 export function dump(opts: DumpOptions): DumpResult {
@@ -38,13 +47,14 @@ export function dump(opts: DumpOptions): DumpResult {
   const target = collectTarget(opts.pid);
   img.createImageDir(opts.dir);
   const seized: number[] = [];
+  const tSeize = performance.now();
   try {
     for (const tid of target.tids) {
       native.seize(tid);
       seized.push(tid);
     }
     const tFrozen = performance.now();
-    opts.log(`froze ${seized.length} thread(s) of ${target.pid} in ${(tFrozen - t0).toFixed(1)} ms`);
+    opts.log(`froze ${seized.length} thread(s) of ${target.pid} in ${(tFrozen - tSeize).toFixed(1)} ms`);
     const pagesBytes = writeTaskImages(target.pid, target, opts);
     if (opts.leaveRunning) {
       for (const tid of seized.splice(0)) native.detach(tid);
@@ -59,7 +69,7 @@ export function dump(opts: DumpOptions): DumpResult {
       }
     }
     const t1 = performance.now();
-    return { pid: target.pid, pagesBytes, freezeMs: t1 - tFrozen + (tFrozen - t0), totalMs: t1 - t0 };
+    return { pid: target.pid, pagesBytes, freezeMs: t1 - tSeize, totalMs: t1 - t0, peakRssKiB: peakRssKiB() };
   } catch (e) {
     // Leave the task running as it was: every injected change was cured by
     // libcr before it returned, so detaching is all that is left.
@@ -113,6 +123,7 @@ function writeTaskImages(pid: number, target: ReturnType<typeof collectTarget>, 
     exe: readlinkSync(`/proc/${pid}/exe`),
     cwd: readlinkSync(`/proc/${pid}/cwd`),
     root: readlinkSync(`/proc/${pid}/root`),
+    umask: status.umask ?? 0o022,
     personality: parseInt(proc("personality").trim(), 16),
     creds: {
       uid: status.uid, gid: status.gid, groups: status.groups,

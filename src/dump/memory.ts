@@ -94,10 +94,3 @@ export function pagesToDump(pid: number, vmas: DumpVma[]): PageRun[] {
   }
   return runs;
 }
-
-/** An address where an injected `syscall; int3` may be written: start of an executable, non-special VMA. */
-export function syscallSite(vmas: DumpVma[], pid: number): number {
-  const v = vmas.find((x) => (x.prot & PROT_EXEC) !== 0 && x.kind !== "vdso" && x.kind !== "vsyscall");
-  if (!v) throw new CrError("dump", "no executable mapping to run the parasite from", { pid });
-  return v.start;
-}

@@ -22,6 +22,7 @@ const symbols = {
   cr_peek_siginfo: { args: [i32, i32, P, u32], returns: i32 },
   cr_run_parasite: { args: [i32, u64, P, usize, P], returns: i32 },
   cr_dump_pages: { args: [i32, P, u32, i32, P], returns: i32 },
+  cr_unmap_remote: { args: [i32, u64, u64, u64], returns: i32 },
   cr_restore_spawn: { args: [P, usize, P, usize, P], returns: i32 },
   cr_restore_status: { args: [i32, P], returns: i32 },
   cr_wait: { args: [i32, P, i32], returns: i32 },
@@ -188,6 +189,11 @@ export function dumpPages(pid: number, ranges: { addr: number; len: number }[], 
   const written = new BigUint64Array(1);
   checked(native().cr_dump_pages(pid, ptr(buf), ranges.length, fd, ptr(written)), "dump pages", pid);
   return Number(written[0]);
+}
+
+/** munmap [addr, addr+len) inside running task `tid`, by an injected syscall at `syscallSite`. */
+export function unmapRemote(tid: number, syscallSite: number, addr: number, len: number): void {
+  checked(native().cr_unmap_remote(tid, BigInt(syscallSite), BigInt(addr), BigInt(len)), "restore cleanup", tid);
 }
 
 export interface SpawnResult {

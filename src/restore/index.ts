@@ -11,6 +11,7 @@ import { parseMaps } from "../proc/maps.ts";
 import { parseStat } from "../proc/stat.ts";
 import * as img from "../images/index.ts";
 import { buildPlan } from "./plan.ts";
+import { syscallSite } from "../syscall-site.ts";
 
 export interface RestoreOptions {
   dir: string;
@@ -84,6 +85,14 @@ export function restore(opts: RestoreOptions): { pid: number } {
     throw new CrError("restore", `restoring failed at ${step} (item ${failure.index}): ${native.errnoName(-failure.err)}`, {
       pid, errno: -failure.err,
     });
+  }
+  // The task left the restorer through rt_sigreturn; its area is dead weight
+  // (and RWX): remove it from outside, like a tiny dump with -R.
+  try {
+    native.unmapRemote(pid, syscallSite(task.mm.vmas, pid), plan.holeStart, plan.holeLen);
+  } catch (e) {
+    // A task that already exited has nothing left to clean.
+    if (!(e instanceof CrError && e.errno === 3)) throw e;
   }
   if (opts.pidfile) writeFileSync(opts.pidfile, `${pid}\n`);
   opts.log(`restored ${pid}`);

@@ -25,8 +25,6 @@ export interface PlanInput {
   /** cr's own mappings now (the new task starts as a copy of them). */
   selfMaps: MapsEntry[];
   restorerLen: number;
-  /** umask of the dumped task (not in the task image yet: 0o022 when unknown). */
-  umask: number;
 }
 
 export interface Plan {
@@ -134,7 +132,7 @@ export function buildPlan(inp: PlanInput): Plan {
 
   // --- layout ----------------------------------------------------------------
   const strings: Uint8Array[] = [];
-  let off = abi.PlanHeader.size;
+  let off: number = abi.PlanHeader.size;
   const vmasOff = off; off += vmas.length * abi.PlanVma.size;
   const pagesOff = off; off += runs.length * abi.PlanPages.size;
   const filesOff = off; off += fl.length * abi.PlanFile.size;
@@ -218,7 +216,7 @@ export function buildPlan(inp: PlanInput): Plan {
   i32(H.sid, inp.sid); i32(H.pgid, inp.pgid);
   u32(H.sigpending_off, pendingOff); u32(H.sigpending_count, pending.length);
   bytes.set(enc.encode(task.comm).subarray(0, 15), H.comm);
-  u32(H.umask, inp.umask);
+  u32(H.umask, task.umask);
   pending.forEach((p, i) => bytes.set(p, pendingOff + i * abi.SIGINFO_SIZE));
 
   vmas.forEach((v, i) => {

@@ -1,7 +1,7 @@
 // Failure paths: each must end in one clear line and a non-zero exit, leave a
 // dumped process running untouched, and never leave a half-restored process.
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync, readdirSync, truncateSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, truncateSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   alive, cleanup, cr, readProgress, startWorkload, tempDir, track, waitFor, waitGone,
@@ -42,21 +42,37 @@ describe("dump failures leave the process untouched", () => {
     expect(r.stderr).toContain("no such process");
   });
 
-  test("an unsupported fd (a pipe) is named, with its pid, and the process runs on", () => {
-    const dir = tempDir();
-    const p = Bun.spawn([join(import.meta.dir, "../workloads/bin/sleeper"), dir], { stdio: ["ignore", "pipe", "ignore"] });
-    track(p.pid);
+  /** Dump must fail naming fd 1, its target and the pid, and leave the task running untraced. */
+  function expectUnsupportedFd(pid: number, dir: string, target: string): void {
     waitFor(() => readProgress(dir) >= 2, 10_000, "progress");
-    const r = cr(["dump", "-t", String(p.pid), "-D", tempDir()]);
+    const r = cr(["dump", "-t", String(pid), "-D", tempDir()]);
     expect(r.status).not.toBe(0);
     const line = oneLine(r.stderr);
     expect(line).toContain("fd 1");
-    expect(line).toContain("pipe:");
-    expect(line).toContain(`pid ${p.pid}`);
-    expect(alive(p.pid)).toBe(true);
-    expect(tracerOf(p.pid)).toBe(0);
+    expect(line).toContain(target);
+    expect(line).toContain(`pid ${pid}`);
+    expect(alive(pid)).toBe(true);
+    expect(tracerOf(pid)).toBe(0);
     const at = readProgress(dir);
     waitFor(() => readProgress(dir) >= at + 5, 10_000, "progress after the failed dump");
+  }
+
+  test("an unsupported fd (a pipe) is named, with its pid, and the process runs on", () => {
+    const dir = tempDir();
+    const bin = join(import.meta.dir, "../workloads/bin/sleeper");
+    const sh = Bun.spawn(["sh", "-c", `exec 3>&1; "${bin}" "${dir}" | cat >/dev/null`], { stdio: ["ignore", "ignore", "ignore"] });
+    track(sh.pid);
+    waitFor(() => existsSync(join(dir, "ready")), 10_000, "sleeper behind a pipe");
+    const pid = Number(readFileSync(join(dir, "ready"), "utf8").trim());
+    track(pid);
+    expectUnsupportedFd(pid, dir, "pipe:[");
+  });
+
+  test("an unsupported fd (a socket) is named, with its pid, and the process runs on", () => {
+    const dir = tempDir();
+    const p = Bun.spawn([join(import.meta.dir, "../workloads/bin/sleeper"), dir], { stdio: ["ignore", "pipe", "ignore"] });
+    track(p.pid);
+    expectUnsupportedFd(p.pid, dir, "socket:[");
   });
 });
 

@@ -158,3 +158,27 @@ fn runParasiteIn(s: *Session, blob: []const u8, args_off: usize, region_len: usi
     out.* = args.state;
     return 0;
 }
+
+/// munmap a range inside a running task from outside: freeze it, inject the
+/// syscall, cure, let it go. Used to drop the restorer's area once the
+/// restored task has left it through rt_sigreturn.
+pub fn unmapRemote(tid: i32, site: u64, addr: u64, len: u64) i32 {
+    const sz = pt.seize(tid);
+    if (sz != 0) return sz;
+    var s = Session.begin(tid, site) catch {
+        _ = pt.detach(tid, 0);
+        return sys.neg(sys.EIO);
+    };
+    var rc: i32 = 0;
+    const r = s.syscall(@intFromEnum(sys.SYS.munmap), .{ addr, len, 0, 0, 0, 0 }) catch null;
+    if (r == null) {
+        rc = sys.neg(sys.EIO);
+    } else if (sys.isErr(r.?)) {
+        rc = err.fail(sys.errnoOf(r.?), "munmap of the restorer area in {d} failed", .{tid});
+    }
+    const cured = s.cure();
+    const det = pt.detach(tid, 0);
+    if (rc != 0) return rc;
+    if (cured != 0) return cured;
+    return det;
+}

@@ -34,6 +34,8 @@ fn reap(pid: usize) void {
     _ = sys.syscall4(.wait4, pid, @intFromPtr(&status), sys.WALL, 0);
 }
 
+var probe_word: u64 = 0x1234;
+
 pub fn run(out: *abi.CheckReport) void {
     out.* = std.mem.zeroes(abi.CheckReport);
     const child = forkSleeper(null);
@@ -55,11 +57,10 @@ pub fn run(out: *abi.CheckReport) void {
         out.rseq_config = result(pt.ptrace(pt.PTRACE_GET_RSEQ_CONFIGURATION, tid, conf.len, @intFromPtr(&conf)));
         _ = pt.ptrace(pt.PTRACE_DETACH, tid, 0, 0);
     }
-    // process_vm_readv from the child.
-    var word: u64 = 0x1234;
+    // process_vm_readv from the child: it has its own copy of this global.
     var got: u64 = 0;
     const l = [_]std.posix.iovec{.{ .base = @ptrCast(&got), .len = 8 }};
-    const r = [_]std.posix.iovec_const{.{ .base = @ptrCast(&word), .len = 8 }};
+    const r = [_]std.posix.iovec_const{.{ .base = @ptrCast(&probe_word), .len = 8 }};
     rc = std.os.linux.process_vm_readv(tid, &l, &r, 0);
     out.process_vm_readv = if (sys.isErr(rc)) result(rc) else if (got == 0x1234) 1 else sys.neg(sys.EIO);
     // pidfd_open + pidfd_getfd (fd 0 of the child).

@@ -71,6 +71,11 @@ export fn cr_dump_pages(pid: i32, ranges: [*]const pages.Range, count: u32, fd: 
     return pages.dump(pid, ranges[0..count], fd, written);
 }
 
+export fn cr_unmap_remote(tid: i32, site: u64, addr: u64, len: u64) i32 {
+    err.clear();
+    return inject.unmapRemote(tid, site, addr, len);
+}
+
 /// Create the task of `plan`; returns its pid and the status pipe's read end.
 export fn cr_restore_spawn(plan: [*]u8, plan_len: usize, blob: [*]const u8, blob_len: usize, status_rfd: *i32) i32 {
     err.clear();

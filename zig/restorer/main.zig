@@ -280,13 +280,17 @@ fn sigreturn(c: *const Ctx) noreturn {
     const src: [*]const u8 = c.base + h.xstate_off;
     @memcpy(fp[0..xlen], src[0..xlen]);
     // The software-reserved bytes tell the kernel the frame holds a full XSAVE
-    // image of `xlen` bytes followed by MAGIC2.
+    // image of `xlen` bytes followed by MAGIC2. In the ptrace image the same
+    // bytes carry XCR0 (the features the image covers): read it first.
+    const xcr0_ptr: *align(1) u64 = @ptrCast(fp + SW_RESERVED_OFF);
+    const hdr_bv: *align(1) const u64 = @ptrCast(fp + 512);
+    const xcr0 = if (xcr0_ptr.* != 0) xcr0_ptr.* else hdr_bv.* | 3;
+    @memset(fp[SW_RESERVED_OFF..512], 0);
     const sw: [*]align(1) u32 = @ptrCast(fp + SW_RESERVED_OFF);
     sw[0] = FP_XSTATE_MAGIC1;
     sw[1] = @intCast(xlen + 4); // extended_size
     const xfeat: *align(1) u64 = @ptrCast(fp + SW_RESERVED_OFF + 8);
-    const hdr_bv: *align(1) const u64 = @ptrCast(fp + 512);
-    if (xfeat.* == 0) xfeat.* = hdr_bv.* | 3;
+    xfeat.* = xcr0;
     sw[4] = @intCast(xlen); // xstate_size
     const magic2: *align(1) u32 = @ptrCast(fp + xlen);
     magic2.* = FP_XSTATE_MAGIC2;

@@ -1,0 +1,111 @@
+// Benchmarks (not tests): binary size and start-up, then a 1 GiB process:
+// dump / restore time and throughput, freeze time, image size and the dumper's
+// peak RSS, against the raw speed of copying the same memory and of writing
+// the same amount to the same disk, measured in the same run.
+import { spawnSync } from "node:child_process";
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeSync, readdirSync, mkdtempSync } from "node:fs";
+import { join, resolve } from "node:path";
+import * as native from "../src/native/index.ts";
+import { parseMaps } from "../src/proc/maps.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+const CR = join(ROOT, "dist/cr");
+const MIB = 1 << 20;
+const sizeMiB = Number(process.env.BENCH_MIB ?? 1024);
+const rows: [string, string][] = [];
+const row = (k: string, v: string) => {
+  rows.push([k, v]);
+  process.stderr.write(`${k}: ${v}\n`);
+};
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+function timeCmd(args: string[], n: number): number {
+  const ts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    const r = spawnSync(CR, args, { stdio: "ignore" });
+    ts.push(performance.now() - t);
+    if (r.status !== 0 && args[0] !== "check") throw new Error(`cr ${args.join(" ")} failed`);
+  }
+  return median(ts);
+}
+
+native.setChildSubreaper();
+row("dist/cr size", `${(statSync(CR).size / MIB).toFixed(1)} MiB`);
+row("cr --version (median of 10)", `${timeCmd(["--version"], 10).toFixed(1)} ms`);
+row("cr check (median of 10)", `${timeCmd(["check"], 10).toFixed(1)} ms`);
+
+const work = mkdtempSync(join(process.env.BENCH_DIR ?? "/tmp", "cr-bench-"));
+const app = join(work, "app");
+const images = join(work, "images");
+spawnSync("mkdir", ["-p", app]);
+let pid = 0;
+try {
+  const p = Bun.spawn([join(ROOT, "test/workloads/bin/pattern"), app, String(sizeMiB)], { stdio: ["ignore", "ignore", "ignore"] });
+  pid = p.pid;
+  while (!existsSync(join(app, "ready"))) Bun.sleepSync(20);
+
+  // Raw copy: the same memory pulled with process_vm_readv and thrown away.
+  const big = parseMaps(readFileSync(`/proc/${pid}/maps`, "utf8"))
+    .filter((m) => m.inode === 0 && m.path === "")
+    .sort((a, b) => b.end - b.start - (a.end - a.start))[0]!;
+  const nul = openSync("/dev/null", "w");
+  let t = performance.now();
+  const copied = native.dumpPages(pid, [{ addr: big.start, len: big.end - big.start }], nul);
+  const copyMs = performance.now() - t;
+  closeSync(nul);
+  const copyMBs = copied / MIB / (copyMs / 1000);
+  row(`raw copy of ${(copied / MIB).toFixed(0)} MiB (process_vm_readv)`, `${copyMs.toFixed(0)} ms, ${copyMBs.toFixed(0)} MiB/s`);
+
+  // Raw disk write of the same amount (page cache, like --no-sync).
+  const buf = new Uint8Array(4 * MIB).fill(0x5a);
+  const f = join(work, "disk.tmp");
+  const fd = openSync(f, "w");
+  t = performance.now();
+  for (let done = 0; done < copied; done += buf.length) writeSync(fd, buf);
+  const diskMs = performance.now() - t;
+  closeSync(fd);
+  unlinkSync(f);
+  const diskMBs = copied / MIB / (diskMs / 1000);
+  row("raw write to the same disk", `${diskMs.toFixed(0)} ms, ${diskMBs.toFixed(0)} MiB/s`);
+
+  t = performance.now();
+  const d = spawnSync(CR, ["dump", "-t", String(pid), "-D", images, "--no-sync", "--json"], { encoding: "utf8" });
+  const dumpWall = performance.now() - t;
+  if (d.status !== 0) throw new Error(`dump failed: ${d.stderr}`);
+  const res = JSON.parse(d.stdout) as { pagesBytes: number; freezeMs: number; totalMs: number; peakRssKiB: number };
+  const dumpMBs = res.pagesBytes / MIB / (res.totalMs / 1000);
+  row("dump (in-process time)", `${res.totalMs.toFixed(0)} ms, ${dumpMBs.toFixed(0)} MiB/s = ${((100 * dumpMBs) / Math.min(copyMBs, diskMBs)).toFixed(0)} % of min(raw copy, disk)`);
+  row("dump (wall, incl. start-up)", `${dumpWall.toFixed(0)} ms`);
+  row("freeze time (seize -> killed)", `${res.freezeMs.toFixed(0)} ms`);
+  row("dumper peak RSS", `${(res.peakRssKiB / 1024).toFixed(0)} MiB`);
+  const imgBytes = readdirSync(images).reduce((a, n) => a + statSync(join(images, n)).size, 0);
+  row("image size", `${(imgBytes / MIB).toFixed(0)} MiB`);
+
+  while (existsSync(`/proc/${pid}`)) {
+    await p.exited;
+    Bun.sleepSync(5);
+  }
+  t = performance.now();
+  const r = spawnSync(CR, ["restore", "-D", images, "-d"], { encoding: "utf8" });
+  const restoreWall = performance.now() - t;
+  if (r.status !== 0) throw new Error(`restore failed: ${r.stderr}`);
+  row("restore (wall, incl. start-up and manifest check)", `${restoreWall.toFixed(0)} ms, ${(res.pagesBytes / MIB / (restoreWall / 1000)).toFixed(0)} MiB/s`);
+} finally {
+  if (pid && existsSync(`/proc/${pid}`)) {
+    try {
+      process.kill(pid, "SIGKILL");
+      while (existsSync(`/proc/${pid}`)) {
+        try { native.wait(pid, native.WNOHANG); } catch { /* not ours */ }
+        Bun.sleepSync(5);
+      }
+    } catch { /* gone */ }
+  }
+  rmSync(work, { recursive: true, force: true });
+}
+
+const w = Math.max(...rows.map((r) => r[0].length));
+console.log(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join("\n"));

@@ -1,0 +1,12 @@
+// The image layer: names of the files, records, codec, manifest, directory I/O.
+export * from "./schema.ts";
+export { encodeImage, decodeImage } from "./codec.ts";
+export { MANIFEST, HASH_ALG, hashFile, writeManifest, verifyManifest } from "./manifest.ts";
+export { createImageDir, checkImageDirSafe, writeImageFile, readImageFile, statImageFile, syncFile } from "./files.ts";
+
+export const INVENTORY = "inventory.cbor";
+export const TREE = "tree.cbor";
+export const FILES = "files.cbor";
+export const taskFile = (pid: number) => `task-${pid}.cbor`;
+export const pagemapFile = (pid: number) => `pagemap-${pid}.cbor`;
+export const pagesFile = (pid: number) => `pages-${pid}.img`;

@@ -1,0 +1,122 @@
+// Every image record, defined once: its validator, from which its type is
+// derived. Format 1.0 (see docs/images.md).
+import { arr, big, bool, bytes, nonneg, nullable, num, obj, oneOf, optional, str } from "./validate.ts";
+
+export const FORMAT = { major: 1, minor: 0 } as const;
+export const MAGIC = "cr-images";
+
+const itimer = obj({ intervalUs: nonneg, valueUs: nonneg });
+
+export const inventory = obj({
+  crVersion: str,
+  arch: oneOf("x86_64"),
+  pageSize: nonneg,
+  kernel: str,
+  dumpTime: str,
+  rootPid: nonneg,
+  options: obj({ leaveRunning: bool, shellJob: bool, tcpEstablished: bool }),
+});
+
+export const tree = obj({
+  tasks: arr(obj({
+    pid: nonneg, ppid: nonneg, pgid: nonneg, sid: nonneg,
+    threads: arr(nonneg),
+    state: oneOf("alive", "zombie", "stopped"),
+    exitCode: optional(num),
+  })),
+});
+
+export const vma = obj({
+  start: nonneg, end: nonneg, prot: nonneg, flags: nonneg, offset: nonneg,
+  kind: oneOf("anon", "file", "heap", "stack", "vdso", "vvar", "vvar_vclock", "vsyscall", "shmem"),
+  path: optional(str),
+  growsDown: bool,
+  dumped: bool,
+});
+
+export const task = obj({
+  pid: nonneg,
+  comm: str,
+  exe: str,
+  cwd: str,
+  root: str,
+  umask: nonneg,
+  personality: nonneg,
+  creds: obj({
+    uid: arr(nonneg, 4), gid: arr(nonneg, 4), groups: arr(nonneg, 65536),
+    capInh: big, capPrm: big, capEff: big, capBnd: big, capAmb: big, noNewPrivs: bool,
+  }),
+  rlimits: arr(obj({ resource: nonneg, cur: big, max: big }), 64),
+  sigactions: arr(obj({ sig: nonneg, handler: nonneg, flags: nonneg, restorer: nonneg, mask: big }), 64),
+  itimers: obj({ real: itimer, virtual: itimer, prof: itimer }),
+  sharedPending: arr(bytes, 4096),
+  threads: arr(obj({
+    tid: nonneg,
+    regs: bytes,
+    xstate: bytes,
+    sigmask: big,
+    rseq: nullable(obj({ ptr: nonneg, len: nonneg, sig: nonneg })),
+    tidAddress: nonneg,
+    robustList: obj({ head: nonneg, len: nonneg }),
+    altstack: obj({ sp: nonneg, flags: num, size: nonneg }),
+    pending: arr(bytes, 4096),
+  })),
+  mm: obj({
+    vmas: arr(vma),
+    brk: nonneg, startBrk: nonneg, startCode: nonneg, endCode: nonneg, startData: nonneg, endData: nonneg,
+    startStack: nonneg, argStart: nonneg, argEnd: nonneg, envStart: nonneg, envEnd: nonneg,
+    auxv: bytes,
+  }),
+  fds: arr(obj({ fd: nonneg, fileId: nonneg, cloexec: bool })),
+});
+
+export const pagemap = obj({
+  entries: arr(obj({ start: nonneg, pages: nonneg, offset: nonneg })),
+});
+
+export const files = obj({
+  files: arr(obj({
+    id: nonneg,
+    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd"),
+    path: str,
+    flags: nonneg,
+    pos: nonneg,
+    size: optional(nonneg),
+    mtimeNs: optional(big),
+    mode: optional(nonneg),
+    rdev: optional(nonneg),
+  })),
+});
+
+export const manifest = obj({
+  hashAlg: str,
+  files: arr(obj({ name: str, size: nonneg, hash: str }), 1 << 20),
+});
+
+export const RECORDS = { inventory, tree, task, pagemap, files, manifest } as const;
+export type ImageKind = keyof typeof RECORDS;
+export type ImageBody<K extends ImageKind> = ReturnType<(typeof RECORDS)[K]>;
+
+export type InventoryImage = ImageBody<"inventory">;
+export type TreeImage = ImageBody<"tree">;
+export type TaskImage = ImageBody<"task">;
+export type VmaImage = ReturnType<typeof vma>;
+export type PagemapImage = ImageBody<"pagemap">;
+export type FilesImage = ImageBody<"files">;
+export type ManifestImage = ImageBody<"manifest">;
+
+/** Semantic checks beyond types: page alignment, order, bounds. Returns a problem or null. */
+export function checkPagemap(p: PagemapImage, pageSize: number, pagesFileSize: number): string | null {
+  let prevEnd = 0;
+  let expectOffset = 0;
+  for (const [i, e] of p.entries.entries()) {
+    if (e.start % pageSize !== 0 || e.offset % pageSize !== 0) return `entries[${i}]: not page aligned`;
+    if (e.pages === 0) return `entries[${i}]: empty run`;
+    if (e.start < prevEnd) return `entries[${i}]: overlaps or out of order`;
+    if (e.offset !== expectOffset) return `entries[${i}]: offset ${e.offset}, expected ${expectOffset}`;
+    prevEnd = e.start + e.pages * pageSize;
+    expectOffset += e.pages * pageSize;
+  }
+  if (expectOffset !== pagesFileSize) return `pages cover ${expectOffset} bytes, the pages file has ${pagesFileSize}`;
+  return null;
+}
