@@ -165,6 +165,11 @@ fn runParasiteIn(s: *Session, blob: []const u8, args_off: usize, region_len: usi
 pub fn unmapRemote(tid: i32, site: u64, addr: u64, len: u64) i32 {
     const sz = pt.seize(tid);
     if (sz != 0) return sz;
+    const out = stepOutOf(tid, addr, len);
+    if (out != 0) {
+        _ = pt.detach(tid, 0);
+        return out;
+    }
     var s = Session.begin(tid, site) catch {
         _ = pt.detach(tid, 0);
         return sys.neg(sys.EIO);
@@ -181,4 +186,25 @@ pub fn unmapRemote(tid: i32, site: u64, addr: u64, len: u64) i32 {
     if (rc != 0) return rc;
     if (cured != 0) return cured;
     return det;
+}
+
+/// The restorer closes its status pipe just before its final rt_sigreturn, so
+/// cr may freeze the task while it still executes those last instructions in
+/// [addr, addr+len). Let it run syscall by syscall (PTRACE_SYSCALL) until the
+/// rt_sigreturn exit stop puts it back into its own code. All signals are
+/// blocked in the restorer, so nothing else can stop it on the way.
+fn stepOutOf(tid: i32, addr: u64, len: u64) i32 {
+    var regs: abi.UserRegs = undefined;
+    // Bounded: at most the close's exit, rt_sigreturn's entry and exit.
+    var steps: u32 = 0;
+    while (steps < 8) : (steps += 1) {
+        if (pt.getRegs(tid, &regs) != 0) return sys.neg(sys.EIO);
+        if (regs.rip < addr or regs.rip >= addr + len) return 0;
+        const rc = pt.ptrace(pt.PTRACE_SYSCALL, tid, 0, 0);
+        if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_SYSCALL of {d} failed", .{tid});
+        const st = pt.waitStop(tid, 5000) catch |e|
+            return err.fail(sys.ESRCH, "restored task {d} did not leave the restorer: {s}", .{ tid, @errorName(e) });
+        if (st.sig != sys.SIGTRAP) return err.fail(sys.EPROTO, "restored task {d}: unexpected stop (signal {d}) leaving the restorer", .{ tid, st.sig });
+    }
+    return err.fail(sys.EPROTO, "restored task {d} is still in the restorer at 0x{x}", .{ tid, regs.rip });
 }

@@ -10,6 +10,7 @@ pub const PTRACE_SEIZE: usize = 0x4206;
 pub const PTRACE_INTERRUPT: usize = 0x4207;
 pub const PTRACE_DETACH: usize = 17;
 pub const PTRACE_CONT: usize = 7;
+pub const PTRACE_SYSCALL: usize = 24;
 pub const PTRACE_GETREGS: usize = 12;
 pub const PTRACE_SETREGS: usize = 13;
 pub const PTRACE_PEEKDATA: usize = 2;
