@@ -3,7 +3,7 @@
 // let it run on (--leave-running). Any failure before that point cures and
 // detaches the task, which then runs on exactly as it was.
 import { closeSync, openSync, readFileSync, readlinkSync } from "node:fs";
-import { release } from "node:os";
+import { release as release_ } from "node:os";
 import { CrError } from "../errors.ts";
 import * as native from "../native/index.ts";
 import { parseMaps, parseSmapsVmFlags } from "../proc/maps.ts";
@@ -12,10 +12,10 @@ import { parseStatus } from "../proc/status.ts";
 import { parseLimits } from "../proc/limits.ts";
 import * as img from "../images/index.ts";
 import { CR_VERSION } from "../version.ts";
-import { collectTarget } from "./tree.ts";
+import { freezeTree } from "./tree.ts";
 import { classifyVma, pagesToDump, PAGE } from "./memory.ts";
 import { syscallSite } from "../syscall-site.ts";
-import { collectFiles } from "./files.ts";
+import { FileTable } from "./files.ts";
 
 export interface DumpOptions {
   pid: number;
@@ -29,6 +29,7 @@ export interface DumpOptions {
 
 export interface DumpResult {
   pid: number;
+  tasks: number;
   pagesBytes: number;
   /** From the first seize to the task killed or resumed. */
   freezeMs: number;
@@ -44,54 +45,79 @@ function peakRssKiB(): number {
 
 export function dump(opts: DumpOptions): DumpResult {
   const t0 = performance.now();
-  const target = collectTarget(opts.pid);
   img.createImageDir(opts.dir);
-  const seized: number[] = [];
   const tSeize = performance.now();
-  try {
-    for (const tid of target.tids) {
-      native.seize(tid);
-      seized.push(tid);
-    }
-    const tFrozen = performance.now();
-    opts.log(`froze ${seized.length} thread(s) of ${target.pid} in ${(tFrozen - tSeize).toFixed(1)} ms`);
-    const pagesBytes = writeTaskImages(target.pid, target, opts);
-    if (opts.leaveRunning) {
-      for (const tid of seized.splice(0)) native.detach(tid);
-    } else {
-      native.kill(target.pid, 9);
-      for (const tid of seized.splice(0)) {
-        try {
-          native.detach(tid);
-        } catch {
-          // A killed task may already be gone from ptrace's view.
-        }
-      }
-    }
-    const t1 = performance.now();
-    return { pid: target.pid, pagesBytes, freezeMs: t1 - tSeize, totalMs: t1 - t0, peakRssKiB: peakRssKiB() };
-  } catch (e) {
-    // Leave the task running as it was: every injected change was cured by
-    // libcr before it returned, so detaching is all that is left.
-    for (const tid of seized) {
+  const seized: number[] = [];
+  const release = (tids: number[]) => {
+    // Every injected change was cured by libcr before it returned, so
+    // detaching is all that is left; a task that is gone has nothing to get back.
+    for (const tid of tids) {
       try {
         native.detach(tid);
       } catch {
-        // The task is gone; nothing to give back.
+        // Gone.
       }
     }
+  };
+  const tasks = freezeTree(opts.pid, (tid) => {
+    native.seize(tid);
+    seized.push(tid);
+  }, release);
+  try {
+    const tFrozen = performance.now();
+    opts.log(`froze ${seized.length} thread(s) of ${tasks.length} task(s) in ${(tFrozen - tSeize).toFixed(1)} ms`);
+    const table = new FileTable();
+    const names: string[] = [];
+    let pagesBytes = 0;
+    for (const t of tasks) {
+      if (t.state !== "alive") continue;
+      pagesBytes += writeTaskImages(t.pid, table, opts);
+      names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
+    }
+    const tree: img.TreeImage = {
+      tasks: tasks.map((t) => ({
+        pid: t.pid, ppid: t.ppid, pgid: t.pgid, sid: t.sid, threads: t.tids, state: t.state,
+        ...(t.exitStatus === undefined ? {} : { exitCode: t.exitStatus }),
+      })),
+    };
+    const inventory: img.InventoryImage = {
+      crVersion: CR_VERSION, arch: "x86_64", pageSize: PAGE, kernel: release_(), dumpTime: new Date().toISOString(),
+      rootPid: opts.pid, options: { leaveRunning: opts.leaveRunning, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished },
+    };
+    writeImage(opts, img.FILES, img.encodeImage("files", table.image()));
+    writeImage(opts, img.TREE, img.encodeImage("tree", tree));
+    writeImage(opts, img.INVENTORY, img.encodeImage("inventory", inventory));
+    img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names], { sync: opts.sync });
+    if (opts.leaveRunning) {
+      release(seized.splice(0));
+    } else {
+      // Images are safe: the tree goes, children first so no parent sees a
+      // child die while it still runs (all are frozen anyway).
+      for (const t of [...tasks].reverse()) {
+        if (t.state === "alive") native.kill(t.pid, 9);
+      }
+      release(seized.splice(0));
+    }
+    const t1 = performance.now();
+    return { pid: opts.pid, tasks: tasks.length, pagesBytes, freezeMs: t1 - tSeize, totalMs: t1 - t0, peakRssKiB: peakRssKiB() };
+  } catch (e) {
+    release(seized);
     throw e;
   }
 }
 
-function writeTaskImages(pid: number, target: ReturnType<typeof collectTarget>, opts: DumpOptions): number {
+function writeImage(opts: DumpOptions, name: string, bytes: Uint8Array): void {
+  img.writeImageFile(opts.dir, name, bytes, { sync: opts.sync });
+}
+
+function writeTaskImages(pid: number, table: FileTable, opts: DumpOptions): number {
   const proc = (rel: string) => readFileSync(`/proc/${pid}/${rel}`, "utf8");
   const stat = parseStat(proc("stat"));
   const status = parseStatus(proc("status"));
   const maps = parseMaps(proc("maps"));
   const vmFlags = parseSmapsVmFlags(proc("smaps"));
   const vmas = maps.map((m) => classifyVma(m, vmFlags.get(m.start), pid)).filter((v) => v.kind !== "vsyscall");
-  const { files, fds } = collectFiles(pid, 1);
+  const fds = table.collect(pid);
 
   const thread = native.readThread(pid);
   const parasite = native.runParasite(pid, syscallSite(vmas, pid));
@@ -147,21 +173,9 @@ function writeTaskImages(pid: number, target: ReturnType<typeof collectTarget>, 
     },
     fds,
   };
-  const tree: img.TreeImage = {
-    tasks: [{ pid, ppid: target.ppid, pgid: target.pgid, sid: target.sid, threads: target.tids, state: "alive" }],
-  };
-  const inventory: img.InventoryImage = {
-    crVersion: CR_VERSION, arch: "x86_64", pageSize: PAGE, kernel: release(), dumpTime: new Date().toISOString(),
-    rootPid: pid, options: { leaveRunning: opts.leaveRunning, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished },
-  };
-  const write = (name: string, bytes: Uint8Array) => img.writeImageFile(opts.dir, name, bytes, { sync: opts.sync });
-  write(img.taskFile(pid), img.encodeImage("task", task));
-  write(img.pagemapFile(pid), img.encodeImage("pagemap", { entries }));
-  write(img.FILES, img.encodeImage("files", { files }));
-  write(img.TREE, img.encodeImage("tree", tree));
-  write(img.INVENTORY, img.encodeImage("inventory", inventory));
+  writeImage(opts, img.taskFile(pid), img.encodeImage("task", task));
+  writeImage(opts, img.pagemapFile(pid), img.encodeImage("pagemap", { entries }));
   if (opts.sync) img.syncFile(`${opts.dir}/${pagesName}`);
-  img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, img.taskFile(pid), img.pagemapFile(pid), pagesName], { sync: opts.sync });
   opts.log(`dumped ${pid}: ${vmas.length} VMAs, ${runs.length} page runs, ${(written / 1048576).toFixed(1)} MiB of pages, ${fds.length} fds`);
   return written;
 }

@@ -22,6 +22,7 @@ export const tree = obj({
     pid: nonneg, ppid: nonneg, pgid: nonneg, sid: nonneg,
     threads: arr(nonneg),
     state: oneOf("alive", "zombie", "stopped"),
+    /** A zombie's wait status (as waitpid reports it). */
     exitCode: optional(num),
   })),
 });
@@ -85,7 +86,11 @@ export const files = obj({
     mtimeNs: optional(big),
     mode: optional(nonneg),
     rdev: optional(nonneg),
+    /** kind "pipe": the pipe (its inode at dump time), a key of `pipes`. */
+    pipeId: optional(nonneg),
   })),
+  /** Every pipe the tree holds an end of: capacity and the bytes buffered at dump time. */
+  pipes: optional(arr(obj({ id: nonneg, size: nonneg, data: bytes }))),
 });
 
 export const manifest = obj({

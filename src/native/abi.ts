@@ -47,7 +47,7 @@ export const PLAN_MAGIC = 0x6372706c616e3031n;
 export const MAX_SPECIAL = 4;
 
 export const PlanHeader = {
-  size: 2800,
+  size: 2784,
   magic: 0,
   total_len: 8,
   abi_version: 16,
@@ -90,8 +90,14 @@ export const PlanHeader = {
   sigpending_count: 2756,
   comm: 2760,
   umask: 2776,
-  inherited_rseq_ptr: 2784,
 } as const;
+
+export const TREE_MAGIC = 0x6372747265653031n;
+export const TreeHeader = {
+  size: 56, magic: 0, total_len: 8, abi_version: 16, task_count: 20, tasks_off: 24, shared_off: 28, shared_count: 32,
+  service_fd_base: 36, inherited_rseq_ptr: 40,
+} as const;
+export const TreeTask = { size: 24, pid: 0, parent: 4, plan_off: 8, plan_len: 12, zombie: 16, exit_status: 20 } as const;
 export const SIGINFO_SIZE = 128;
 
 export const PlanSpecial = { size: 24, cur_start: 0, target_start: 8, len: 16 } as const;
@@ -105,14 +111,15 @@ export const PlanVma = {
 } as const;
 export const PlanPages = { size: 24, addr: 0, len: 8, file_off: 16 } as const;
 export const PlanFile = {
-  size: 40, path_off: 0, path_len: 4, flags: 8, mode: 12, pos: 16, fd: 24, target_fd: 28, dup_of: 32, cloexec: 36,
+  size: 40, path_off: 0, path_len: 4, flags: 8, mode: 12, pos: 16, fd: 24, target_fd: 28, shared: 32, cloexec: 36,
 } as const;
-export const StatusRecord = { size: 16, err: 0, step: 8, index: 12 } as const;
+export const StatusRecord = { size: 24, err: 0, step: 8, index: 12, pid: 16 } as const;
 
 export const RESTORE_STEPS: Record<number, string> = {
   1: "child setup", 2: "open file", 3: "dup fd", 4: "chdir", 5: "map restorer hole", 6: "unmap old mappings",
   7: "move vdso/vvar", 8: "map VMA", 9: "fill pages", 10: "protect VMA", 11: "prctl(PR_SET_MM_MAP)",
   12: "rt_sigaction", 13: "setitimer", 14: "rseq", 15: "misc", 16: "rt_sigreturn", 17: "setsid/setpgid",
+  18: "fork a child", 19: "re-create a zombie",
 };
 
 export const CHECK_FIELDS = [
@@ -131,7 +138,7 @@ export const LAYOUT_FIELDS = [
   "off_plan_mm", "off_plan_auxv_off", "off_plan_sigactions", "off_plan_itimers", "off_plan_personality",
   "off_plan_rseq_ptr", "off_plan_sigmask", "off_plan_altstack", "off_plan_regs", "off_plan_xstate_off", "off_plan_sid",
   "size_status_record", "size_check_report", "off_plan_sigpending_off", "off_plan_comm", "off_plan_umask",
-  "off_plan_inherited_rseq_ptr",
+  "off_plan_file_shared", "size_tree_header", "size_tree_task", "off_tree_inherited_rseq_ptr", "off_status_pid",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -172,5 +179,9 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_plan_sigpending_off: PlanHeader.sigpending_off,
   off_plan_comm: PlanHeader.comm,
   off_plan_umask: PlanHeader.umask,
-  off_plan_inherited_rseq_ptr: PlanHeader.inherited_rseq_ptr,
+  off_plan_file_shared: PlanFile.shared,
+  size_tree_header: TreeHeader.size,
+  size_tree_task: TreeTask.size,
+  off_tree_inherited_rseq_ptr: TreeHeader.inherited_rseq_ptr,
+  off_status_pid: StatusRecord.pid,
 };

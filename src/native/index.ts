@@ -23,7 +23,13 @@ const symbols = {
   cr_run_parasite: { args: [i32, u64, P, usize, P], returns: i32 },
   cr_dump_pages: { args: [i32, P, u32, i32, P], returns: i32 },
   cr_unmap_remote: { args: [i32, u64, u64, u64], returns: i32 },
-  cr_restore_spawn: { args: [P, usize, P, usize, P], returns: i32 },
+  cr_restore_tree: { args: [P, usize, P, usize, P], returns: i32 },
+  cr_open_file: { args: [P, u32, u32, u64, i32], returns: i32 },
+  cr_make_pipe: { args: [u32, P, usize, i32, P], returns: i32 },
+  cr_set_fl: { args: [i32, u32], returns: i32 },
+  cr_close: { args: [i32], returns: i32 },
+  cr_same_file: { args: [i32, i32, i32, i32], returns: i32 },
+  cr_peek_pipe: { args: [i32, P, usize, P], returns: i32 },
   cr_restore_status: { args: [i32, P], returns: i32 },
   cr_wait: { args: [i32, P, i32], returns: i32 },
 } as const;
@@ -201,15 +207,52 @@ export interface SpawnResult {
   statusFd: number;
 }
 
-export function restoreSpawn(plan: Uint8Array, pid: number): SpawnResult {
+/** Create the tree described by `tree` (abi.TreeHeader + tables + plans); returns the root. */
+export function restoreTree(tree: Uint8Array, rootPid: number): SpawnResult {
   const blob = nativeBlobs().restorer;
   const rfd = new Int32Array(1);
-  const got = checked(native().cr_restore_spawn(ptr(plan), plan.length, ptr(blob), blob.length, ptr(rfd)), "restore", pid);
+  const got = checked(native().cr_restore_tree(ptr(tree), tree.length, ptr(blob), blob.length, ptr(rfd)), "restore", rootPid);
   return { pid: got, statusFd: rfd[0] ?? -1 };
 }
 
+const cstr = (s: string) => new TextEncoder().encode(s + "\0");
+
+/** open(path, flags) at `pos`, placed at a number >= minFd (close-on-exec in cr). */
+export function openFile(path: string, flags: number, pos: number, minFd: number): number {
+  return checked(native().cr_open_file(ptr(cstr(path)), flags, 0, BigInt(pos), minFd), "restore files");
+}
+
+/** A pipe of at least `size` bytes already holding `data`: [read end, write end], both >= minFd. */
+export function makePipe(size: number, data: Uint8Array, minFd: number): [number, number] {
+  const out = new Int32Array(2);
+  const d = data.length ? data : new Uint8Array(1);
+  checked(native().cr_make_pipe(size, ptr(d), data.length, minFd, ptr(out)), "restore pipes");
+  return [out[0]!, out[1]!];
+}
+
+export function setFileFlags(fd: number, flags: number): void {
+  checked(native().cr_set_fl(fd, flags), "restore files");
+}
+
+export function closeFd(fd: number): void {
+  native().cr_close(fd);
+}
+
+/** kcmp(KCMP_FILE): true when the two fds are one open file description. */
+export function sameFile(pid1: number, fd1: number, pid2: number, fd2: number): boolean {
+  return checked(native().cr_same_file(pid1, fd1, pid2, fd2), "kcmp", pid1) === 0;
+}
+
+/** The bytes buffered in a pipe, read without consuming them, and its capacity. */
+export function peekPipe(fd: number, pid: number): { data: Uint8Array; size: number } {
+  const buf = new Uint8Array(1 << 20);
+  const size = new Uint32Array(1);
+  const n = checked(native().cr_peek_pipe(fd, ptr(buf), buf.length, ptr(size)), "dump pipe", pid);
+  return { data: buf.slice(0, n), size: size[0]! };
+}
+
 /** null when the task reached rt_sigreturn, else the failure it reported. */
-export function restoreStatus(statusFd: number, pid: number): { err: number; step: number; index: number } | null {
+export function restoreStatus(statusFd: number, pid: number): { err: number; step: number; index: number; pid: number } | null {
   const rec = new Uint8Array(abi.StatusRecord.size);
   const rc = checked(native().cr_restore_status(statusFd, ptr(rec)), "restore", pid);
   if (rc === 0) return null;
@@ -218,6 +261,7 @@ export function restoreStatus(statusFd: number, pid: number): { err: number; ste
     err: Number(dv.getBigInt64(abi.StatusRecord.err, true)),
     step: dv.getUint32(abi.StatusRecord.step, true),
     index: dv.getUint32(abi.StatusRecord.index, true),
+    pid: dv.getInt32(abi.StatusRecord.pid, true),
   };
 }
 

@@ -10,7 +10,9 @@ import { RESTORE_STEPS } from "../native/abi.ts";
 import { parseMaps } from "../proc/maps.ts";
 import { parseStat } from "../proc/stat.ts";
 import * as img from "../images/index.ts";
-import { buildPlan } from "./plan.ts";
+import { buildPlan, restorerHole, setPlanHole, zombiePlan, type Hole } from "./plan.ts";
+import { buildTreeBuffer, orderTasks } from "./tree.ts";
+import { closeAll, openSharedFiles } from "./files.ts";
 import { syscallSite } from "../syscall-site.ts";
 
 export interface RestoreOptions {
@@ -38,6 +40,7 @@ export function loadImages(dir: string): LoadedImages {
   const files = read("files", img.FILES);
   const tasks = new Map<number, { task: img.TaskImage; pagemap: img.PagemapImage }>();
   for (const t of tree.tasks) {
+    if (t.state === "zombie") continue;
     const task = read("task", img.taskFile(t.pid));
     const pagemap = read("pagemap", img.pagemapFile(t.pid));
     tasks.set(t.pid, { task, pagemap });
@@ -56,45 +59,98 @@ function pidHolder(pid: number): string {
   }
 }
 
-export function restore(opts: RestoreOptions): { pid: number } {
-  const images = loadImages(opts.dir);
-  const root = images.tree.tasks[0];
-  if (!root || images.tree.tasks.length !== 1) {
-    throw new CrError("restore", `unsupported: ${images.tree.tasks.length} tasks in the tree (only single processes yet)`);
+function isAlive(pid: number): boolean {
+  try {
+    return parseStat(readFileSync(`/proc/${pid}/stat`, "utf8")).state !== "Z";
+  } catch {
+    return false;
   }
-  const pid = root.pid;
-  if (existsSync(`/proc/${pid}`)) throw new CrError("restore", `pid ${pid} is in use by ${pidHolder(pid)}`, { pid, errno: 17 });
-  const { task, pagemap } = images.tasks.get(pid)!;
-  const plan = buildPlan({
-    pid, sid: root.sid, pgid: root.pgid, task, pagemap, files: images.files,
-    pagesPath: resolve(opts.dir, img.pagesFile(pid)),
-    selfMaps: parseMaps(readFileSync("/proc/self/maps", "utf8")),
-    restorerLen: native.nativeBlobs().restorer.length,
-  });
-  opts.log(`plan for ${pid}: ${plan.bytes.length} bytes, restorer hole at 0x${plan.holeStart.toString(16)}`);
-  const spawned = native.restoreSpawn(plan.bytes, pid);
-  const failure = native.restoreStatus(spawned.statusFd, pid);
-  if (failure) {
+}
+
+/** Kill and reap every task of a restore that failed: nothing half-built stays. */
+function killTree(pids: number[], rootPid: number): void {
+  for (const pid of [...pids].reverse()) {
     try {
       native.kill(pid, 9);
     } catch {
-      // Already gone.
+      // Not created, or gone already.
     }
-    native.wait(pid);
+  }
+  // The root is our child; its descendants come to us (child subreaper) as
+  // their parents die.
+  const left = new Set(pids);
+  const deadline = Date.now() + 10_000;
+  while (left.size > 0 && Date.now() < deadline) {
+    for (const pid of left) {
+      if (!existsSync(`/proc/${pid}`)) {
+        left.delete(pid);
+        continue;
+      }
+      try {
+        native.wait(pid, pid === rootPid ? 0 : native.WNOHANG);
+      } catch {
+        // Not (yet) our child.
+      }
+    }
+    if (left.size > 0) Bun.sleepSync(2);
+  }
+}
+
+export function restore(opts: RestoreOptions): { pid: number } {
+  const images = loadImages(opts.dir);
+  const rootPid = images.inventory.rootPid;
+  const order = orderTasks(images.tree, rootPid);
+  for (const { task } of order) {
+    if (existsSync(`/proc/${task.pid}`)) throw new CrError("restore", `pid ${task.pid} is in use by ${pidHolder(task.pid)}`, { pid: task.pid, errno: 17 });
+  }
+  native.setChildSubreaper();
+  const live = order.filter((o) => o.task.state !== "zombie").map((o) => ({ o, ...images.tasks.get(o.task.pid)! }));
+  const ids = new Set(live.flatMap((t) => t.task.fds.map((f) => f.fileId)));
+  const serviceFdBase = Math.max(3, ...live.flatMap((t) => t.task.fds.map((f) => f.fd + 1)));
+  const shared = openSharedFiles(images.files, ids, serviceFdBase + 1);
+  const selfMaps = parseMaps(readFileSync("/proc/self/maps", "utf8"));
+  let spawned: native.SpawnResult;
+  let hole: Hole;
+  try {
+    const plans = new Map(live.map((t) => [t.o.task.pid, buildPlan({
+      pid: t.o.task.pid, sid: t.o.sid, pgid: t.o.pgid, task: t.task, pagemap: t.pagemap,
+      sharedIndex: shared.index, serviceFdBase, pagesPath: resolve(opts.dir, img.pagesFile(t.o.task.pid)), selfMaps,
+    })]));
+    const busy = [
+      ...live.flatMap((t) => t.task.mm.vmas.map((v) => ({ start: v.start, end: v.end }))),
+      ...selfMaps.map((m) => ({ start: m.start, end: m.end })),
+    ];
+    hole = restorerHole(busy, native.nativeBlobs().restorer.length, Math.max(...[...plans.values()].map((p) => p.length)));
+    for (const p of plans.values()) setPlanHole(p, hole);
+    const tree = buildTreeBuffer(order.map((o) => ({
+      pid: o.task.pid, parent: o.parent, zombie: o.task.state === "zombie", exitStatus: o.task.exitCode ?? 0,
+      plan: plans.get(o.task.pid) ?? zombiePlan(o.task.pid, o.sid, o.pgid, serviceFdBase),
+    })), shared.fds, serviceFdBase);
+    opts.log(`tree of ${order.length} task(s), ${shared.fds.length} shared fd(s), restorer hole at 0x${hole.start.toString(16)}`);
+    spawned = native.restoreTree(tree, rootPid);
+  } finally {
+    // The tasks have their own copies now (or there are no tasks).
+    closeAll(shared.opened);
+  }
+  const failure = native.restoreStatus(spawned.statusFd, rootPid);
+  if (failure) {
+    killTree(order.map((o) => o.task.pid), rootPid);
     const step = RESTORE_STEPS[failure.step] ?? `step ${failure.step}`;
     throw new CrError("restore", `restoring failed at ${step} (item ${failure.index}): ${native.errnoName(-failure.err)}`, {
-      pid, errno: -failure.err,
+      pid: failure.pid, errno: -failure.err,
     });
   }
-  // The task left the restorer through rt_sigreturn; its area is dead weight
-  // (and RWX): remove it from outside, like a tiny dump with -R.
-  try {
-    native.unmapRemote(pid, syscallSite(task.mm.vmas, pid), plan.holeStart, plan.holeLen);
-  } catch (e) {
-    // A task that already exited has nothing left to clean.
-    if (!(e instanceof CrError && e.errno === 3)) throw e;
+  // Every task left the restorer through rt_sigreturn; its area is dead
+  // weight (and RWX): remove it from outside, like a tiny dump with -R.
+  for (const t of live) {
+    try {
+      native.unmapRemote(t.o.task.pid, syscallSite(t.task.mm.vmas, t.o.task.pid), hole.start, hole.len);
+    } catch (e) {
+      // A task that already exited (a zombie or gone) has nothing left to clean.
+      if (!(e instanceof CrError) || isAlive(t.o.task.pid)) throw e;
+    }
   }
-  if (opts.pidfile) writeFileSync(opts.pidfile, `${pid}\n`);
-  opts.log(`restored ${pid}`);
-  return { pid };
+  if (opts.pidfile) writeFileSync(opts.pidfile, `${rootPid}\n`);
+  opts.log(`restored ${order.length} task(s), root ${rootPid}`);
+  return { pid: rootPid };
 }

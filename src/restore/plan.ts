@@ -4,33 +4,35 @@
 import { CrError } from "../errors.ts";
 import * as abi from "../native/abi.ts";
 import type { MapsEntry } from "../proc/maps.ts";
-import type { TaskImage, PagemapImage, FilesImage } from "../images/index.ts";
+import type { TaskImage, PagemapImage } from "../images/index.ts";
 
 export const PAGE = 4096;
 export const RESTORER_STACK = 256 * 1024;
 const TASK_SIZE = 0x7ffffffff000;
 const O_RDONLY = 0, O_DIRECTORY = 0o200000, O_PATH = 0o10000000;
-const O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000;
 const ERESTARTSYS = 512, ERESTARTNOINTR = 513, ERESTARTNOHAND = 514, ERESTART_RESTARTBLOCK = 516, EINTR = 4;
 const SPECIAL_KINDS = ["vvar", "vvar_vclock", "vdso"] as const;
 
 export interface PlanInput {
   pid: number;
+  /** setsid() when equal to pid, else the session is inherited. */
   sid: number;
+  /** setpgid(0, pgid) when non-zero (the task's own pid: a new group), 0: inherited. */
   pgid: number;
   task: TaskImage;
   pagemap: PagemapImage;
-  files: FilesImage;
+  /** Index in the shared fd table of each open file description (files.cbor id). */
+  sharedIndex: ReadonlyMap<number, number>;
+  /** The status pipe's fd number; the task's own fds are all below it. */
+  serviceFdBase: number;
   pagesPath: string;
   /** cr's own mappings now (the new task starts as a copy of them). */
   selfMaps: MapsEntry[];
-  restorerLen: number;
 }
 
-export interface Plan {
-  bytes: Uint8Array;
-  holeStart: number;
-  holeLen: number;
+export interface Hole {
+  start: number;
+  len: number;
 }
 
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
@@ -64,17 +66,18 @@ export function findHole(busy: { start: number; end: number }[], len: number): n
   throw new CrError("restore", `no free ${len}-byte hole for the restorer`);
 }
 
-export function buildPlan(inp: PlanInput): Plan {
+/** The plan of one live task, without its hole (see setPlanHole). */
+export function buildPlan(inp: PlanInput): Uint8Array {
   const { task } = inp;
   const thread = task.threads[0];
   if (!thread) throw new CrError("restore", "task image has no thread", { pid: inp.pid });
   const enc = new TextEncoder();
 
-  // --- files: service files first, then the task's fds -------------------
-  interface F { path: string; flags: number; mode: number; pos: number; target: number; dupOf: number; cloexec: boolean }
+  // --- files: service files the task opens itself, then its fds ----------
+  interface F { path: string; flags: number; target: number; shared: number; cloexec: boolean }
   const fl: F[] = [];
   const service = (path: string, flags: number) => {
-    fl.push({ path, flags, mode: 0, pos: 0, target: -1, dupOf: -1, cloexec: true });
+    fl.push({ path, flags, target: -1, shared: -1, cloexec: true });
     return fl.length - 1;
   };
   const pagesFile = service(inp.pagesPath, O_RDONLY);
@@ -86,19 +89,12 @@ export function buildPlan(inp: PlanInput): Plan {
     const writableShared = (v.flags & 1) !== 0 && (v.prot & 2) !== 0;
     mapFile.set(v.path, service(v.path, writableShared ? 2 : O_RDONLY));
   }
-  const byId = new Map(inp.files.files.map((f) => [f.id, f]));
-  const firstFdOfFile = new Map<number, number>();
   for (const fd of task.fds) {
-    const f = byId.get(fd.fileId);
-    if (!f) throw new CrError("restore", `fd ${fd.fd} refers to file ${fd.fileId}, missing from files.cbor`, { pid: inp.pid });
-    const prev = firstFdOfFile.get(fd.fileId);
-    fl.push({
-      path: f.path, flags: f.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY), mode: 0, pos: f.pos,
-      target: fd.fd, dupOf: prev ?? -1, cloexec: fd.cloexec,
-    });
-    if (prev === undefined) firstFdOfFile.set(fd.fileId, fl.length - 1);
+    const shared = inp.sharedIndex.get(fd.fileId);
+    if (shared === undefined) throw new CrError("restore", `fd ${fd.fd} refers to file ${fd.fileId}, missing from files.cbor`, { pid: inp.pid });
+    if (fd.fd >= inp.serviceFdBase) throw new CrError("restore", `fd ${fd.fd} is above the service fd base ${inp.serviceFdBase}`, { pid: inp.pid });
+    fl.push({ path: "", flags: 0, target: fd.fd, shared, cloexec: fd.cloexec });
   }
-  const maxFd = task.fds.reduce((m, f) => Math.max(m, f.fd), 2);
 
   // --- VMAs and page runs --------------------------------------------------
   const vmas = task.mm.vmas.filter((v) => v.kind !== "vsyscall" && !SPECIAL_KINDS.includes(v.kind as (typeof SPECIAL_KINDS)[number]));
@@ -159,25 +155,16 @@ export function buildPlan(inp: PlanInput): Plan {
   const u64 = (o: number, v: number | bigint) => dv.setBigUint64(o, BigInt(v), true);
   const H = abi.PlanHeader;
 
-  const holeLen = alignUp(inp.restorerLen, PAGE) + alignUp(total, PAGE) + RESTORER_STACK;
-  const busy = [
-    ...task.mm.vmas.map((v) => ({ start: v.start, end: v.end })),
-    ...inp.selfMaps.map((m) => ({ start: m.start, end: m.end })),
-  ];
-  const holeStart = findHole(busy, holeLen);
-
   u64(H.magic, abi.PLAN_MAGIC);
   u64(H.total_len, total);
   u32(H.abi_version, abi.ABI_VERSION);
   i32(H.pid, inp.pid);
-  u64(H.hole_start, holeStart);
-  u64(H.hole_len, holeLen);
   u32(H.vmas_off, vmasOff); u32(H.vmas_count, vmas.length);
   u32(H.pages_off, pagesOff); u32(H.pages_count, runs.length);
   u32(H.files_off, filesOff); u32(H.files_count, fl.length);
   i32(H.pages_file, pagesFile); i32(H.exe_file, exeFile); i32(H.cwd_file, cwdFile);
   i32(H.status_fd, -1);
-  i32(H.service_fd_base, Math.max(maxFd + 1, 3));
+  i32(H.service_fd_base, inp.serviceFdBase);
   u32(H.special_count, specials.length);
   specials.forEach((s, i) => {
     const o = H.special + i * abi.PlanSpecial.size;
@@ -199,8 +186,11 @@ export function buildPlan(inp: PlanInput): Plan {
   }
   [task.itimers.real, task.itimers.virtual, task.itimers.prof].forEach((t, i) => {
     const o = H.itimers + i * abi.ITIMERVAL_SIZE;
+    // A periodic timer reads 0 while its signal is pending (the kernel re-arms
+    // it on dequeue); set as 0 it would be disarmed: let it fire at once instead.
+    const valueUs = t.valueUs === 0 && t.intervalUs > 0 ? 1 : t.valueUs;
     u64(o, Math.floor(t.intervalUs / 1e6)); u64(o + 8, t.intervalUs % 1e6);
-    u64(o + 16, Math.floor(t.valueUs / 1e6)); u64(o + 24, t.valueUs % 1e6);
+    u64(o + 16, Math.floor(valueUs / 1e6)); u64(o + 24, valueUs % 1e6);
   });
   u64(H.personality, task.personality);
   u64(H.tid_address, thread.tidAddress);
@@ -234,10 +224,42 @@ export function buildPlan(inp: PlanInput): Plan {
   fl.forEach((f, i) => {
     const o = filesOff + i * abi.PlanFile.size;
     u32(o + abi.PlanFile.path_off, pathOffs[i]!); u32(o + abi.PlanFile.path_len, strings[i]!.length - 1);
-    u32(o + abi.PlanFile.flags, f.flags); u32(o + abi.PlanFile.mode, f.mode); u64(o + abi.PlanFile.pos, f.pos);
-    i32(o + abi.PlanFile.fd, -1); i32(o + abi.PlanFile.target_fd, f.target); i32(o + abi.PlanFile.dup_of, f.dupOf);
+    u32(o + abi.PlanFile.flags, f.flags);
+    i32(o + abi.PlanFile.fd, -1); i32(o + abi.PlanFile.target_fd, f.target); i32(o + abi.PlanFile.shared, f.shared);
     u32(o + abi.PlanFile.cloexec, f.cloexec ? 1 : 0);
     bytes.set(strings[i]!, pathOffs[i]!);
   });
-  return { bytes, holeStart, holeLen };
+  return bytes;
+}
+
+/** The hole every task maps the restorer, its plan and its stack into. */
+export function setPlanHole(plan: Uint8Array, hole: Hole): void {
+  const dv = new DataView(plan.buffer, plan.byteOffset, plan.byteLength);
+  dv.setBigUint64(abi.PlanHeader.hole_start, BigInt(hole.start), true);
+  dv.setBigUint64(abi.PlanHeader.hole_len, BigInt(hole.len), true);
+}
+
+/** A hole for plans up to `maxPlanLen` bytes, free in every task's layout (`busy`) and in cr's own. */
+export function restorerHole(busy: { start: number; end: number }[], restorerLen: number, maxPlanLen: number): Hole {
+  const len = alignUp(restorerLen, PAGE) + alignUp(maxPlanLen, PAGE) + RESTORER_STACK;
+  return { start: findHole(busy, len), len };
+}
+
+/** The plan of a zombie: only its identity and session matter; it exits before any of the rest is used. */
+export function zombiePlan(pid: number, sid: number, pgid: number, serviceFdBase: number): Uint8Array {
+  const H = abi.PlanHeader;
+  const bytes = new Uint8Array(H.size);
+  const dv = new DataView(bytes.buffer);
+  dv.setBigUint64(H.magic, abi.PLAN_MAGIC, true);
+  dv.setBigUint64(H.total_len, BigInt(H.size), true);
+  dv.setUint32(H.abi_version, abi.ABI_VERSION, true);
+  dv.setInt32(H.pid, pid, true);
+  dv.setUint32(H.files_off, H.size, true);
+  dv.setInt32(H.pages_file, -1, true);
+  dv.setInt32(H.exe_file, -1, true);
+  dv.setInt32(H.cwd_file, -1, true);
+  dv.setInt32(H.service_fd_base, serviceFdBase, true);
+  dv.setInt32(H.sid, sid, true);
+  dv.setInt32(H.pgid, pgid, true);
+  return bytes;
 }

@@ -33,7 +33,8 @@ export function waitFor(cond: () => boolean, ms: number, what: string): void {
   }
 }
 
-function state(pid: number): string | null {
+/** The one-letter state of `pid` (R, S, Z ...), or null when it does not exist. */
+export function procState(pid: number): string | null {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, "utf8");
     return s.slice(s.lastIndexOf(")") + 2, s.lastIndexOf(")") + 3);
@@ -43,19 +44,19 @@ function state(pid: number): string | null {
 }
 
 export function alive(pid: number): boolean {
-  const s = state(pid);
+  const s = procState(pid);
   return s !== null && s !== "Z";
 }
 
 /** Reap `pid` if it is our (adopted) zombie; true when the pid is free now. */
 function reap(pid: number): boolean {
-  if (state(pid) === null) return true;
+  if (procState(pid) === null) return true;
   try {
     native.wait(pid, native.WNOHANG);
   } catch {
     // Not our child: someone else reaps it.
   }
-  return state(pid) === null;
+  return procState(pid) === null;
 }
 
 /** Wait until `pid` no longer exists (reaping it if it came to us). */

@@ -57,15 +57,15 @@ describe("dump failures leave the process untouched", () => {
     waitFor(() => readProgress(dir) >= at + 5, 10_000, "progress after the failed dump");
   }
 
-  test("an unsupported fd (a pipe) is named, with its pid, and the process runs on", () => {
+  test("an unsupported fd (a named FIFO) is named, with its pid, and the process runs on", () => {
     const dir = tempDir();
+    const fifo = join(dir, "fifo");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
     const bin = join(import.meta.dir, "../workloads/bin/sleeper");
-    const sh = Bun.spawn(["sh", "-c", `exec 3>&1; "${bin}" "${dir}" | cat >/dev/null`], { stdio: ["ignore", "ignore", "ignore"] });
-    track(sh.pid);
-    waitFor(() => existsSync(join(dir, "ready")), 10_000, "sleeper behind a pipe");
-    const pid = Number(readFileSync(join(dir, "ready"), "utf8").trim());
-    track(pid);
-    expectUnsupportedFd(pid, dir, "pipe:[");
+    const p = Bun.spawn(["sh", "-c", `exec "${bin}" "${dir}" 1<>"${fifo}"`], { stdio: ["ignore", "ignore", "ignore"] });
+    track(p.pid);
+    waitFor(() => existsSync(join(dir, "ready")), 10_000, "sleeper with a FIFO");
+    expectUnsupportedFd(p.pid, dir, fifo);
   });
 
   test("an unsupported fd (a socket) is named, with its pid, and the process runs on", () => {

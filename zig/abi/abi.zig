@@ -157,9 +157,10 @@ pub const PlanFile = extern struct {
     fd: i32,
     /// Where the restored task wants it (-1: service file, closed by the restorer).
     target_fd: i32,
-    /// Index of an earlier PlanFile with the same open file description (-1: none):
-    /// then this one is a dup of it, not a new open.
-    dup_of: i32,
+    /// Index into the tree's shared fd table: an open file description cr
+    /// created before the fork (every fd of a task is one, and memfds), or -1
+    /// for a service file the task opens itself by path.
+    shared: i32,
     cloexec: u32,
 };
 
@@ -251,13 +252,44 @@ pub const PlanHeader = extern struct {
     comm: [16]u8,
     umask: u32,
     _pad1: u32,
-    /// rseq registration the new task inherited from cr's thread: it must be
+};
+
+pub const TREE_MAGIC: u64 = 0x6372_7472_6565_3031; // "crtree01"
+
+/// The whole restore: one buffer with this header, the task table (parents
+/// before children, the root first), the shared fd table (i32 each) and every
+/// task's plan. Each task's child stage reads its own entry from its COW copy.
+pub const TreeHeader = extern struct {
+    magic: u64,
+    total_len: u64,
+    abi_version: u32,
+    task_count: u32,
+    tasks_off: u32,
+    shared_off: u32,
+    shared_count: u32,
+    /// The status pipe's number in every task; the shared fds follow it.
+    service_fd_base: i32,
+    /// rseq registration the new tasks inherit from cr's thread: it must be
     /// unregistered before cr's memory goes, or the kernel's next rseq update
     /// faults. Filled by libcr, not by TypeScript.
     inherited_rseq_ptr: u64,
     inherited_rseq_len: u32,
     inherited_rseq_sig: u32,
 };
+
+pub const TreeTask = extern struct {
+    pid: i32,
+    /// Index of the parent in the task table; -1 for the root.
+    parent: i32,
+    plan_off: u32,
+    plan_len: u32,
+    /// 1: re-create as a zombie that ended with `exit_status` (a wait status).
+    zombie: u32,
+    exit_status: i32,
+};
+
+pub const MAX_TASKS: u32 = 1 << 15;
+pub const MAX_SHARED_FDS: u32 = 1 << 16;
 
 pub const SIGINFO_SIZE: usize = 128;
 
@@ -269,6 +301,9 @@ pub const StatusRecord = extern struct {
     step: u32,
     /// Index of the VMA / file / page run involved, or 0.
     index: u32,
+    /// The task that failed.
+    pid: i32,
+    _pad: u32,
 };
 
 pub const RestoreStep = enum(u32) {
@@ -289,6 +324,8 @@ pub const RestoreStep = enum(u32) {
     misc = 15,
     sigreturn = 16,
     session = 17,
+    fork = 18,
+    zombie = 19,
 };
 
 /// The sizes and offsets the TypeScript mirror checks (see cr_abi_layout).
@@ -329,7 +366,11 @@ pub const Layout = extern struct {
     off_plan_sigpending_off: u32,
     off_plan_comm: u32,
     off_plan_umask: u32,
-    off_plan_inherited_rseq_ptr: u32,
+    off_plan_file_shared: u32,
+    size_tree_header: u32,
+    size_tree_task: u32,
+    off_tree_inherited_rseq_ptr: u32,
+    off_status_pid: u32,
 };
 
 pub fn layout() Layout {
@@ -370,7 +411,11 @@ pub fn layout() Layout {
         .off_plan_sigpending_off = @offsetOf(PlanHeader, "sigpending_off"),
         .off_plan_comm = @offsetOf(PlanHeader, "comm"),
         .off_plan_umask = @offsetOf(PlanHeader, "umask"),
-        .off_plan_inherited_rseq_ptr = @offsetOf(PlanHeader, "inherited_rseq_ptr"),
+        .off_plan_file_shared = @offsetOf(PlanFile, "shared"),
+        .size_tree_header = @sizeOf(TreeHeader),
+        .size_tree_task = @sizeOf(TreeTask),
+        .off_tree_inherited_rseq_ptr = @offsetOf(TreeHeader, "inherited_rseq_ptr"),
+        .off_status_pid = @offsetOf(StatusRecord, "pid"),
     };
 }
 
@@ -400,4 +445,6 @@ comptime {
     std.debug.assert(@sizeOf(PlanHeader) % 8 == 0);
     std.debug.assert(@sizeOf(PlanVma) % 8 == 0);
     std.debug.assert(@sizeOf(PlanFile) % 8 == 0);
+    std.debug.assert(@sizeOf(TreeHeader) % 8 == 0);
+    std.debug.assert(@sizeOf(TreeTask) % 8 == 0);
 }

@@ -4,6 +4,7 @@
 pub const SYS_read: usize = 0;
 pub const SYS_write: usize = 1;
 pub const SYS_close: usize = 3;
+pub const SYS_close_range: usize = 436;
 pub const SYS_lseek: usize = 8;
 pub const SYS_mmap: usize = 9;
 pub const SYS_mprotect: usize = 10;

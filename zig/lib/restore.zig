@@ -1,8 +1,10 @@
-//! Restore, native part: create the task at its PID with clone3(set_tid), and in
-//! the child (a copy of the cr process, one thread, no JS) open the task's files
-//! at their fd numbers, map the restorer blob with its plan and stack into a hole
-//! and jump there. From the clone on, the child must not allocate, lock or touch
-//! the runtime: only raw syscalls on memory it already has.
+//! Restore, native part: create the tree of tasks at their PIDs with
+//! clone3(set_tid), parents before children. Each task's child stage (a copy
+//! of the cr process, one thread, no JS) sets its session and group, forks its
+//! own children, puts its fds in place from the shared fd table cr prepared
+//! before the first fork, maps the restorer blob with its plan and stack into
+//! a hole and jumps there. From the clone on, no task may allocate, lock or
+//! touch the runtime: only raw syscalls on memory it already has.
 const std = @import("std");
 const abi = @import("abi");
 const sys = @import("sys.zig");
@@ -24,16 +26,16 @@ const CloneArgs = extern struct {
 };
 
 const O_CLOEXEC: u32 = 0o2000000;
-const O_PATH: u32 = 0o10000000;
-const O_DIRECTORY: u32 = 0o200000;
 const F_DUPFD: usize = 0;
 const MAP_FIXED_NOREPLACE: usize = 0x100000;
+const EEXIST: u16 = 17;
 pub const RESTORER_STACK: usize = 256 * 1024;
 
 pub fn planHeader(plan: []u8) ?*abi.PlanHeader {
-    if (plan.len < @sizeOf(abi.PlanHeader)) return null;
+    if (plan.len < @sizeOf(abi.PlanHeader) or @intFromPtr(plan.ptr) % 8 != 0) return null;
     const h: *abi.PlanHeader = @ptrCast(@alignCast(plan.ptr));
     if (h.magic != abi.PLAN_MAGIC or h.abi_version != abi.ABI_VERSION or h.total_len != plan.len) return null;
+    if (h.files_off + @as(u64, h.files_count) * @sizeOf(abi.PlanFile) > plan.len) return null;
     return h;
 }
 
@@ -42,134 +44,251 @@ pub fn files(plan: []u8, h: *const abi.PlanHeader) []abi.PlanFile {
     return p[0..h.files_count];
 }
 
-/// Fork the task. Returns the pid (> 0) and the read end of the status pipe,
-/// or -errno. The plan and blob stay owned by the caller (JS).
-pub fn spawn(plan: []u8, blob: []const u8, status_rfd: *i32) i32 {
-    const h = planHeader(plan) orelse return err.fail(sys.EINVAL, "restore plan is malformed (magic, version or length)", .{});
-    if (h.files_off + @as(u64, h.files_count) * @sizeOf(abi.PlanFile) > plan.len) return err.fail(sys.EINVAL, "restore plan: file table out of bounds", .{});
-    const needed = std.mem.alignForward(usize, blob.len, 4096) + std.mem.alignForward(usize, plan.len, 4096) + RESTORER_STACK;
-    if (h.hole_len < needed) return err.fail(sys.EINVAL, "restore plan: hole of {d} bytes is smaller than the {d} needed", .{ h.hole_len, needed });
+/// A validated view of the tree buffer.
+const Tree = struct {
+    buf: []u8,
+    h: *abi.TreeHeader,
 
+    fn tasks(t: Tree) []abi.TreeTask {
+        const p: [*]abi.TreeTask = @ptrCast(@alignCast(t.buf.ptr + t.h.tasks_off));
+        return p[0..t.h.task_count];
+    }
+
+    fn shared(t: Tree) []i32 {
+        const p: [*]i32 = @ptrCast(@alignCast(t.buf.ptr + t.h.shared_off));
+        return p[0..t.h.shared_count];
+    }
+
+    fn plan(t: Tree, i: usize) []u8 {
+        const task = t.tasks()[i];
+        return t.buf[task.plan_off..][0..task.plan_len];
+    }
+};
+
+const TreeError = error{Malformed};
+
+fn viewTree(buf: []u8, blob_len: usize) TreeError!Tree {
+    if (buf.len < @sizeOf(abi.TreeHeader) or @intFromPtr(buf.ptr) % 8 != 0) return error.Malformed;
+    const h: *abi.TreeHeader = @ptrCast(@alignCast(buf.ptr));
+    if (h.magic != abi.TREE_MAGIC or h.abi_version != abi.ABI_VERSION or h.total_len != buf.len) return error.Malformed;
+    if (h.task_count == 0 or h.task_count > abi.MAX_TASKS or h.shared_count > abi.MAX_SHARED_FDS) return error.Malformed;
+    if (h.tasks_off % 8 != 0 or h.tasks_off + @as(u64, h.task_count) * @sizeOf(abi.TreeTask) > buf.len) return error.Malformed;
+    if (h.shared_off % 4 != 0 or h.shared_off + @as(u64, h.shared_count) * 4 > buf.len) return error.Malformed;
+    if (h.service_fd_base < 3) return error.Malformed;
+    const t = Tree{ .buf = buf, .h = h };
+    // The root stage compacts the shared fds in this order (see rootStage).
+    var prev: i32 = h.service_fd_base;
+    for (t.shared()) |fd| {
+        if (fd <= prev) return error.Malformed;
+        prev = fd;
+    }
+    for (t.tasks(), 0..) |task, i| {
+        // Parents come before their children; only the root has none.
+        if ((i == 0) != (task.parent < 0)) return error.Malformed;
+        if (i > 0 and task.parent >= @as(i32, @intCast(i))) return error.Malformed;
+        if (task.plan_off % 8 != 0 or @as(u64, task.plan_off) + task.plan_len > buf.len) return error.Malformed;
+        const ph = planHeader(t.plan(i)) orelse return error.Malformed;
+        if (ph.pid != task.pid or ph.service_fd_base != h.service_fd_base) return error.Malformed;
+        const needed = std.mem.alignForward(usize, blob_len, 4096) + std.mem.alignForward(usize, task.plan_len, 4096) + RESTORER_STACK;
+        if (task.zombie == 0 and ph.hole_len < needed) return error.Malformed;
+        for (files(t.plan(i), ph)) |f| {
+            if (f.shared >= @as(i32, @intCast(h.shared_count))) return error.Malformed;
+            if (f.target_fd >= h.service_fd_base) return error.Malformed;
+            if (f.target_fd >= 0 and f.shared < 0) return error.Malformed;
+        }
+    }
+    return t;
+}
+
+/// Fork the root task of `buf` (which forks the rest). Returns the root's pid
+/// (> 0) and the read end of the status pipe, or -errno. The buffer and blob
+/// stay owned by the caller (JS); the shared fds stay open in cr too.
+pub fn spawnTree(buf: []u8, blob: []const u8, status_rfd: *i32) i32 {
+    const t = viewTree(buf, blob.len) catch return err.fail(sys.EINVAL, "restore tree is malformed", .{});
     const inherited = pt.rseqOfSelf() catch |e| return err.fail(sys.EIO, "cannot learn cr's own rseq registration: {s}", .{@errorName(e)});
-    h.inherited_rseq_ptr = inherited.ptr;
-    h.inherited_rseq_len = inherited.len;
-    h.inherited_rseq_sig = inherited.sig;
+    t.h.inherited_rseq_ptr = inherited.ptr;
+    t.h.inherited_rseq_len = inherited.len;
+    t.h.inherited_rseq_sig = inherited.sig;
 
     var pfd: [2]i32 = undefined;
     const prc = sys.syscall2(.pipe2, @intFromPtr(&pfd), O_CLOEXEC);
     if (sys.isErr(prc)) return err.fail(sys.errnoOf(prc), "pipe2 for the restore status failed", .{});
 
-    var tid: i32 = h.pid;
-    var ca = std.mem.zeroes(CloneArgs);
-    ca.exit_signal = sys.SIGCHLD;
-    ca.set_tid = @intFromPtr(&tid);
-    ca.set_tid_size = 1;
-    const rc = sys.syscall2(.clone3, @intFromPtr(&ca), @sizeOf(CloneArgs));
+    const root_pid = t.tasks()[0].pid;
+    const rc = cloneAt(root_pid);
     if (sys.isErr(rc)) {
         sys.close(pfd[0]);
         sys.close(pfd[1]);
         const e = sys.errnoOf(rc);
-        if (e == 17) return err.fail(e, "pid {d} is in use", .{h.pid});
-        return err.fail(e, "clone3 with set_tid={d} failed", .{h.pid});
+        if (e == EEXIST) return err.fail(e, "pid {d} is in use", .{root_pid});
+        return err.fail(e, "clone3 with set_tid={d} failed", .{root_pid});
     }
-    if (rc == 0) childStage(plan, h, blob, pfd[1]);
+    if (rc == 0) rootStage(t, blob, pfd[1]);
     sys.close(pfd[1]);
-    std.debug.assert(@as(i32, @intCast(rc)) == h.pid);
+    std.debug.assert(@as(i32, @intCast(rc)) == root_pid);
     status_rfd.* = pfd[0];
     return @intCast(rc);
 }
 
-fn report(status_fd: i32, e: usize, step: abi.RestoreStep, index: u32) noreturn {
-    const rec = abi.StatusRecord{ .err = @bitCast(e), .step = @intFromEnum(step), .index = index };
+fn cloneAt(pid: i32) usize {
+    var tid: i32 = pid;
+    var ca = std.mem.zeroes(CloneArgs);
+    ca.exit_signal = sys.SIGCHLD;
+    ca.set_tid = @intFromPtr(&tid);
+    ca.set_tid_size = 1;
+    return sys.syscall2(.clone3, @intFromPtr(&ca), @sizeOf(CloneArgs));
+}
+
+fn report(status_fd: i32, pid: i32, e: usize, step: abi.RestoreStep, index: u32) noreturn {
+    const rec = abi.StatusRecord{ .err = @bitCast(e), .step = @intFromEnum(step), .index = index, .pid = pid, ._pad = 0 };
     _ = sys.syscall3(.write, sys.fdArg(status_fd), @intFromPtr(&rec), @sizeOf(abi.StatusRecord));
     _ = sys.syscall1(.exit_group, 1);
     unreachable;
 }
 
-fn check(status_fd: i32, rc: usize, step: abi.RestoreStep, index: u32) usize {
-    if (sys.isErr(rc)) report(status_fd, rc, step, index);
-    return rc;
-}
+const Stage = struct {
+    status_fd: i32,
+    pid: i32,
 
-/// Move `fd` to the lowest free number >= `min`, closing the original.
-fn moveUp(status_fd: i32, fd: usize, min: i32, index: u32) i32 {
-    const n = check(status_fd, sys.syscall3(.fcntl, fd, F_DUPFD, @intCast(min)), .dup_fd, index);
-    _ = sys.syscall1(.close, fd);
-    return @intCast(n);
-}
+    fn check(s: Stage, rc: usize, step: abi.RestoreStep, index: u32) usize {
+        if (sys.isErr(rc)) report(s.status_fd, s.pid, rc, step, index);
+        return rc;
+    }
+};
 
-fn childStage(plan: []u8, h: *abi.PlanHeader, blob: []const u8, pipe_w: i32) noreturn {
+/// First code of the root task: put the status pipe at the service base and
+/// the shared fds right after it, close every other fd of cr above the base,
+/// then become task 0. Every descendant inherits exactly this fd layout.
+fn rootStage(t: Tree, blob: []const u8, pipe_w: i32) noreturn {
     // Nothing of cr's may run here: block every signal until the restored
     // task's own mask is loaded by rt_sigreturn.
     const all: u64 = std.math.maxInt(u64);
     _ = sys.syscall4(.rt_sigprocmask, 2, @intFromPtr(&all), 0, 8);
-
     // cr's rseq area is about to be unmapped: drop the registration first.
-    if (h.inherited_rseq_ptr != 0) {
-        _ = sys.syscall4(.rseq, h.inherited_rseq_ptr, h.inherited_rseq_len, 1, h.inherited_rseq_sig);
+    if (t.h.inherited_rseq_ptr != 0) {
+        _ = sys.syscall4(.rseq, t.h.inherited_rseq_ptr, t.h.inherited_rseq_len, 1, t.h.inherited_rseq_sig);
     }
-    const base = h.service_fd_base;
-    std.debug.assert(base > 2);
-    // The status pipe goes to exactly `base` and everything above it is closed,
-    // so the service fds that follow get contiguous numbers.
+    const base = t.h.service_fd_base;
+    const root_pid = t.tasks()[0].pid;
+    // The shared fds are all above `base` (viewTree), so the pipe can go there.
     if (pipe_w != base) {
         if (sys.isErr(sys.syscall3(.dup3, sys.fdArg(pipe_w), sys.fdArg(base), 0))) {
-            report(pipe_w, @bitCast(@as(isize, -9)), .dup_fd, 0);
+            report(pipe_w, root_pid, @bitCast(@as(isize, -9)), .dup_fd, 0);
         }
         sys.close(pipe_w);
     }
-    const status_fd = base;
-    _ = sys.syscall3(.close_range, @intCast(base + 1), std.math.maxInt(u32), 0);
-    h.status_fd = status_fd;
-    var next: i32 = status_fd + 1;
+    const st = Stage{ .status_fd = base, .pid = root_pid };
+    // Compact the shared fds to base+1, base+2, ...: they are sorted and all
+    // above base, so the i-th one is at or above its target, and a target can
+    // only hold an fd that is no longer needed.
+    for (t.shared(), 0..) |*fd, i| {
+        const target: i32 = base + 1 + @as(i32, @intCast(i));
+        std.debug.assert(fd.* >= target);
+        if (fd.* != target) {
+            _ = st.check(sys.syscall3(.dup3, sys.fdArg(fd.*), sys.fdArg(target), 0), .dup_fd, @intCast(i));
+            sys.close(fd.*);
+            fd.* = target;
+        }
+    }
+    _ = sys.syscall3(.close_range, @intCast(base + 1 + @as(i32, @intCast(t.h.shared_count))), std.math.maxInt(u32), 0);
+    taskStage(t, 0, blob);
+}
 
+/// Session and group, set by the task itself before it forks: its children
+/// inherit them. pgid 0 means "inherited": nothing to do. A group led by a
+/// sibling exists already: the parent made each group leader's group right
+/// after forking it.
+fn setSession(st: Stage, h: *const abi.PlanHeader) void {
     if (h.sid == h.pid) {
-        _ = check(status_fd, sys.syscall0(.setsid), .session, 0);
+        _ = st.check(sys.syscall0(.setsid), .session, 0);
     } else if (h.pgid == h.pid) {
-        _ = check(status_fd, sys.syscall2(.setpgid, 0, 0), .session, 0);
+        _ = st.check(sys.syscall2(.setpgid, 0, 0), .session, 1);
+    } else if (h.pgid != 0 and sys.syscall1(.getpgid, 0) != @as(usize, @intCast(h.pgid))) {
+        _ = st.check(sys.syscall2(.setpgid, 0, @intCast(h.pgid)), .session, 2);
+    }
+}
+
+/// A task that was a zombie at dump time ends here the way it ended then.
+fn becomeZombie(st: Stage, status: i32) noreturn {
+    const sig: u32 = @as(u32, @bitCast(status)) & 0x7f;
+    if (sig != 0) {
+        // Killed by a signal: default action, unblocked, no core file.
+        const no_core = [2]u64{ 0, 0 };
+        _ = sys.syscall4(.prlimit64, 0, 4, @intFromPtr(&no_core), 0); // RLIMIT_CORE
+        const dfl = abi.KSigaction{ .handler = 0, .flags = 0, .restorer = 0, .mask = 0 };
+        _ = sys.syscall4(.rt_sigaction, sig, @intFromPtr(&dfl), 0, 8);
+        const mask: u64 = ~(@as(u64, 1) << @intCast(sig - 1));
+        _ = sys.syscall4(.rt_sigprocmask, 2, @intFromPtr(&mask), 0, 8);
+        _ = sys.syscall2(.kill, sys.syscall0(.getpid), sig);
+        report(st.status_fd, st.pid, @bitCast(@as(isize, -22)), .zombie, sig);
+    }
+    _ = sys.syscall1(.exit_group, (@as(u32, @bitCast(status)) >> 8) & 0xff);
+    unreachable;
+}
+
+/// Move `fd` to the lowest free number >= `min`, closing the original.
+fn moveUp(st: Stage, fd: usize, min: i32, index: u32) i32 {
+    const n = st.check(sys.syscall3(.fcntl, fd, F_DUPFD, @intCast(min)), .dup_fd, index);
+    _ = sys.syscall1(.close, fd);
+    return @intCast(n);
+}
+
+fn taskStage(t: Tree, i: usize, blob: []const u8) noreturn {
+    const task = t.tasks()[i];
+    const plan = t.plan(i);
+    const h = planHeader(plan).?;
+    const base = t.h.service_fd_base;
+    const st = Stage{ .status_fd = base, .pid = task.pid };
+    h.status_fd = base;
+
+    setSession(st, h);
+    if (task.zombie != 0) becomeZombie(st, task.exit_status);
+
+    // Children next, in table order: each inherits the session, group and
+    // the status + shared fds, and goes on with its own stage.
+    for (t.tasks()[i + 1 ..], i + 1..) |child, j| {
+        if (child.parent != @as(i32, @intCast(i))) continue;
+        const rc = cloneAt(child.pid);
+        if (sys.isErr(rc)) report(base, child.pid, rc, .fork, @intCast(j));
+        if (rc == 0) taskStage(t, j, blob);
+        const ch = planHeader(t.plan(j)).?;
+        // Make a new group leader's group now, so that a later sibling can join it.
+        if (ch.pgid == ch.pid and ch.sid != ch.pid) _ = sys.syscall2(.setpgid, rc, rc);
     }
 
     const fs = files(plan, h);
-    // Service files first, at numbers the task does not use.
-    for (fs, 0..) |*f, i| {
+    const shared = t.shared();
+    var next: i32 = base + 1 + @as(i32, @intCast(shared.len));
+    // Service files, at numbers the task does not use.
+    for (fs, 0..) |*f, k| {
         if (f.target_fd >= 0) continue;
+        if (f.shared >= 0) {
+            f.fd = shared[@intCast(f.shared)];
+            continue;
+        }
         const path: [*:0]const u8 = @ptrCast(plan.ptr + f.path_off);
-        const fd = check(status_fd, sys.syscall4(.openat, sys.fdArg(-100), @intFromPtr(path), f.flags | O_CLOEXEC, f.mode), .open_file, @intCast(i));
-        f.fd = moveUp(status_fd, fd, next, @intCast(i));
+        const fd = st.check(sys.syscall4(.openat, sys.fdArg(-100), @intFromPtr(path), f.flags | O_CLOEXEC, f.mode), .open_file, @intCast(k));
+        f.fd = moveUp(st, fd, next, @intCast(k));
         next = f.fd + 1;
     }
-    // Everything cr had open below `base` goes; the task's own fds come next.
+    // Everything cr had open below `base` goes; the task's own fds come next,
+    // each a dup of the open file description cr prepared.
     _ = sys.syscall3(.close_range, 0, @intCast(base - 1), 0);
-
-    for (fs, 0..) |*f, i| {
+    for (fs, 0..) |*f, k| {
         if (f.target_fd < 0) continue;
-        std.debug.assert(f.target_fd < base);
+        std.debug.assert(f.target_fd < base and f.shared >= 0);
         const flags: usize = if (f.cloexec != 0) O_CLOEXEC else 0;
-        if (f.dup_of >= 0) {
-            const src = fs[@intCast(f.dup_of)];
-            std.debug.assert(src.target_fd >= 0);
-            _ = check(status_fd, sys.syscall3(.dup3, sys.fdArg(src.target_fd), sys.fdArg(f.target_fd), flags), .dup_fd, @intCast(i));
-        } else {
-            const path: [*:0]const u8 = @ptrCast(plan.ptr + f.path_off);
-            const fd = check(status_fd, sys.syscall4(.openat, sys.fdArg(-100), @intFromPtr(path), f.flags & ~@as(u32, O_CLOEXEC), f.mode), .open_file, @intCast(i));
-            if (f.pos != 0) _ = check(status_fd, sys.syscall3(.lseek, fd, f.pos, 0), .open_file, @intCast(i));
-            if (fd != @as(usize, @intCast(f.target_fd))) {
-                _ = check(status_fd, sys.syscall3(.dup3, fd, sys.fdArg(f.target_fd), flags), .dup_fd, @intCast(i));
-                _ = sys.syscall1(.close, fd);
-            } else if (flags != 0) {
-                _ = sys.syscall3(.fcntl, fd, 2, 1); // F_SETFD FD_CLOEXEC
-            }
-        }
+        _ = st.check(sys.syscall3(.dup3, sys.fdArg(shared[@intCast(f.shared)]), sys.fdArg(f.target_fd), flags), .dup_fd, @intCast(k));
         f.fd = f.target_fd;
     }
-    if (h.cwd_file >= 0) _ = check(status_fd, sys.syscall1(.fchdir, sys.fdArg(fs[@intCast(h.cwd_file)].fd)), .chdir, 0);
+    if (h.cwd_file >= 0) _ = st.check(sys.syscall1(.fchdir, sys.fdArg(fs[@intCast(h.cwd_file)].fd)), .chdir, 0);
 
     // The hole: [restorer blob | plan copy | stack]. RWX because the restorer
     // runs from it and writes its frame there; it is not part of the task.
     const blob_len = std.mem.alignForward(usize, blob.len, 4096);
     const plan_len = std.mem.alignForward(usize, plan.len, 4096);
-    const hole = check(status_fd, sys.syscall6(.mmap, h.hole_start, h.hole_len, 7, 0x22 | MAP_FIXED_NOREPLACE, std.math.maxInt(usize), 0), .map_hole, 0);
-    if (hole != h.hole_start) report(status_fd, @bitCast(@as(isize, -17)), .map_hole, 0);
+    const hole = st.check(sys.syscall6(.mmap, h.hole_start, h.hole_len, 7, 0x22 | MAP_FIXED_NOREPLACE, std.math.maxInt(usize), 0), .map_hole, 0);
+    if (hole != h.hole_start) report(base, task.pid, @bitCast(@as(isize, -17)), .map_hole, 0);
     const dst: [*]u8 = @ptrFromInt(hole);
     @memcpy(dst[0..blob.len], blob);
     @memcpy(dst[blob_len .. blob_len + plan.len], plan);

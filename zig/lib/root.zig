@@ -11,6 +11,7 @@ const inject = @import("inject.zig");
 const pages = @import("pages.zig");
 const restore = @import("restore.zig");
 const probe = @import("probe.zig");
+const fds = @import("fds.zig");
 
 export fn cr_abi_layout(out: *abi.Layout) void {
     out.* = abi.layout();
@@ -76,14 +77,16 @@ export fn cr_unmap_remote(tid: i32, site: u64, addr: u64, len: u64) i32 {
     return inject.unmapRemote(tid, site, addr, len);
 }
 
-/// Create the task of `plan`; returns its pid and the status pipe's read end.
-export fn cr_restore_spawn(plan: [*]u8, plan_len: usize, blob: [*]const u8, blob_len: usize, status_rfd: *i32) i32 {
+/// Create the tree of `buf` (abi.TreeHeader and what follows); returns the
+/// root's pid and the status pipe's read end.
+export fn cr_restore_tree(buf: [*]u8, buf_len: usize, blob: [*]const u8, blob_len: usize, status_rfd: *i32) i32 {
     err.clear();
-    return restore.spawn(plan[0..plan_len], blob[0..blob_len], status_rfd);
+    return restore.spawnTree(buf[0..buf_len], blob[0..blob_len], status_rfd);
 }
 
-/// Block until the new task either reports a failure (returns 1 and fills
-/// `rec`) or closes the status pipe on its way into rt_sigreturn (returns 0).
+/// Block until a new task reports a failure (returns 1 and fills `rec`) or
+/// every task has closed the status pipe on its way into rt_sigreturn or, for
+/// a zombie, exit (returns 0). Closes `rfd` either way.
 export fn cr_restore_status(rfd: i32, rec: *abi.StatusRecord) i32 {
     var got: usize = 0;
     const p: [*]u8 = @ptrCast(rec);
@@ -101,6 +104,36 @@ export fn cr_restore_status(rfd: i32, rec: *abi.StatusRecord) i32 {
     if (got == 0) return 0;
     if (got != @sizeOf(abi.StatusRecord)) return err.fail(sys.EIO, "truncated restore status ({d} bytes)", .{got});
     return 1;
+}
+
+export fn cr_open_file(path: [*:0]const u8, flags: u32, mode: u32, pos: u64, min_fd: i32) i32 {
+    err.clear();
+    return fds.openFile(path, flags, mode, pos, min_fd);
+}
+
+export fn cr_make_pipe(size: u32, data: [*]const u8, len: usize, min_fd: i32, out: *[2]i32) i32 {
+    err.clear();
+    return fds.makePipe(size, data[0..len], min_fd, out);
+}
+
+export fn cr_set_fl(fd: i32, flags: u32) i32 {
+    err.clear();
+    return fds.setFlags(fd, flags);
+}
+
+export fn cr_close(fd: i32) i32 {
+    sys.close(fd);
+    return 0;
+}
+
+export fn cr_same_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) i32 {
+    err.clear();
+    return fds.sameFile(pid1, fd1, pid2, fd2);
+}
+
+export fn cr_peek_pipe(fd: i32, out: [*]u8, cap: usize, size: *u32) i32 {
+    err.clear();
+    return fds.peekPipe(fd, out[0..cap], size);
 }
 
 /// wait4 for one child; returns the raw status in `status`.

@@ -28,7 +28,7 @@ const Ctx = struct {
     base: [*]u8,
 
     fn fail(c: *const Ctx, rc: usize, step: abi.RestoreStep, index: u32) noreturn {
-        const rec = abi.StatusRecord{ .err = @bitCast(rc), .step = @intFromEnum(step), .index = index };
+        const rec = abi.StatusRecord{ .err = @bitCast(rc), .step = @intFromEnum(step), .index = index, .pid = c.h.pid, ._pad = 0 };
         _ = sys.syscall3(sys.SYS_write, @bitCast(@as(isize, c.h.status_fd)), @intFromPtr(&rec), @sizeOf(abi.StatusRecord));
         _ = sys.syscall1(sys.SYS_exit_group, 1);
         unreachable;
@@ -200,10 +200,10 @@ fn queuePending(c: *const Ctx) void {
     }
 }
 
+/// Every fd above the status pipe is cr's (service files, the shared fds this
+/// task did not take): none may leak into the restored task.
 fn closeServiceFds(c: *const Ctx) void {
-    for (c.files()) |f| {
-        if (f.target_fd < 0 and f.fd >= 0) _ = sys.syscall1(sys.SYS_close, @bitCast(@as(isize, f.fd)));
-    }
+    _ = sys.syscall3(sys.SYS_close_range, @intCast(c.h.service_fd_base + 1), std.math.maxInt(u32), 0);
 }
 
 // Kernel signal frame layout (x86_64): pretcode, then ucontext, then siginfo;

@@ -1,0 +1,63 @@
+// Round trips of process trees: every task of the tree is dumped (and
+// killed), every pid is waited free, the tree is restored, and the workloads
+// themselves check that pids, parents, sessions, groups, pipes (with the data
+// sitting in them), shared file offsets and zombies survived.
+import { afterEach, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  alive, cleanup, cr, procState, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitFor, waitGone,
+} from "../helpers/procs.ts";
+
+afterEach(cleanup);
+
+/** The tree's pids as the workload wrote them (root first). */
+function treePids(dir: string): number[] {
+  return readFileSync(join(dir, "pids"), "utf8").trim().split(/\s+/).map(Number);
+}
+
+function idsOf(pid: number): { ppid: number; pgid: number; sid: number } {
+  const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+  return { ppid: Number(f[1]), pgid: Number(f[2]), sid: Number(f[3]) };
+}
+
+function treeRoundTrip(name: string, args: string[] = []): void {
+  const w = startWorkload(name, args);
+  const pids = treePids(w.dir);
+  pids.forEach(track);
+  waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress before the dump");
+  const before = new Map(pids.map((p) => [p, { state: procState(p), ...idsOf(p) }]));
+  const images = tempDir("cr-images-");
+  const d = cr(["dump", "-t", String(w.pid), "-D", images]);
+  expect(d.stderr).toBe("");
+  expect(d.status).toBe(0);
+  for (const p of pids) waitGone(p);
+  const r = cr(["restore", "-D", images, "-d"]);
+  expect(r.stderr).toBe("");
+  expect(r.status).toBe(0);
+  for (const p of pids) {
+    const b = before.get(p)!;
+    // Every task is back at its pid, in its state, under its parent (the
+    // root's parent is whoever restored it), in its group and session.
+    const state = procState(p);
+    expect({ pid: p, exists: state !== null, zombie: state === "Z" }).toEqual({ pid: p, exists: true, zombie: b.state === "Z" });
+    const now = idsOf(p);
+    if (p !== w.pid) expect({ pid: p, ppid: now.ppid }).toEqual({ pid: p, ppid: b.ppid });
+    expect({ pid: p, pgid: now.pgid, sid: now.sid }).toEqual({ pid: p, pgid: b.pgid, sid: b.sid });
+  }
+  const at = readProgress(w.dir);
+  waitFor(() => readProgress(w.dir) >= at + 5 || readResult(w.dir) !== null, 15_000, "progress after restore");
+  expect(readResult(w.dir)).toBeNull();
+  expect(stopWorkload(w)).toStartWith("PASS");
+  for (const p of pids) expect(alive(p)).toBe(false);
+}
+
+describe("process tree round trip", () => {
+  test("a ring of 4 processes passing a token through pipes", () => treeRoundTrip("ring", ["4"]));
+  test("a ring of 12 processes", () => treeRoundTrip("ring", ["12"]));
+  test("64 KiB left unread in a 1 MiB pipe", () => treeRoundTrip("pipebuf"));
+  test("a zombie child keeps its exit status for its parent", () => treeRoundTrip("zombie"));
+  test("sessions and process groups (own session, group with a grandchild)", () => treeRoundTrip("sessions"));
+  test("two processes writing through one shared file description", () => treeRoundTrip("dupfd"));
+});
