@@ -1,8 +1,9 @@
 // Open files of the frozen tree: one table of open file descriptions for all
 // tasks (fds that share a description, by dup or by fork, are found with
 // kcmp and point to one entry), and each task's fds into it. Supported:
-// regular files, directories, character devices by path, and pipes (with
-// the bytes buffered in them, read without consuming them). Anything else
+// regular files, directories, character devices by path, pipes (with the
+// bytes buffered in them, read without consuming them) and memfds (content
+// in the ShmemTable). Anything else
 // stops the dump with the fd, its target and the pid named.
 import { closeSync, constants, openSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { CrError } from "../errors.ts";
@@ -10,6 +11,7 @@ import type { FilesImage } from "../images/index.ts";
 import * as native from "../native/index.ts";
 import { parseFdinfo } from "../proc/fdinfo.ts";
 import { listFds } from "../proc/read.ts";
+import type { ShmemTable } from "./shmem.ts";
 
 type FileEntry = FilesImage["files"][number];
 type PipeEntry = NonNullable<FilesImage["pipes"]>[number];
@@ -28,6 +30,8 @@ export class FileTable {
   readonly pipes: PipeEntry[] = [];
   /** Candidates for kcmp, by "dev:ino" of what the fd points to. */
   private readonly byInode = new Map<string, { pid: number; fd: number; id: number }[]>();
+
+  constructor(private readonly shmem: ShmemTable) {}
 
   /** The id of an existing description that (pid, fd) shares, if any. */
   private known(key: string, pid: number, fd: number): number | undefined {
@@ -88,6 +92,10 @@ export class FileTable {
           const ino = Number(pipe[1]);
           this.addPipe(pid, fd, ino);
           id = this.add(key, pid, fd, { kind: "pipe", path: target, flags, pos: 0, pipeId: ino });
+        } else if (target.startsWith("/memfd:") && target.endsWith(" (deleted)")) {
+          const ino = Number(st.ino);
+          this.shmem.add(ino, target.slice(0, -" (deleted)".length), link, pid);
+          id = this.add(key, pid, fd, { kind: "memfd", path: target, flags, pos: info.pos, shmemId: ino });
         } else {
           if (!target.startsWith("/")) throw unsupported("this kind of file is not supported yet");
           if (target.endsWith(" (deleted)")) throw unsupported("deleted files are not supported yet");
@@ -111,6 +119,6 @@ export class FileTable {
   }
 
   image(): FilesImage {
-    return { files: this.files, pipes: this.pipes };
+    return { files: this.files, pipes: this.pipes, shmem: this.shmem.objects };
   }
 }

@@ -16,6 +16,7 @@ import { freezeTree } from "./tree.ts";
 import { classifyVma, pagesToDump, PAGE } from "./memory.ts";
 import { syscallSite } from "../syscall-site.ts";
 import { FileTable } from "./files.ts";
+import { ShmemTable } from "./shmem.ts";
 
 export interface DumpOptions {
   pid: number;
@@ -66,12 +67,13 @@ export function dump(opts: DumpOptions): DumpResult {
   try {
     const tFrozen = performance.now();
     opts.log(`froze ${seized.length} thread(s) of ${tasks.length} task(s) in ${(tFrozen - tSeize).toFixed(1)} ms`);
-    const table = new FileTable();
+    const shmem = new ShmemTable(opts.dir);
+    const table = new FileTable(shmem);
     const names: string[] = [];
     let pagesBytes = 0;
     for (const t of tasks) {
       if (t.state !== "alive") continue;
-      pagesBytes += writeTaskImages(t.pid, table, opts);
+      pagesBytes += writeTaskImages(t.pid, table, shmem, opts);
       names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
     }
     const tree: img.TreeImage = {
@@ -87,7 +89,8 @@ export function dump(opts: DumpOptions): DumpResult {
     writeImage(opts, img.FILES, img.encodeImage("files", table.image()));
     writeImage(opts, img.TREE, img.encodeImage("tree", tree));
     writeImage(opts, img.INVENTORY, img.encodeImage("inventory", inventory));
-    img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names], { sync: opts.sync });
+    if (opts.sync) for (const name of shmem.fileNames()) img.syncFile(`${opts.dir}/${name}`);
+    img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names, ...shmem.fileNames()], { sync: opts.sync });
     if (opts.leaveRunning) {
       release(seized.splice(0));
     } else {
@@ -110,7 +113,7 @@ function writeImage(opts: DumpOptions, name: string, bytes: Uint8Array): void {
   img.writeImageFile(opts.dir, name, bytes, { sync: opts.sync });
 }
 
-function writeTaskImages(pid: number, table: FileTable, opts: DumpOptions): number {
+function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts: DumpOptions): number {
   const proc = (rel: string) => readFileSync(`/proc/${pid}/${rel}`, "utf8");
   const stat = parseStat(proc("stat"));
   const status = parseStatus(proc("status"));
@@ -118,6 +121,9 @@ function writeTaskImages(pid: number, table: FileTable, opts: DumpOptions): numb
   const vmFlags = parseSmapsVmFlags(proc("smaps"));
   const vmas = maps.map((m) => classifyVma(m, vmFlags.get(m.start), pid)).filter((v) => v.kind !== "vsyscall");
   const fds = table.collect(pid);
+  for (const v of vmas) {
+    if (v.kind === "shmem") shmem.add(v.shmemId!, v.path!, `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`, pid);
+  }
 
   const thread = native.readThread(pid);
   const parasite = native.runParasite(pid, syscallSite(vmas, pid));

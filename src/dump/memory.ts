@@ -22,6 +22,8 @@ export interface DumpVma {
   path?: string;
   growsDown: boolean;
   dumped: boolean;
+  /** kind "shmem": the shared memory object (its inode at dump time). */
+  shmemId?: number;
 }
 
 export interface PageRun {
@@ -40,6 +42,11 @@ export function classifyVma(m: MapsEntry, vmFlags: string[] | undefined, pid: nu
   const what = `mapping 0x${m.start.toString(16)}-0x${m.end.toString(16)} ${m.path || "(anonymous)"}`;
   if (m.shared && m.inode === 0) {
     throw new CrError("dump", `unsupported: shared anonymous ${what} (shared memory is not supported yet)`, { pid });
+  }
+  if (m.shared && m.deleted && (m.path === "/dev/zero" || m.path.startsWith("/memfd:"))) {
+    // Anonymous shared memory or a memfd: one object for every task that
+    // maps it, its content dumped once (see ShmemTable), not per task.
+    return { ...base, flags: MAP_SHARED, kind: "shmem", path: m.path, shmemId: m.inode, dumped: false };
   }
   if (m.inode === 0) {
     const kind: VmaKind = m.path === "[heap]" ? "heap" : m.path === "[stack]" ? "stack" : "anon";

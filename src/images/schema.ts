@@ -33,6 +33,8 @@ export const vma = obj({
   path: optional(str),
   growsDown: bool,
   dumped: bool,
+  /** kind "shmem": the shared memory object, a key of files.cbor's `shmem`. */
+  shmemId: optional(nonneg),
 });
 
 export const task = obj({
@@ -88,9 +90,19 @@ export const files = obj({
     rdev: optional(nonneg),
     /** kind "pipe": the pipe (its inode at dump time), a key of `pipes`. */
     pipeId: optional(nonneg),
+    /** kind "memfd": the memfd's shared memory object, a key of `shmem`. */
+    shmemId: optional(nonneg),
   })),
   /** Every pipe the tree holds an end of: capacity and the bytes buffered at dump time. */
   pipes: optional(arr(obj({ id: nonneg, size: nonneg, data: bytes }))),
+  /**
+   * Every shared memory object (anonymous shared mapping, memfd) the tree maps
+   * or holds: its size and its non-zero pages, stored in shmem-ID.img.
+   */
+  shmem: optional(arr(obj({
+    id: nonneg, size: nonneg, name: str,
+    pages: arr(obj({ start: nonneg, pages: nonneg, offset: nonneg })),
+  }))),
 });
 
 export const manifest = obj({

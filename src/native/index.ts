@@ -26,6 +26,7 @@ const symbols = {
   cr_restore_tree: { args: [P, usize, P, usize, P], returns: i32 },
   cr_open_file: { args: [P, u32, u32, u64, i32], returns: i32 },
   cr_make_pipe: { args: [u32, P, usize, i32, P], returns: i32 },
+  cr_make_memfd: { args: [P, u64, i32], returns: i32 },
   cr_set_fl: { args: [i32, u32], returns: i32 },
   cr_close: { args: [i32], returns: i32 },
   cr_same_file: { args: [i32, i32, i32, i32], returns: i32 },
@@ -228,6 +229,11 @@ export function makePipe(size: number, data: Uint8Array, minFd: number): [number
   const d = data.length ? data : new Uint8Array(1);
   checked(native().cr_make_pipe(size, ptr(d), data.length, minFd, ptr(out)), "restore pipes");
   return [out[0]!, out[1]!];
+}
+
+/** A memfd of `size` bytes named `name` (the "memfd:" prefix is the kernel's), at a number >= minFd. */
+export function makeMemfd(name: string, size: number, minFd: number): number {
+  return checked(native().cr_make_memfd(ptr(cstr(name)), BigInt(size), minFd), "restore shared memory");
 }
 
 export function setFileFlags(fd: number, flags: number): void {

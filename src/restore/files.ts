@@ -1,10 +1,13 @@
 // Every open file description the restored tree needs, created by cr itself
 // before the first fork (files re-opened at their position, pipes re-created
-// with their buffered bytes): the tasks only dup them to their fd numbers, so
+// with their buffered bytes, shared memory objects as memfds): the tasks only dup them to their fd numbers, so
 // descriptions shared by dup or fork stay shared, and a file that cannot be
 // opened fails the restore before any process exists.
+import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { join } from "node:path";
 import { CrError } from "../errors.ts";
 import type { FilesImage } from "../images/index.ts";
+import { shmemFile } from "../images/index.ts";
 import * as native from "../native/index.ts";
 
 const O_ACCMODE = 3, O_WRONLY = 1, O_RDWR = 2;
@@ -15,6 +18,8 @@ export interface SharedFds {
   fds: number[];
   /** files.cbor id -> index in `fds`. */
   index: Map<number, number>;
+  /** Shared memory object id -> index in `fds` of its memfd (for mappings). */
+  shmemIndex: Map<number, number>;
   /** Every fd cr opened for this, table or not: close them all once the tree is forked. */
   opened: number[];
 }
@@ -23,10 +28,56 @@ export function closeAll(fds: number[]): void {
   for (const fd of fds) native.closeFd(fd);
 }
 
-/** Open the descriptions of `ids` at fd numbers >= minFd. */
-export function openSharedFiles(files: FilesImage, ids: ReadonlySet<number>, minFd: number): SharedFds {
+type Shmem = NonNullable<FilesImage["shmem"]>[number];
+const PAGE = 4096;
+
+/** A memfd holding shared memory object `o`, its pages read from DIR/shmem-ID.img. */
+function makeShmem(o: Shmem, dir: string, minFd: number): number {
+  const name = o.name.startsWith("/memfd:") ? o.name.slice("/memfd:".length) : "cr-shmem";
+  const fd = native.makeMemfd(name, o.size, minFd);
+  try {
+    const src = openSync(join(dir, shmemFile(o.id)), "r");
+    try {
+      const buf = new Uint8Array(1 << 20);
+      for (const run of o.pages) {
+        for (let done = 0; done < run.pages * PAGE;) {
+          const want = Math.min(buf.length, run.pages * PAGE - done);
+          const n = readSync(src, buf, 0, want, run.offset + done);
+          if (n !== want) throw new CrError("restore", `${shmemFile(o.id)}: short read at ${run.offset + done}`);
+          writeSync(fd, buf, 0, n, run.start + done);
+          done += n;
+        }
+      }
+    } finally {
+      closeSync(src);
+    }
+  } catch (e) {
+    native.closeFd(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/**
+ * Open the descriptions of `ids` and the shared memory objects `shmemIds`
+ * (their content from DIR) at fd numbers >= minFd.
+ */
+export function openSharedFiles(files: FilesImage, ids: ReadonlySet<number>, shmemIds: ReadonlySet<number>, dir: string, minFd: number): SharedFds {
   const byId = new Map(files.files.map((f) => [f.id, f]));
   const pipes = new Map((files.pipes ?? []).map((p) => [p.id, p]));
+  const shmem = new Map((files.shmem ?? []).map((o) => [o.id, o]));
+  const memfds = new Map<number, number>();
+  const memfdOf = (id: number): number => {
+    const o = shmem.get(id);
+    if (!o) throw new CrError("restore", `files.cbor has no shared memory object ${id}`);
+    let fd = memfds.get(id);
+    if (fd === undefined) {
+      fd = makeShmem(o, dir, minFd);
+      opened.push(fd);
+      memfds.set(id, fd);
+    }
+    return fd;
+  };
   const made = new Map<number, { ends: [number, number]; taken: [boolean, boolean] }>();
   const opened: number[] = [];
   const pairs: { id: number; fd: number }[] = [];
@@ -55,16 +106,25 @@ export function openSharedFiles(files: FilesImage, ids: ReadonlySet<number>, min
           m.taken[end] = true;
         }
         native.setFileFlags(fd, f.flags & ~O_ACCMODE);
+      } else if (f.kind === "memfd") {
+        if (f.shmemId === undefined) throw new CrError("restore", `files.cbor: memfd ${id} without its object`);
+        fd = native.openFile(`/proc/self/fd/${memfdOf(f.shmemId)}`, f.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY), f.pos, minFd);
+        opened.push(fd);
       } else {
         fd = native.openFile(f.path, f.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY), f.kind === "reg" ? f.pos : 0, minFd);
         opened.push(fd);
       }
       pairs.push({ id, fd });
     }
+    for (const id of shmemIds) memfdOf(id);
   } catch (e) {
     closeAll(opened);
     throw e;
   }
-  pairs.sort((a, b) => a.fd - b.fd);
-  return { fds: pairs.map((p) => p.fd), index: new Map(pairs.map((p, i) => [p.id, i])), opened };
+  // One table: file descriptions (key: files.cbor id) and memfds (key: -1 - object id).
+  const all = [...pairs, ...[...memfds].map(([id, fd]) => ({ id: -1 - id, fd }))].sort((a, b) => a.fd - b.fd);
+  const index = new Map<number, number>();
+  const shmemIndex = new Map<number, number>();
+  all.forEach((p, i) => (p.id >= 0 ? index.set(p.id, i) : shmemIndex.set(-1 - p.id, i)));
+  return { fds: all.map((p) => p.fd), index, shmemIndex, opened };
 }

@@ -107,14 +107,15 @@ export function restore(opts: RestoreOptions): { pid: number } {
   const live = order.filter((o) => o.task.state !== "zombie").map((o) => ({ o, ...images.tasks.get(o.task.pid)! }));
   const ids = new Set(live.flatMap((t) => t.task.fds.map((f) => f.fileId)));
   const serviceFdBase = Math.max(3, ...live.flatMap((t) => t.task.fds.map((f) => f.fd + 1)));
-  const shared = openSharedFiles(images.files, ids, serviceFdBase + 1);
+  const shmemIds = new Set(live.flatMap((t) => t.task.mm.vmas.flatMap((v) => (v.kind === "shmem" && v.shmemId !== undefined ? [v.shmemId] : []))));
+  const shared = openSharedFiles(images.files, ids, shmemIds, opts.dir, serviceFdBase + 1);
   const selfMaps = parseMaps(readFileSync("/proc/self/maps", "utf8"));
   let spawned: native.SpawnResult;
   let hole: Hole;
   try {
     const plans = new Map(live.map((t) => [t.o.task.pid, buildPlan({
       pid: t.o.task.pid, sid: t.o.sid, pgid: t.o.pgid, task: t.task, pagemap: t.pagemap,
-      sharedIndex: shared.index, serviceFdBase, pagesPath: resolve(opts.dir, img.pagesFile(t.o.task.pid)), selfMaps,
+      sharedIndex: shared.index, shmemIndex: shared.shmemIndex, serviceFdBase, pagesPath: resolve(opts.dir, img.pagesFile(t.o.task.pid)), selfMaps,
     })]));
     const busy = [
       ...live.flatMap((t) => t.task.mm.vmas.map((v) => ({ start: v.start, end: v.end }))),

@@ -23,6 +23,8 @@ export interface PlanInput {
   pagemap: PagemapImage;
   /** Index in the shared fd table of each open file description (files.cbor id). */
   sharedIndex: ReadonlyMap<number, number>;
+  /** Index in the shared fd table of each shared memory object's memfd. */
+  shmemIndex: ReadonlyMap<number, number>;
   /** The status pipe's fd number; the task's own fds are all below it. */
   serviceFdBase: number;
   pagesPath: string;
@@ -88,6 +90,14 @@ export function buildPlan(inp: PlanInput): Uint8Array {
     if (v.kind !== "file" || !v.path || mapFile.has(v.path)) continue;
     const writableShared = (v.flags & 1) !== 0 && (v.prot & 2) !== 0;
     mapFile.set(v.path, service(v.path, writableShared ? 2 : O_RDONLY));
+  }
+  const shmemFile = new Map<number, number>();
+  for (const v of task.mm.vmas) {
+    if (v.kind !== "shmem" || v.shmemId === undefined || shmemFile.has(v.shmemId)) continue;
+    const shared = inp.shmemIndex.get(v.shmemId);
+    if (shared === undefined) throw new CrError("restore", `shared memory object ${v.shmemId} has no memfd`, { pid: inp.pid });
+    fl.push({ path: "", flags: 0, target: -1, shared, cloexec: true });
+    shmemFile.set(v.shmemId, fl.length - 1);
   }
   for (const fd of task.fds) {
     const shared = inp.sharedIndex.get(fd.fileId);
@@ -211,10 +221,12 @@ export function buildPlan(inp: PlanInput): Uint8Array {
 
   vmas.forEach((v, i) => {
     const o = vmasOff + i * abi.PlanVma.size;
-    u64(o + abi.PlanVma.start, v.start); u64(o + abi.PlanVma.end, v.end); u64(o + abi.PlanVma.pgoff, v.kind === "file" ? v.offset : 0);
+    // Shared memory maps its memfd like a file.
+    const fileIndex = v.kind === "file" && v.path ? mapFile.get(v.path)! : v.kind === "shmem" ? shmemFile.get(v.shmemId!)! : -1;
+    u64(o + abi.PlanVma.start, v.start); u64(o + abi.PlanVma.end, v.end); u64(o + abi.PlanVma.pgoff, fileIndex >= 0 ? v.offset : 0);
     u32(o + abi.PlanVma.prot, v.prot); u32(o + abi.PlanVma.flags, v.flags);
-    u32(o + abi.PlanVma.kind, v.kind === "file" ? 1 : 0);
-    i32(o + abi.PlanVma.file_index, v.kind === "file" && v.path ? mapFile.get(v.path)! : -1);
+    u32(o + abi.PlanVma.kind, fileIndex >= 0 ? 1 : 0);
+    i32(o + abi.PlanVma.file_index, fileIndex);
     u32(o + abi.PlanVma.page_first, vmaPages[i]!.first); u32(o + abi.PlanVma.page_count, vmaPages[i]!.count);
   });
   runs.forEach((r, i) => {

@@ -60,4 +60,5 @@ describe("process tree round trip", () => {
   test("a zombie child keeps its exit status for its parent", () => treeRoundTrip("zombie"));
   test("sessions and process groups (own session, group with a grandchild)", () => treeRoundTrip("sessions"));
   test("two processes writing through one shared file description", () => treeRoundTrip("dupfd"));
+  test("a parent and 3 children counting in shared anonymous memory, private COW pages apart", () => treeRoundTrip("shmcount", ["3"]));
 });

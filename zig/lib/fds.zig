@@ -131,3 +131,16 @@ pub fn peekPipe(fd: i32, out: []u8, size: *u32) i32 {
     }
     return @intCast(got);
 }
+
+/// A new memfd named `name` of `size` bytes at a number >= `min`.
+pub fn makeMemfd(name: [*:0]const u8, size: u64, min: i32) i32 {
+    const MFD_CLOEXEC: usize = 1;
+    const fd = sys.syscall2(.memfd_create, @intFromPtr(name), MFD_CLOEXEC);
+    if (sys.isErr(fd)) return err.fail(sys.errnoOf(fd), "memfd_create({s}) failed", .{std.mem.span(name)});
+    const rc = sys.syscall2(.ftruncate, fd, size);
+    if (sys.isErr(rc)) {
+        _ = sys.syscall1(.close, fd);
+        return err.fail(sys.errnoOf(rc), "cannot size memfd {s} to {d} bytes", .{ std.mem.span(name), size });
+    }
+    return moveAtLeast(fd, min);
+}

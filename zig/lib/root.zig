@@ -116,6 +116,11 @@ export fn cr_make_pipe(size: u32, data: [*]const u8, len: usize, min_fd: i32, ou
     return fds.makePipe(size, data[0..len], min_fd, out);
 }
 
+export fn cr_make_memfd(name: [*:0]const u8, size: u64, min_fd: i32) i32 {
+    err.clear();
+    return fds.makeMemfd(name, size, min_fd);
+}
+
 export fn cr_set_fl(fd: i32, flags: u32) i32 {
     err.clear();
     return fds.setFlags(fd, flags);

@@ -1,0 +1,70 @@
+// Shared memory objects of the tree (anonymous shared mappings, memfds):
+// each is dumped once, whoever maps or holds it, into shmem-ID.img: the
+// non-zero pages only, read through the object itself (map_files/ or the
+// fd), which sees every page whichever task faulted it in.
+import { closeSync, fstatSync, openSync, readSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { CrError } from "../errors.ts";
+import type { FilesImage } from "../images/index.ts";
+import * as img from "../images/index.ts";
+
+type ShmemEntry = NonNullable<FilesImage["shmem"]>[number];
+const PAGE = 4096;
+const CHUNK = 1 << 20;
+
+function isZeroPage(buf: Uint8Array, off: number): boolean {
+  const words = new BigUint64Array(buf.buffer, buf.byteOffset + off, PAGE / 8);
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false;
+  return true;
+}
+
+export class ShmemTable {
+  readonly objects: ShmemEntry[] = [];
+
+  constructor(private readonly dir: string) {}
+
+  has(id: number): boolean {
+    return this.objects.some((o) => o.id === id);
+  }
+
+  /** Dump object `id` (once), reading it through `source` (a /proc path that opens it). */
+  add(id: number, name: string, source: string, pid: number): void {
+    if (this.has(id)) return;
+    let src: number;
+    try {
+      src = openSync(source, "r");
+    } catch (e) {
+      throw new CrError("dump", `cannot open shared memory ${name} through ${source}`, { pid, cause: e });
+    }
+    const out = openSync(join(this.dir, img.shmemFile(id)), "w", 0o600);
+    try {
+      const size = fstatSync(src).size;
+      const pages: ShmemEntry["pages"] = [];
+      const buf = new Uint8Array(CHUNK);
+      let written = 0;
+      for (let at = 0; at < size; at += CHUNK) {
+        const n = readSync(src, buf, 0, Math.min(CHUNK, size - at), at);
+        for (let p = 0; p < n; p += PAGE) {
+          const len = Math.min(PAGE, n - p);
+          if (len === PAGE && isZeroPage(buf, p)) continue;
+          const page = buf.subarray(p, p + PAGE);
+          if (len < PAGE) page.fill(0, len);
+          const start = at + p;
+          const last = pages[pages.length - 1];
+          if (last && last.start + last.pages * PAGE === start) last.pages++;
+          else pages.push({ start, pages: 1, offset: written });
+          writeSync(out, page);
+          written += PAGE;
+        }
+      }
+      this.objects.push({ id, size, name, pages });
+    } finally {
+      closeSync(out);
+      closeSync(src);
+    }
+  }
+
+  fileNames(): string[] {
+    return this.objects.map((o) => img.shmemFile(o.id));
+  }
+}
