@@ -10,3 +10,4 @@ export const FILES = "files.cbor";
 export const taskFile = (pid: number) => `task-${pid}.cbor`;
 export const pagemapFile = (pid: number) => `pagemap-${pid}.cbor`;
 export const pagesFile = (pid: number) => `pages-${pid}.img`;
+export const shmemFile = (id: number) => `shmem-${id}.img`;
