@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import * as native from "../../src/native/index.ts";
+import * as img from "../../src/images/index.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const CR = join(ROOT, "dist/cr");
@@ -62,6 +63,16 @@ function reap(pid: number): boolean {
 /** Wait until `pid` no longer exists (reaping it if it came to us). */
 export function waitGone(pid: number, ms = 10_000): void {
   waitFor(() => reap(pid), ms, `pid ${pid} to be gone`);
+}
+
+/** Every pid a dump in `images` covers (from its tree.cbor): all must be free before a restore. */
+export function dumpedPids(images: string): number[] {
+  return img.decodeImage("tree", img.readImageFile(images, img.TREE), img.TREE).tasks.map((t) => t.pid);
+}
+
+/** Wait until every task of the dump in `images` is gone (reaping those that come to us). */
+export function waitDumpedGone(images: string): void {
+  for (const pid of dumpedPids(images)) waitGone(pid);
 }
 
 export interface Workload {

@@ -3,10 +3,10 @@
 // themselves check that pids, parents, sessions, groups, pipes (with the data
 // sitting in them), shared file offsets and zombies survived.
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, cr, procState, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitFor, waitGone,
+  alive, cleanup, cr, dumpedPids, procState, waitDumpedGone, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitFor, waitGone,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -32,7 +32,8 @@ function treeRoundTrip(name: string, args: string[] = []): void {
   const d = cr(["dump", "-t", String(w.pid), "-D", images]);
   expect(d.stderr).toBe("");
   expect(d.status).toBe(0);
-  for (const p of pids) waitGone(p);
+  expect(dumpedPids(images).sort()).toEqual([...pids].sort());
+  waitDumpedGone(images);
   const r = cr(["restore", "-D", images, "-d"]);
   expect(r.stderr).toBe("");
   expect(r.status).toBe(0);
@@ -61,4 +62,32 @@ describe("process tree round trip", () => {
   test("sessions and process groups (own session, group with a grandchild)", () => treeRoundTrip("sessions"));
   test("two processes writing through one shared file description", () => treeRoundTrip("dupfd"));
   test("a parent and 3 children counting in shared anonymous memory, private COW pages apart", () => treeRoundTrip("shmcount", ["3"]));
+
+  test("a bash loop that forks and execs all the time continues its count", () => {
+    const dir = tempDir("cr-bash-");
+    const log = join(dir, "count.log");
+    const sh = Bun.spawn(["bash", "-c", `n=0; while :; do n=$((n+1)); echo $n >> "${log}"; sleep 0.02; done`], {
+      stdio: ["ignore", "ignore", "ignore"], cwd: dir,
+    });
+    track(sh.pid);
+    const count = () => (existsSync(log) ? readFileSync(log, "utf8").trim().split("\n").length : 0);
+    waitFor(() => count() >= 5, 10_000, "bash counting");
+    const images = tempDir("cr-images-");
+    const d = cr(["dump", "-t", String(sh.pid), "-D", images]);
+    expect(d.stderr).toBe("");
+    expect(d.status).toBe(0);
+    const atDump = count();
+    expect(dumpedPids(images)).toContain(sh.pid);
+    waitDumpedGone(images);
+    Bun.sleepSync(100);
+    expect(count()).toBe(atDump);
+    const r = cr(["restore", "-D", images, "-d"]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    waitFor(() => count() >= atDump + 10, 10_000, "bash counting after restore");
+    process.kill(sh.pid, "SIGKILL");
+    waitGone(sh.pid);
+    const nums = readFileSync(log, "utf8").trim().split("\n").map(Number);
+    nums.forEach((n, i) => expect(n).toBe(i + 1));
+  });
 });
