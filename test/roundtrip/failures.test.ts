@@ -76,6 +76,37 @@ describe("dump failures leave the process untouched", () => {
   });
 });
 
+describe("a tree whose dump fails half-way runs on untouched", () => {
+  test("a child holding a socket fails the dump after its parent was dumped; both run on, untraced", () => {
+    const dir = tempDir("cr-tree-fail-");
+    const log = join(dir, "count.log");
+    const py = "import socket, time\ns = socket.socketpair()\nopen('ready', 'w').close()\ntime.sleep(1000)";
+    const sh = Bun.spawn(["bash", "-c", `python3 -c "${py}" & n=0; while :; do n=$((n+1)); echo $n >> "${log}"; sleep 0.02; done`], {
+      stdio: ["ignore", "ignore", "ignore"], cwd: dir,
+    });
+    track(sh.pid);
+    waitFor(() => existsSync(join(dir, "ready")) && existsSync(log), 10_000, "bash and its python child");
+    const children = readFileSync(`/proc/${sh.pid}/task/${sh.pid}/children`, "utf8").trim().split(/\s+/).map(Number);
+    const child = children.find((c) => readFileSync(`/proc/${c}/comm`, "utf8").trim().startsWith("python"))!;
+    expect(child).toBeGreaterThan(0);
+    track(child);
+    const count = () => readFileSync(log, "utf8").trim().split("\n").length;
+    const r = cr(["dump", "-t", String(sh.pid), "-D", tempDir()]);
+    expect(r.status).not.toBe(0);
+    const line = oneLine(r.stderr);
+    expect(line).toContain(`pid ${child}`);
+    expect(line).toContain("socket:[");
+    for (const pid of [sh.pid, child]) {
+      expect(alive(pid)).toBe(true);
+      expect(tracerOf(pid)).toBe(0);
+    }
+    const at = count();
+    waitFor(() => count() >= at + 5, 10_000, "bash counting after the failed dump");
+    const nums = readFileSync(log, "utf8").trim().split("\n").map(Number);
+    nums.forEach((n, i) => expect(n).toBe(i + 1));
+  });
+});
+
 describe("restore refuses before creating anything", () => {
   test("the pid is busy", () => {
     const w = startWorkload("sleeper");
