@@ -107,5 +107,45 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
+// A tree: 64 processes with 16 MiB each (BENCH_TREE_N, BENCH_TREE_MIB).
+const treeN = Number(process.env.BENCH_TREE_N ?? 64);
+const treeMiB = Number(process.env.BENCH_TREE_MIB ?? 16);
+const treeWork = mkdtempSync(join(process.env.BENCH_DIR ?? "/tmp", "cr-bench-tree-"));
+let treePids: number[] = [];
+const gone = (pids: number[]) => {
+  const deadline = Date.now() + 20_000;
+  while (pids.some((p) => existsSync(`/proc/${p}`)) && Date.now() < deadline) {
+    for (const p of pids) {
+      try { native.wait(p, native.WNOHANG); } catch { /* not ours (yet) */ }
+    }
+    Bun.sleepSync(5);
+  }
+};
+try {
+  const app = join(treeWork, "app");
+  const images = join(treeWork, "images");
+  spawnSync("mkdir", ["-p", app]);
+  Bun.spawn([join(ROOT, "test/workloads/bin/forktree"), app, String(treeN), String(treeMiB)], { stdio: ["ignore", "ignore", "ignore"] });
+  while (!existsSync(join(app, "ready"))) Bun.sleepSync(20);
+  treePids = readFileSync(join(app, "pids"), "utf8").trim().split(/\s+/).map(Number);
+  const d = spawnSync(CR, ["dump", "-t", String(treePids[0]), "-D", images, "--no-sync", "--json"], { encoding: "utf8" });
+  if (d.status !== 0) throw new Error(`tree dump failed: ${d.stderr}`);
+  const res = JSON.parse(d.stdout) as { tasks: number; pagesBytes: number; totalMs: number; freezeMs: number };
+  row(`tree dump: ${res.tasks} tasks x ${treeMiB} MiB`, `${res.totalMs.toFixed(0)} ms (${(res.totalMs / res.tasks).toFixed(1)} ms/task, ${(res.pagesBytes / MIB / (res.totalMs / 1000)).toFixed(0)} MiB/s)`);
+  row("tree freeze time", `${res.freezeMs.toFixed(0)} ms`);
+  gone(treePids);
+  const t = performance.now();
+  const r = spawnSync(CR, ["restore", "-D", images, "-d"], { encoding: "utf8" });
+  const ms = performance.now() - t;
+  if (r.status !== 0) throw new Error(`tree restore failed: ${r.stderr}`);
+  row("tree restore (wall, incl. start-up)", `${ms.toFixed(0)} ms (${(ms / res.tasks).toFixed(1)} ms/task)`);
+} finally {
+  for (const p of treePids) {
+    try { process.kill(p, "SIGKILL"); } catch { /* gone */ }
+  }
+  gone(treePids);
+  rmSync(treeWork, { recursive: true, force: true });
+}
+
 const w = Math.max(...rows.map((r) => r[0].length));
 console.log(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join("\n"));
