@@ -8,6 +8,7 @@ import { runCheck, formatCheck } from "./check.ts";
 import { dump } from "./dump/index.ts";
 import { restore } from "./restore/index.ts";
 import * as native from "./native/index.ts";
+import { show } from "./show/index.ts";
 
 const cli = cac("cr");
 let verbose = false;
@@ -88,9 +89,17 @@ cli.command("restore", "Restore a process from an image directory")
     }
   });
 
-cli.command("show <path>", "Decode an image directory or file for a human")
+cli.command("show <path>", "Decode an image directory (or one file of it) for a human")
   .option("--json", "Full decoded records as JSON")
-  .action(() => notYet("show"));
+  .option("--regs", "Print the registers of every thread")
+  .option("--verify", "Check the manifest (sizes, hashes, no stray files) first")
+  .action((path: string, o: { json?: boolean; regs?: boolean; verify?: boolean }) => {
+    try {
+      process.stdout.write(show(String(path), { json: !!o.json, regs: !!o.regs, verify: !!o.verify }) + "\n");
+    } catch (e) {
+      fail(e);
+    }
+  });
 
 cli.command("pre-dump", "Incremental pre-dump (later milestone)").action(() => notYet("pre-dump"));
 cli.command("lazy-pages", "Lazy page restore (later milestone)").action(() => notYet("lazy-pages"));

@@ -4,6 +4,7 @@ import { Decoder, Encoder } from "cbor-x";
 import { CrError } from "../errors.ts";
 import { FORMAT, MAGIC, RECORDS, type ImageBody, type ImageKind } from "./schema.ts";
 import { ValidationError } from "./validate.ts";
+import { checkRecord } from "./semantic.ts";
 
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, largeBigIntToFloat: false });
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true, int64AsType: "bigint" } as ConstructorParameters<typeof Decoder>[0]);
@@ -31,10 +32,14 @@ export function decodeImage<K extends ImageKind>(kind: K, bytes: Uint8Array, fil
   if (!Number.isInteger(major)) throw bad("missing format version");
   if (major > FORMAT.major) throw bad(`written by a newer cr (format ${major}.x); this cr reads ${FORMAT.major}.x`);
   if (major < FORMAT.major) throw bad(`format ${major}.x is not supported; this cr reads ${FORMAT.major}.x`);
+  let body: ImageBody<K>;
   try {
-    return RECORDS[kind](e.body, "body") as ImageBody<K>;
+    body = RECORDS[kind](e.body, "body") as ImageBody<K>;
   } catch (err) {
     if (err instanceof ValidationError) throw bad(err.message);
     throw bad(`invalid record (${err instanceof Error ? err.message : String(err)})`, err);
   }
+  const problem = checkRecord(kind, body);
+  if (problem !== null) throw bad(`body.${problem}`);
+  return body;
 }

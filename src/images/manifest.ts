@@ -1,11 +1,12 @@
 // manifest.cbor, written last: every image file with its size and SHA-256
 // (hardware-accelerated here, ~1.7 GB/s). Restore refuses a directory whose
 // files do not match it exactly.
-import { closeSync, openSync, readdirSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readdirSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { CrError } from "../errors.ts";
 import { decodeImage, encodeImage } from "./codec.ts";
 import { readImageFile, statImageFile, writeImageFile } from "./files.ts";
+import { loadImageSet } from "./imageset.ts";
 import type { ManifestImage } from "./schema.ts";
 
 export const MANIFEST = "manifest.cbor";
@@ -14,11 +15,12 @@ const CHUNK = 8 << 20;
 
 export function hashFile(path: string): string {
   const h = new Bun.CryptoHasher(HASH_ALG);
-  const buf = new Uint8Array(CHUNK);
   const fd = openSync(path, "r");
   try {
+    // Sized to the file: an 8 MiB buffer per small metadata file costs more than hashing it.
+    const buf = new Uint8Array(Math.max(1, Math.min(CHUNK, fstatSync(fd).size)));
     for (;;) {
-      const n = readSync(fd, buf, 0, CHUNK, null);
+      const n = readSync(fd, buf, 0, buf.length, null);
       if (n === 0) break;
       h.update(buf.subarray(0, n));
     }
@@ -36,7 +38,10 @@ export function writeManifest(dir: string, names: string[], opts: { sync: boolea
   writeImageFile(dir, MANIFEST, encodeImage("manifest", body), opts);
 }
 
-/** Check every listed file (regular, same size, same hash) and that nothing else is there. */
+/**
+ * Check every listed file (regular, same size, same hash), that nothing else is
+ * there, and that the records make sense together (loadImageSet).
+ */
 export function verifyManifest(dir: string): ManifestImage {
   const m = decodeImage("manifest", readImageFile(dir, MANIFEST), MANIFEST);
   if (m.hashAlg !== HASH_ALG) throw new CrError("image", `${MANIFEST}: unknown hash algorithm ${m.hashAlg}`);
@@ -50,5 +55,6 @@ export function verifyManifest(dir: string): ManifestImage {
   for (const name of readdirSync(dir)) {
     if (name !== MANIFEST && !listed.has(name)) throw new CrError("image", `${name}: not in the manifest (stray file in the image directory)`);
   }
+  loadImageSet(dir);
   return m;
 }

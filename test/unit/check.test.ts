@@ -90,11 +90,15 @@ print(1 if (e >> 55) & 1 else 0)`;
 });
 
 test("subcommands not built yet say so and exit 2", () => {
-  for (const c of ["show", "pre-dump", "lazy-pages", "page-server"]) {
-    const r = runAlone(c === "show" ? [c, "/nonexistent"] : [c]);
+  for (const c of ["pre-dump", "lazy-pages", "page-server"]) {
+    const r = runAlone([c]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("not implemented yet");
   }
+  // show is built: a missing directory is one clear line and exit 1.
+  const r = runAlone(["show", "/nonexistent"]);
+  expect(r.status).toBe(1);
+  expect(r.stderr).toBe("cr: show: /nonexistent: no such file or directory\n");
 });
 
 function existsProc(p: string): boolean {

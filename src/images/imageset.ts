@@ -1,0 +1,89 @@
+// The image directory as a whole: every record decoded (with its own checks,
+// see semantic.ts) and checked against the others: the tree against the task
+// files, each pagemap against its pages file and its task's VMAs, fds against
+// files.cbor. verifyManifest ends with this, so restore never plans from a set
+// that only makes sense file by file.
+import { CrError } from "../errors.ts";
+import { decodeImage } from "./codec.ts";
+import { readImageFile, statImageFile } from "./files.ts";
+import { FILES, INVENTORY, TREE, pagemapFile, pagesFile, shmemFile, taskFile } from "./index.ts";
+import {
+  checkPagemap, type FilesImage, type ImageKind, type InventoryImage, type PagemapImage, type TaskImage, type TreeImage,
+} from "./schema.ts";
+
+export interface TaskImages {
+  task: TaskImage;
+  pagemap: PagemapImage;
+  /** Size of pages-PID.img in bytes. */
+  pagesSize: number;
+}
+
+export interface ImageSet {
+  inventory: InventoryImage;
+  tree: TreeImage;
+  files: FilesImage;
+  /** By pid, in tree order; zombies have no task images. */
+  tasks: Map<number, TaskImages>;
+}
+
+const bad = (name: string, msg: string) => new CrError("image", `${name}: ${msg}`);
+
+/** The first page run of `p` that is not inside a VMA whose pages were dumped, or null. */
+function runOutsideVmas(p: PagemapImage, t: TaskImage, pageSize: number): string | null {
+  const vmas = t.mm.vmas.filter((v) => v.dumped);
+  let vi = 0;
+  for (const e of p.entries) {
+    const end = e.start + e.pages * pageSize;
+    while (vi < vmas.length && vmas[vi]!.end <= e.start) vi++;
+    const v = vmas[vi];
+    if (!v || e.start < v.start || end > v.end) return `page run 0x${e.start.toString(16)}-0x${end.toString(16)} is outside every dumped VMA`;
+  }
+  return null;
+}
+
+function checkTask(pid: number, threads: number[], ti: TaskImages, files: FilesImage, pageSize: number): void {
+  const { task, pagemap } = ti;
+  if (task.pid !== pid) throw bad(taskFile(pid), `holds pid ${task.pid}`);
+  const tids = task.threads.map((t) => t.tid).sort((a, b) => a - b).join(",");
+  if (tids !== [...threads].sort((a, b) => a - b).join(",")) throw bad(taskFile(pid), `threads ${tids} differ from the tree's`);
+  const ids = new Set(files.files.map((f) => f.id));
+  const orphan = task.fds.find((f) => !ids.has(f.fileId));
+  if (orphan) throw bad(taskFile(pid), `fd ${orphan.fd} refers to file ${orphan.fileId}, missing from ${FILES}`);
+  const problem = checkPagemap(pagemap, pageSize, ti.pagesSize) ?? runOutsideVmas(pagemap, task, pageSize);
+  if (problem !== null) throw bad(pagemapFile(pid), problem);
+}
+
+/** Each shared memory object's pages against its shmem-ID.img and its size. */
+function checkShmem(dir: string, files: FilesImage, pageSize: number): void {
+  for (const o of files.shmem ?? []) {
+    const name = shmemFile(o.id);
+    const problem = checkPagemap({ entries: o.pages }, pageSize, statImageFile(dir, name).size);
+    if (problem !== null) throw bad(FILES, `shmem ${o.id} (${name}): ${problem}`);
+    const last = o.pages[o.pages.length - 1];
+    if (last && last.start + last.pages * pageSize > Math.ceil(o.size / pageSize) * pageSize) {
+      throw bad(FILES, `shmem ${o.id}: pages beyond its size ${o.size}`);
+    }
+  }
+}
+
+export function loadImageSet(dir: string): ImageSet {
+  const read = <K extends ImageKind>(kind: K, name: string) => decodeImage(kind, readImageFile(dir, name), name);
+  const inventory = read("inventory", INVENTORY);
+  const tree = read("tree", TREE);
+  if (!tree.tasks.some((t) => t.pid === inventory.rootPid)) throw bad(TREE, `the root pid ${inventory.rootPid} of ${INVENTORY} is not in the tree`);
+  const files = read("files", FILES);
+  checkShmem(dir, files, inventory.pageSize);
+  const tasks = new Map<number, TaskImages>();
+  for (const t of tree.tasks) {
+    // A zombie has nothing left but its exit status, kept in the tree.
+    if (t.state === "zombie") continue;
+    const ti = {
+      task: read("task", taskFile(t.pid)),
+      pagemap: read("pagemap", pagemapFile(t.pid)),
+      pagesSize: statImageFile(dir, pagesFile(t.pid)).size,
+    };
+    checkTask(t.pid, t.threads, ti, files, inventory.pageSize);
+    tasks.set(t.pid, ti);
+  }
+  return { inventory, tree, files, tasks };
+}

@@ -1,0 +1,141 @@
+// Text for humans, one function per record: `cr show` puts them together for
+// a directory, or uses one for a single file.
+import type {
+  FilesImage, InventoryImage, ManifestImage, PagemapImage, TaskImage, TreeImage,
+} from "../images/index.ts";
+import { handler, hex, openFlags, prot, registers, saFlags, sigset, signal, size } from "./names.ts";
+
+/** Left-aligned columns from rows of cells. */
+export function table(rows: string[][], indent = "  "): string[] {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows.map((r) => indent + r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  "));
+}
+
+export function formatInventory(inv: InventoryImage): string[] {
+  const opts = Object.entries(inv.options).filter(([, on]) => on).map(([k]) => k);
+  return [
+    `cr ${inv.crVersion}, ${inv.arch}, page size ${inv.pageSize}, kernel ${inv.kernel}`,
+    `dumped ${inv.dumpTime}, root pid ${inv.rootPid}, options: ${opts.length ? opts.join(", ") : "none"}`,
+  ];
+}
+
+export function formatTree(tree: TreeImage, comm: (pid: number) => string | undefined = () => undefined): string[] {
+  const rows = [["PID", "PPID", "PGID", "SID", "STATE", "THREADS", "COMM"]];
+  for (const t of tree.tasks) {
+    const state = t.exitCode === undefined ? t.state : `${t.state} (exit ${t.exitCode})`;
+    rows.push([String(t.pid), String(t.ppid), String(t.pgid), String(t.sid), state, t.threads.join(","), comm(t.pid) ?? ""]);
+  }
+  return table(rows);
+}
+
+export function formatManifest(m: ManifestImage): string[] {
+  return [`${m.files.length} files, ${m.hashAlg}`, ...table(m.files.map((f) => [f.name, `${f.size} B`, f.hash]))];
+}
+
+export function formatFiles(f: FilesImage): string[] {
+  const rows = [["ID", "KIND", "FLAGS", "POS", "PATH"]];
+  for (const x of f.files) rows.push([String(x.id), x.kind, openFlags(x.flags), String(x.pos), x.path]);
+  return table(rows);
+}
+
+export function formatPagemap(p: PagemapImage, pageSize: number): string[] {
+  const total = p.entries.reduce((a, e) => a + e.pages, 0);
+  const rows = [["START", "END", "PAGES", "FILE OFFSET"]];
+  for (const e of p.entries) rows.push([hex(e.start), hex(e.start + e.pages * pageSize), String(e.pages), String(e.offset)]);
+  return [`${p.entries.length} runs, ${total} pages (${size(total * pageSize)})`, ...table(rows)];
+}
+
+/** Pages of `p` that fall in [start, end). */
+function pagesIn(p: PagemapImage, pageSize: number, start: number, end: number): number {
+  let n = 0;
+  for (const e of p.entries) {
+    const lo = Math.max(start, e.start);
+    const hi = Math.min(end, e.start + e.pages * pageSize);
+    if (hi > lo) n += (hi - lo) / pageSize;
+  }
+  return n;
+}
+
+function formatVmas(t: TaskImage, pagemap: PagemapImage | undefined, pageSize: number): string[] {
+  const rows = [["START", "END", "SIZE", "PROT", "KIND", "PAGES", "PATH"]];
+  for (const v of t.mm.vmas) {
+    const total = (v.end - v.start) / pageSize;
+    const pages = !v.dumped ? "-" : pagemap ? `${pagesIn(pagemap, pageSize, v.start, v.end)}/${total}` : `?/${total}`;
+    const kind = `${v.kind}${v.flags & 1 ? " shared" : ""}${v.growsDown ? " growsdown" : ""}`;
+    rows.push([hex(v.start), hex(v.end), size(v.end - v.start), prot(v.prot), kind, pages, v.path ?? ""]);
+  }
+  return table(rows, "    ");
+}
+
+function formatFds(t: TaskImage, files: FilesImage | undefined): string[] {
+  const byId = new Map(files?.files.map((f) => [f.id, f]));
+  const rows = [["FD", "KIND", "FLAGS", "POS", "PATH"]];
+  for (const fd of t.fds) {
+    const f = byId.get(fd.fileId);
+    const flags = f ? openFlags(f.flags) + (fd.cloexec ? "|O_CLOEXEC" : "") : fd.cloexec ? "O_CLOEXEC" : "";
+    rows.push([String(fd.fd), f?.kind ?? `file ${fd.fileId}`, flags, f ? String(f.pos) : "", f?.path ?? ""]);
+  }
+  return table(rows, "    ");
+}
+
+function formatSignals(t: TaskImage): string[] {
+  const set = t.sigactions.filter((s) => s.handler !== 0);
+  if (set.length === 0) return ["    (all default)"];
+  const rows = [["SIGNAL", "HANDLER", "FLAGS", "MASK"]];
+  for (const s of set) rows.push([signal(s.sig), handler(s.handler), saFlags(s.flags), sigset(s.mask)]);
+  return table(rows, "    ");
+}
+
+function formatRegs(regs: Uint8Array): string[] {
+  const named = registers(regs);
+  if (!named) return [`      (${regs.length} bytes, not a user_regs_struct)`];
+  const cells = named.map(([n, v]) => `${n.padStart(8)} ${v.toString(16).padStart(16, "0")}`);
+  const out: string[] = [];
+  for (let i = 0; i < cells.length; i += 3) out.push("    " + cells.slice(i, i + 3).join("  "));
+  return out;
+}
+
+function formatThreads(t: TaskImage, regs: boolean): string[] {
+  const out: string[] = [];
+  for (const th of t.threads) {
+    const rseq = th.rseq ? `rseq ${hex(th.rseq.ptr)}/${th.rseq.len}` : "no rseq";
+    out.push(`    ${th.tid}: sigmask ${sigset(th.sigmask)}, ${rseq}, clear-tid ${hex(th.tidAddress)}, ` +
+      `robust list ${hex(th.robustList.head)}, ${th.pending.length} pending, xstate ${th.xstate.length} B`);
+    if (regs) out.push(...formatRegs(th.regs));
+  }
+  return out;
+}
+
+export interface TaskView {
+  task: TaskImage;
+  pagemap?: PagemapImage;
+  files?: FilesImage;
+  pageSize: number;
+  regs: boolean;
+}
+
+export function formatTask({ task: t, pagemap, files, pageSize, regs }: TaskView): string[] {
+  const c = t.creds;
+  const dumped = pagemap?.entries.reduce((a, e) => a + e.pages, 0);
+  const it = t.itimers;
+  const timers = [["real", it.real], ["virtual", it.virtual], ["prof", it.prof]] as const;
+  const armed = timers.filter(([, v]) => v.valueUs !== 0 || v.intervalUs !== 0).map(([n, v]) => `${n} ${v.valueUs}/${v.intervalUs} us`);
+  return [
+    `task ${t.pid} (${t.comm})`,
+    `  exe ${t.exe}`,
+    `  cwd ${t.cwd}, root ${t.root}, umask ${t.umask.toString(8).padStart(3, "0")}, personality ${hex(t.personality)}`,
+    `  uid ${c.uid.join(",")}, gid ${c.gid.join(",")}, groups ${c.groups.join(",") || "-"}, cap eff ${hex(c.capEff)}` +
+      `${c.noNewPrivs ? ", no_new_privs" : ""}`,
+    `  brk ${hex(t.mm.brk)} (start ${hex(t.mm.startBrk)}), code ${hex(t.mm.startCode)}-${hex(t.mm.endCode)}, ` +
+      `stack ${hex(t.mm.startStack)}, itimers ${armed.join(", ") || "none"}, ${t.sharedPending.length} shared pending`,
+    `  memory: ${t.mm.vmas.length} VMAs${dumped === undefined ? "" : `, ${dumped} pages dumped (${size(dumped * pageSize)})`}`,
+    ...formatVmas(t, pagemap, pageSize),
+    `  fds: ${t.fds.length}`,
+    ...formatFds(t, files),
+    `  signals with a handler:`,
+    ...formatSignals(t),
+    `  threads: ${t.threads.length}`,
+    ...formatThreads(t, regs),
+  ];
+}
