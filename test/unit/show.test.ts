@@ -35,7 +35,16 @@ function dumpedSleeper() {
   expect(d.status).toBe(0);
   const maps = parseMaps(readFileSync(`/proc/${w.pid}/maps`, "utf8")).filter((m) => m.path !== "[vsyscall]");
   const fds = readdirSync(`/proc/${w.pid}/fd`).map(Number).sort((a, b) => a - b)
-    .map((fd) => ({ fd, path: readlinkSync(`/proc/${w.pid}/fd/${fd}`) }));
+    .flatMap((fd) => {
+      try {
+        return [{ fd, path: readlinkSync(`/proc/${w.pid}/fd/${fd}`) }];
+      } catch {
+        return []; // closed in between: a transient fd
+      }
+    })
+    // The running sleeper briefly holds DIR/.tmp while it writes a report:
+    // not part of what was dumped before.
+    .filter((f) => !f.path.endsWith("/.tmp"));
   return { pid: w.pid, images, maps, fds };
 }
 
