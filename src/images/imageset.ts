@@ -1,8 +1,8 @@
 // The image directory as a whole: every record decoded (with its own checks,
 // see semantic.ts) and checked against the others: the tree against the task
 // files, each pagemap against its pages file and its task's VMAs, fds against
-// files.cbor. verifyManifest ends with this, so restore never plans from a set
-// that only makes sense file by file.
+// files.cbor. Restore loads images only through this, so it never plans from a
+// set that only makes sense file by file.
 import { CrError } from "../errors.ts";
 import { decodeImage } from "./codec.ts";
 import { readImageFile, statImageFile } from "./files.ts";

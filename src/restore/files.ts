@@ -12,6 +12,8 @@ import * as native from "../native/index.ts";
 
 const O_ACCMODE = 3, O_WRONLY = 1, O_RDWR = 2;
 const O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000;
+/** Open flags that only mattered when the file was first opened: never re-applied. */
+const REOPEN_FLAGS = ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
 
 export interface SharedFds {
   /** The shared fd table, ascending (the order libcr compacts it in). */
@@ -108,10 +110,10 @@ export function openSharedFiles(files: FilesImage, ids: ReadonlySet<number>, shm
         native.setFileFlags(fd, f.flags & ~O_ACCMODE);
       } else if (f.kind === "memfd") {
         if (f.shmemId === undefined) throw new CrError("restore", `files.cbor: memfd ${id} without its object`);
-        fd = native.openFile(`/proc/self/fd/${memfdOf(f.shmemId)}`, f.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY), f.pos, minFd);
+        fd = native.openFile(`/proc/self/fd/${memfdOf(f.shmemId)}`, f.flags & REOPEN_FLAGS, f.pos, minFd);
         opened.push(fd);
       } else {
-        fd = native.openFile(f.path, f.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY), f.kind === "reg" ? f.pos : 0, minFd);
+        fd = native.openFile(f.path, f.flags & REOPEN_FLAGS, f.kind === "reg" ? f.pos : 0, minFd);
         opened.push(fd);
       }
       pairs.push({ id, fd });

@@ -22,30 +22,14 @@ export interface RestoreOptions {
   log: (msg: string) => void;
 }
 
-export interface LoadedImages {
-  inventory: img.InventoryImage;
-  tree: img.TreeImage;
-  files: img.FilesImage;
-  tasks: Map<number, { task: img.TaskImage; pagemap: img.PagemapImage }>;
-}
-
-export function loadImages(dir: string): LoadedImages {
+/** Every image of `dir`, checked against the manifest and against each other, for this machine. */
+export function loadImages(dir: string): img.ImageSet {
   img.checkImageDirSafe(dir);
   img.verifyManifest(dir);
-  const read = <K extends img.ImageKind>(kind: K, name: string) => img.decodeImage(kind, img.readImageFile(dir, name), name);
-  const inventory = read("inventory", img.INVENTORY);
-  if (inventory.arch !== "x86_64") throw new CrError("restore", `images are for ${inventory.arch}, this is x86_64`);
-  if (inventory.pageSize !== 4096) throw new CrError("restore", `images use page size ${inventory.pageSize}, this machine 4096`);
-  const tree = read("tree", img.TREE);
-  const files = read("files", img.FILES);
-  const tasks = new Map<number, { task: img.TaskImage; pagemap: img.PagemapImage }>();
-  for (const t of tree.tasks) {
-    if (t.state === "zombie") continue;
-    const task = read("task", img.taskFile(t.pid));
-    const pagemap = read("pagemap", img.pagemapFile(t.pid));
-    tasks.set(t.pid, { task, pagemap });
-  }
-  return { inventory, tree, files, tasks };
+  const set = img.loadImageSet(dir);
+  if (set.inventory.arch !== "x86_64") throw new CrError("restore", `images are for ${set.inventory.arch}, this is x86_64`);
+  if (set.inventory.pageSize !== 4096) throw new CrError("restore", `images use page size ${set.inventory.pageSize}, this machine 4096`);
+  return set;
 }
 
 /** Who holds `pid`, for the error message (a zombie is freed only when its parent reaps it). */
