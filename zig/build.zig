@@ -43,7 +43,9 @@ pub fn build(b: *std.Build) void {
             .red_zone = false,
             .stack_protector = false,
             .stack_check = false,
-            .single_threaded = true,
+            // The restorer starts the task's threads and syncs them with
+            // atomics, which a single-threaded build would lower to plain ops.
+            .single_threaded = !std.mem.eql(u8, name, "restorer"),
             .strip = false,
             .code_model = .small,
         });

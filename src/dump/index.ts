@@ -73,7 +73,7 @@ export function dump(opts: DumpOptions): DumpResult {
     let pagesBytes = 0;
     for (const t of tasks) {
       if (t.state !== "alive") continue;
-      pagesBytes += writeTaskImages(t.pid, table, shmem, opts);
+      pagesBytes += writeTaskImages(t.pid, t.tids, table, shmem, opts);
       names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
     }
     const tree: img.TreeImage = {
@@ -113,7 +113,7 @@ function writeImage(opts: DumpOptions, name: string, bytes: Uint8Array): void {
   img.writeImageFile(opts.dir, name, bytes, { sync: opts.sync });
 }
 
-function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts: DumpOptions): number {
+function writeTaskImages(pid: number, tids: number[], table: FileTable, shmem: ShmemTable, opts: DumpOptions): number {
   const proc = (rel: string) => readFileSync(`/proc/${pid}/${rel}`, "utf8");
   const stat = parseStat(proc("stat"));
   const status = parseStatus(proc("status"));
@@ -125,10 +125,17 @@ function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts:
     if (v.kind === "shmem") shmem.add(v.shmemId!, v.path!, `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`, pid);
   }
 
-  const thread = native.readThread(pid);
-  const parasite = native.runParasite(pid, syscallSite(vmas, pid));
+  // Registers first: the parasite's injected syscalls leave them as they were, but read them untouched.
+  const raw = tids.map((tid) => native.readThread(tid));
+  const parasite = native.runParasite(tids, syscallSite(vmas, pid));
   const sharedPending = native.peekPendingSignals(pid, true);
-  const threadPending = native.peekPendingSignals(pid, false);
+  const threads: img.TaskImage["threads"] = raw.map((r, i) => ({
+    tid: r.tid,
+    comm: readFileSync(`/proc/${pid}/task/${r.tid}/comm`, "utf8").replace(/\n$/, ""),
+    regs: r.regs, xstate: r.xstate, sigmask: r.sigmask, rseq: r.rseq,
+    tidAddress: parasite.threads[i]!.tidAddress, robustList: r.robustList, altstack: parasite.threads[i]!.altstack,
+    pending: native.peekPendingSignals(r.tid, false),
+  }));
 
   // Pages last: the parasite may have touched the page it ran from.
   const runs = pagesToDump(pid, vmas);
@@ -166,10 +173,7 @@ function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts:
     sigactions: parasite.sigactions,
     itimers: { real: parasite.itimers[0]!, virtual: parasite.itimers[1]!, prof: parasite.itimers[2]! },
     sharedPending,
-    threads: [{
-      tid: pid, regs: thread.regs, xstate: thread.xstate, sigmask: thread.sigmask, rseq: thread.rseq,
-      tidAddress: parasite.tidAddress, robustList: thread.robustList, altstack: parasite.altstack, pending: threadPending,
-    }],
+    threads,
     mm: {
       vmas,
       brk: parasite.brk, startBrk: stat.startBrk, startCode: stat.startCode, endCode: stat.endCode,
@@ -182,6 +186,6 @@ function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts:
   writeImage(opts, img.taskFile(pid), img.encodeImage("task", task));
   writeImage(opts, img.pagemapFile(pid), img.encodeImage("pagemap", { entries }));
   if (opts.sync) img.syncFile(`${opts.dir}/${pagesName}`);
-  opts.log(`dumped ${pid}: ${vmas.length} VMAs, ${runs.length} page runs, ${(written / 1048576).toFixed(1)} MiB of pages, ${fds.length} fds`);
+  opts.log(`dumped ${pid}: ${tids.length} thread(s), ${vmas.length} VMAs, ${runs.length} page runs, ${(written / 1048576).toFixed(1)} MiB of pages, ${fds.length} fds`);
   return written;
 }

@@ -2,13 +2,14 @@
 // descendant, parents before children. Each task is frozen (all its threads
 // seized) before its children are listed, so a frozen parent cannot fork
 // behind our back; zombies are recorded, not frozen (they have nothing left
-// to dump but their exit status). Threads come with their own work: a
-// multi-threaded task is refused before anything is touched in it.
+// to dump but their exit status). A task's threads are seized until no new
+// one shows up: a frozen thread cannot start another.
 import { existsSync } from "node:fs";
 import { CrError } from "../errors.ts";
 import { listTids, readProcText } from "../proc/read.ts";
 import { parseChildren } from "../proc/children.ts";
 import { parseStat, type ProcStat } from "../proc/stat.ts";
+import { MAX_THREADS } from "../native/abi.ts";
 
 export interface DumpTask {
   pid: number;
@@ -22,6 +23,7 @@ export interface DumpTask {
 }
 
 export const MAX_TASKS = 4096;
+const MAX_THREAD_ROUNDS = 64;
 
 function statOf(pid: number): ProcStat {
   try {
@@ -39,8 +41,37 @@ function childrenOf(pid: number, tids: number[]): number[] {
   }
 }
 
-function sameList(a: number[], b: number[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
+function threadGone(pid: number, tid: number): boolean {
+  return !existsSync(`/proc/${pid}/task/${tid}`);
+}
+
+/**
+ * Seize every thread of `pid`, listing them again until a listing shows no
+ * thread that is not frozen yet (the running ones may have started more).
+ * A thread that exits before it is seized is left out. Returns the frozen
+ * thread ids, the main thread first.
+ */
+function freezeThreads(pid: number, seize: (tid: number) => void): number[] {
+  const frozen = new Set<number>();
+  for (let round = 0; round < MAX_THREAD_ROUNDS; round++) {
+    const now = listTids(pid);
+    const fresh = now.filter((t) => !frozen.has(t));
+    if (fresh.length === 0) {
+      if (!frozen.has(pid)) throw new CrError("dump", "process vanished while its threads were being frozen", { pid, errno: 3 });
+      return [pid, ...now.filter((t) => t !== pid)];
+    }
+    if (frozen.size + fresh.length > MAX_THREADS) throw new CrError("dump", `unsupported: more than ${MAX_THREADS} threads`, { pid });
+    for (const tid of fresh) {
+      try {
+        seize(tid);
+      } catch (e) {
+        if (tid !== pid && threadGone(pid, tid)) continue;
+        throw e;
+      }
+      frozen.add(tid);
+    }
+  }
+  throw new CrError("dump", `threads kept appearing after ${MAX_THREAD_ROUNDS} rounds of freezing`, { pid });
 }
 
 /**
@@ -65,15 +96,10 @@ export function freezeTree(rootPid: number, seize: (tid: number) => void, releas
       tasks.push({ pid, ppid: before.ppid, pgid: before.pgrp, sid: before.session, tids: [pid], state: "zombie", exitStatus: before.exitCode });
       return;
     }
-    const tids = listTids(pid);
-    if (tids.length > 1) {
-      throw new CrError("dump", `unsupported: ${tids.length} threads (multi-threaded processes are not supported yet)`, { pid });
-    }
-    for (const tid of tids) {
+    const tids = freezeThreads(pid, (tid) => {
       seize(tid);
       seized.push(tid);
-    }
-    if (!sameList(listTids(pid), tids)) throw new CrError("dump", "threads appeared while the task was being frozen; try again", { pid });
+    });
     // Session and group as they are now that nothing can change them.
     const st = statOf(pid);
     tasks.push({ pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, tids, state: "alive" });

@@ -55,6 +55,8 @@ export const task = obj({
   sharedPending: arr(bytes, 4096),
   threads: arr(obj({
     tid: nonneg,
+    /** The thread's name (/proc/PID/task/TID/comm). */
+    comm: optional(str),
     regs: bytes,
     xstate: bytes,
     sigmask: big,

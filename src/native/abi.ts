@@ -1,7 +1,9 @@
 // Mirror of zig/abi/abi.zig: sizes and offsets of every struct that crosses
 // the FFI boundary. test/unit/abi.test.ts checks them against cr_abi_layout().
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
+/** Most threads of one task cr handles. */
+export const MAX_THREADS = 4096;
 export const XSTATE_MAX = 16384;
 export const NSIG = 64;
 
@@ -33,21 +35,21 @@ export const ITIMERVAL_SIZE = 32;
 export const STACK_T_SIZE = 24;
 
 export const ParasiteState = {
-  size: 2200,
+  size: 2168,
   sigactions: 0,
   itimers: 2048,
-  altstack: 2144,
-  tid_address: 2168,
-  brk: 2176,
-  err: 2184,
-  err_step: 2192,
+  brk: 2144,
+  err: 2152,
+  err_step: 2160,
 } as const;
+
+export const ThreadExtra = { size: 40, tid: 0, altstack: 8, tid_address: 32 } as const;
 
 export const PLAN_MAGIC = 0x6372706c616e3031n;
 export const MAX_SPECIAL = 4;
 
 export const PlanHeader = {
-  size: 2784,
+  size: 2488,
   magic: 0,
   total_len: 8,
   abi_version: 16,
@@ -73,24 +75,37 @@ export const PlanHeader = {
   sigactions: 296,
   itimers: 2344,
   personality: 2440,
-  tid_address: 2448,
-  robust_head: 2456,
-  robust_len: 2464,
-  rseq_ptr: 2472,
-  rseq_len: 2480,
-  rseq_sig: 2484,
-  sigmask: 2488,
-  altstack: 2496,
-  regs: 2520,
-  xstate_off: 2736,
-  xstate_len: 2740,
-  sid: 2744,
-  pgid: 2748,
-  sigpending_off: 2752,
-  sigpending_count: 2756,
-  comm: 2760,
-  umask: 2776,
+  threads_off: 2448,
+  threads_count: 2452,
+  sid: 2456,
+  pgid: 2460,
+  sigpending_off: 2464,
+  sigpending_count: 2468,
+  umask: 2472,
 } as const;
+
+export const PlanThread = {
+  size: 328,
+  tid: 0,
+  xstate_len: 4,
+  regs: 8,
+  xstate_off: 224,
+  sigpending_off: 228,
+  sigpending_count: 232,
+  rseq_len: 236,
+  rseq_sig: 240,
+  rseq_ptr: 248,
+  sigmask: 256,
+  altstack: 264,
+  tid_address: 288,
+  robust_head: 296,
+  robust_len: 304,
+  comm: 312,
+} as const;
+
+/** The restorer hole: [blob | plan | one thread area per thread | main stack] (zig/abi). */
+export const RESTORER_STACK = 256 * 1024;
+export const RESTORER_THREAD_AREA = 69632;
 
 export const TREE_MAGIC = 0x6372747265653031n;
 export const TreeHeader = {
@@ -119,7 +134,7 @@ export const RESTORE_STEPS: Record<number, string> = {
   1: "child setup", 2: "open file", 3: "dup fd", 4: "chdir", 5: "map restorer hole", 6: "unmap old mappings",
   7: "move vdso/vvar", 8: "map VMA", 9: "fill pages", 10: "protect VMA", 11: "prctl(PR_SET_MM_MAP)",
   12: "rt_sigaction", 13: "setitimer", 14: "rseq", 15: "misc", 16: "rt_sigreturn", 17: "setsid/setpgid",
-  18: "fork a child", 19: "re-create a zombie",
+  18: "fork a child", 19: "re-create a zombie", 20: "thread",
 };
 
 export const CHECK_FIELDS = [
@@ -133,12 +148,14 @@ export const CHECK_REPORT_SIZE = 56;
 export const LAYOUT_FIELDS = [
   "abi_version", "size_user_regs", "size_thread_state", "off_thread_state_regs", "off_thread_state_sigmask",
   "off_thread_state_rseq_ptr", "off_thread_state_robust_head", "off_thread_state_xstate", "size_parasite_state",
-  "off_parasite_itimers", "off_parasite_altstack", "off_parasite_tid_address", "off_parasite_brk", "off_parasite_err",
+  "off_parasite_itimers", "off_parasite_brk", "off_parasite_err",
   "size_plan_header", "size_plan_vma", "size_plan_pages", "size_plan_file", "size_plan_special", "off_plan_special",
   "off_plan_mm", "off_plan_auxv_off", "off_plan_sigactions", "off_plan_itimers", "off_plan_personality",
-  "off_plan_rseq_ptr", "off_plan_sigmask", "off_plan_altstack", "off_plan_regs", "off_plan_xstate_off", "off_plan_sid",
-  "size_status_record", "size_check_report", "off_plan_sigpending_off", "off_plan_comm", "off_plan_umask",
+  "off_plan_sid", "size_status_record", "size_check_report", "off_plan_sigpending_off", "off_plan_umask",
   "off_plan_file_shared", "size_tree_header", "size_tree_task", "off_tree_inherited_rseq_ptr", "off_status_pid",
+  "off_plan_threads_off", "size_plan_thread", "off_plan_thread_regs", "off_plan_thread_xstate_off",
+  "off_plan_thread_rseq_ptr", "off_plan_thread_sigmask", "off_plan_thread_altstack", "off_plan_thread_tid_address",
+  "off_plan_thread_comm", "size_thread_extra", "restorer_thread_area",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -153,8 +170,6 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_thread_state_xstate: ThreadState.xstate,
   size_parasite_state: ParasiteState.size,
   off_parasite_itimers: ParasiteState.itimers,
-  off_parasite_altstack: ParasiteState.altstack,
-  off_parasite_tid_address: ParasiteState.tid_address,
   off_parasite_brk: ParasiteState.brk,
   off_parasite_err: ParasiteState.err,
   size_plan_header: PlanHeader.size,
@@ -168,20 +183,25 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_plan_sigactions: PlanHeader.sigactions,
   off_plan_itimers: PlanHeader.itimers,
   off_plan_personality: PlanHeader.personality,
-  off_plan_rseq_ptr: PlanHeader.rseq_ptr,
-  off_plan_sigmask: PlanHeader.sigmask,
-  off_plan_altstack: PlanHeader.altstack,
-  off_plan_regs: PlanHeader.regs,
-  off_plan_xstate_off: PlanHeader.xstate_off,
   off_plan_sid: PlanHeader.sid,
   size_status_record: StatusRecord.size,
   size_check_report: CHECK_REPORT_SIZE,
   off_plan_sigpending_off: PlanHeader.sigpending_off,
-  off_plan_comm: PlanHeader.comm,
   off_plan_umask: PlanHeader.umask,
   off_plan_file_shared: PlanFile.shared,
   size_tree_header: TreeHeader.size,
   size_tree_task: TreeTask.size,
   off_tree_inherited_rseq_ptr: TreeHeader.inherited_rseq_ptr,
   off_status_pid: StatusRecord.pid,
+  off_plan_threads_off: PlanHeader.threads_off,
+  size_plan_thread: PlanThread.size,
+  off_plan_thread_regs: PlanThread.regs,
+  off_plan_thread_xstate_off: PlanThread.xstate_off,
+  off_plan_thread_rseq_ptr: PlanThread.rseq_ptr,
+  off_plan_thread_sigmask: PlanThread.sigmask,
+  off_plan_thread_altstack: PlanThread.altstack,
+  off_plan_thread_tid_address: PlanThread.tid_address,
+  off_plan_thread_comm: PlanThread.comm,
+  size_thread_extra: ThreadExtra.size,
+  restorer_thread_area: RESTORER_THREAD_AREA,
 };

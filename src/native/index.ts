@@ -20,9 +20,9 @@ const symbols = {
   cr_kill: { args: [i32, i32], returns: i32 },
   cr_read_thread: { args: [i32, P], returns: i32 },
   cr_peek_siginfo: { args: [i32, i32, P, u32], returns: i32 },
-  cr_run_parasite: { args: [i32, u64, P, usize, P], returns: i32 },
+  cr_run_parasite: { args: [P, u32, u64, P, usize, P, P], returns: i32 },
   cr_dump_pages: { args: [i32, P, u32, i32, P], returns: i32 },
-  cr_unmap_remote: { args: [i32, u64, u64, u64], returns: i32 },
+  cr_unmap_remote: { args: [P, u32, u64, u64, u64], returns: i32 },
   cr_restore_tree: { args: [P, usize, P, usize, P], returns: i32 },
   cr_open_file: { args: [P, u32, u32, u64, i32], returns: i32 },
   cr_make_pipe: { args: [u32, P, usize, i32, P], returns: i32 },
@@ -151,18 +151,32 @@ export function peekPendingSignals(tid: number, shared: boolean): Uint8Array[] {
   return out;
 }
 
+export interface ThreadExtra {
+  tid: number;
+  altstack: { sp: number; flags: number; size: number };
+  tidAddress: number;
+}
+
 export interface ParasiteResult {
   sigactions: { sig: number; handler: number; flags: number; restorer: number; mask: bigint }[];
   itimers: { intervalUs: number; valueUs: number }[];
-  altstack: { sp: number; flags: number; size: number };
-  tidAddress: number;
   brk: number;
+  /** One per thread, in the order of `tids`. */
+  threads: ThreadExtra[];
 }
 
-export function runParasite(tid: number, syscallSite: number): ParasiteResult {
+function tidArray(tids: number[]): Int32Array {
+  if (tids.length === 0 || tids.length > abi.MAX_THREADS) throw new CrError("threads", `${tids.length} threads: not in 1..${abi.MAX_THREADS}`);
+  return Int32Array.from(tids);
+}
+
+/** Run the parasite in frozen task `tids[0]` (its main thread) and ask every thread of `tids` what only it can tell. */
+export function runParasite(tids: number[], syscallSite: number): ParasiteResult {
   const out = new Uint8Array(abi.ParasiteState.size);
+  const extras = new Uint8Array(abi.ThreadExtra.size * tids.length);
   const blob = nativeBlobs().parasite;
-  checked(native().cr_run_parasite(tid, BigInt(syscallSite), ptr(blob), blob.length, ptr(out)), "parasite", tid);
+  const t = tidArray(tids);
+  checked(native().cr_run_parasite(ptr(t), t.length, BigInt(syscallSite), ptr(blob), blob.length, ptr(out), ptr(extras)), "parasite", tids[0]);
   const dv = new DataView(out.buffer);
   const u64 = (off: number) => Number(dv.getBigUint64(off, true));
   const sigactions = [];
@@ -175,14 +189,17 @@ export function runParasite(tid: number, syscallSite: number): ParasiteResult {
     const o = abi.ParasiteState.itimers + i * abi.ITIMERVAL_SIZE;
     itimers.push({ intervalUs: u64(o) * 1e6 + u64(o + 8), valueUs: u64(o + 16) * 1e6 + u64(o + 24) });
   }
-  const a = abi.ParasiteState.altstack;
-  return {
-    sigactions,
-    itimers,
-    altstack: { sp: u64(a), flags: dv.getInt32(a + 8, true), size: u64(a + 16) },
-    tidAddress: u64(abi.ParasiteState.tid_address),
-    brk: u64(abi.ParasiteState.brk),
-  };
+  const xv = new DataView(extras.buffer);
+  const threads = tids.map((_, i) => {
+    const o = i * abi.ThreadExtra.size;
+    const a = o + abi.ThreadExtra.altstack;
+    return {
+      tid: xv.getInt32(o + abi.ThreadExtra.tid, true),
+      altstack: { sp: Number(xv.getBigUint64(a, true)), flags: xv.getInt32(a + 8, true), size: Number(xv.getBigUint64(a + 16, true)) },
+      tidAddress: Number(xv.getBigUint64(o + abi.ThreadExtra.tid_address, true)),
+    };
+  });
+  return { sigactions, itimers, brk: u64(abi.ParasiteState.brk), threads };
 }
 
 /** Copy `ranges` ([addr, len] pairs) of `pid`'s memory to `fd`; returns bytes written. */
@@ -198,9 +215,10 @@ export function dumpPages(pid: number, ranges: { addr: number; len: number }[], 
   return Number(written[0]);
 }
 
-/** munmap [addr, addr+len) inside running task `tid`, by an injected syscall at `syscallSite`. */
-export function unmapRemote(tid: number, syscallSite: number, addr: number, len: number): void {
-  checked(native().cr_unmap_remote(tid, BigInt(syscallSite), BigInt(addr), BigInt(len)), "restore cleanup", tid);
+/** munmap [addr, addr+len) inside running task `tids[0]` (every thread of it in `tids`) once all have left it, by an injected syscall at `syscallSite`. */
+export function unmapRemote(tids: number[], syscallSite: number, addr: number, len: number): void {
+  const t = tidArray(tids);
+  checked(native().cr_unmap_remote(ptr(t), t.length, BigInt(syscallSite), BigInt(addr), BigInt(len)), "restore cleanup", tids[0]);
 }
 
 export interface SpawnResult {

@@ -85,7 +85,10 @@ export function restore(opts: RestoreOptions): { pid: number } {
   const rootPid = images.inventory.rootPid;
   const order = orderTasks(images.tree, rootPid);
   for (const { task } of order) {
-    if (existsSync(`/proc/${task.pid}`)) throw new CrError("restore", `pid ${task.pid} is in use by ${pidHolder(task.pid)}`, { pid: task.pid, errno: 17 });
+    for (const tid of task.threads) {
+      const what = tid === task.pid ? "pid" : `thread id (of pid ${task.pid})`;
+      if (existsSync(`/proc/${tid}`)) throw new CrError("restore", `${what} ${tid} is in use by ${pidHolder(tid)}`, { pid: tid, errno: 17 });
+    }
   }
   native.setChildSubreaper();
   const live = order.filter((o) => o.task.state !== "zombie").map((o) => ({ o, ...images.tasks.get(o.task.pid)! }));
@@ -105,7 +108,8 @@ export function restore(opts: RestoreOptions): { pid: number } {
       ...live.flatMap((t) => t.task.mm.vmas.map((v) => ({ start: v.start, end: v.end }))),
       ...selfMaps.map((m) => ({ start: m.start, end: m.end })),
     ];
-    hole = restorerHole(busy, native.nativeBlobs().restorer.length, Math.max(...[...plans.values()].map((p) => p.length)));
+    hole = restorerHole(busy, native.nativeBlobs().restorer.length, Math.max(...[...plans.values()].map((p) => p.length)),
+      Math.max(...live.map((t) => t.task.threads.length)));
     for (const p of plans.values()) setPlanHole(p, hole);
     const tree = buildTreeBuffer(order.map((o) => ({
       pid: o.task.pid, parent: o.parent, zombie: o.task.state === "zombie", exitStatus: o.task.exitCode ?? 0,
@@ -129,7 +133,8 @@ export function restore(opts: RestoreOptions): { pid: number } {
   // weight (and RWX): remove it from outside, like a tiny dump with -R.
   for (const t of live) {
     try {
-      native.unmapRemote(t.o.task.pid, syscallSite(t.task.mm.vmas, t.o.task.pid), hole.start, hole.len);
+      const tids = [t.o.task.pid, ...t.o.task.threads.filter((tid) => tid !== t.o.task.pid)];
+      native.unmapRemote(tids, syscallSite(t.task.mm.vmas, t.o.task.pid), hole.start, hole.len);
     } catch (e) {
       // A task that already exited (a zombie or gone) has nothing left to clean.
       if (!(e instanceof CrError) || isAlive(t.o.task.pid)) throw e;

@@ -7,7 +7,6 @@ import type { MapsEntry } from "../proc/maps.ts";
 import type { TaskImage, PagemapImage } from "../images/index.ts";
 
 export const PAGE = 4096;
-export const RESTORER_STACK = 256 * 1024;
 const TASK_SIZE = 0x7ffffffff000;
 const O_RDONLY = 0, O_DIRECTORY = 0o200000, O_PATH = 0o10000000;
 const ERESTARTSYS = 512, ERESTARTNOINTR = 513, ERESTARTNOHAND = 514, ERESTART_RESTARTBLOCK = 516, EINTR = 4;
@@ -71,8 +70,10 @@ export function findHole(busy: { start: number; end: number }[], len: number): n
 /** The plan of one live task, without its hole (see setPlanHole). */
 export function buildPlan(inp: PlanInput): Uint8Array {
   const { task } = inp;
-  const thread = task.threads[0];
-  if (!thread) throw new CrError("restore", "task image has no thread", { pid: inp.pid });
+  // The main thread first: the restorer runs in it and starts the others.
+  const main = task.threads.find((t) => t.tid === inp.pid);
+  if (!main) throw new CrError("restore", "task image has no main thread", { pid: inp.pid });
+  const threads = [main, ...task.threads.filter((t) => t !== main)];
   const enc = new TextEncoder();
 
   // --- files: service files the task opens itself, then its fds ----------
@@ -151,11 +152,15 @@ export function buildPlan(inp: PlanInput): Uint8Array {
   }
   off = alignUp(off, 16);
   const auxvOff = off; off += task.mm.auxv.length;
-  off = alignUp(off, 64);
-  const xstateOff = off; off += thread.xstate.length;
   off = alignUp(off, 8);
-  const pending = [...task.sharedPending, ...thread.pending];
-  const pendingOff = off; off += pending.length * abi.SIGINFO_SIZE;
+  const threadsOff = off; off += threads.length * abi.PlanThread.size;
+  const threadData = threads.map((t) => {
+    off = alignUp(off, 64);
+    const xstateOff = off; off += t.xstate.length;
+    const pendingOff = off; off += t.pending.length * abi.SIGINFO_SIZE;
+    return { xstateOff, pendingOff };
+  });
+  const pendingOff = off; off += task.sharedPending.length * abi.SIGINFO_SIZE;
   const total = alignUp(off, 8);
 
   const bytes = new Uint8Array(total);
@@ -203,21 +208,31 @@ export function buildPlan(inp: PlanInput): Uint8Array {
     u64(o + 16, Math.floor(valueUs / 1e6)); u64(o + 24, valueUs % 1e6);
   });
   u64(H.personality, task.personality);
-  u64(H.tid_address, thread.tidAddress);
-  u64(H.robust_head, thread.robustList.head); u64(H.robust_len, thread.robustList.len);
-  if (thread.rseq) {
-    u64(H.rseq_ptr, thread.rseq.ptr); u32(H.rseq_len, thread.rseq.len); u32(H.rseq_sig, thread.rseq.sig);
-  }
-  u64(H.sigmask, thread.sigmask);
-  u64(H.altstack, thread.altstack.sp); i32(H.altstack + 8, thread.altstack.flags); u64(H.altstack + 16, thread.altstack.size);
-  bytes.set(fixupSyscallRestart(thread.regs), H.regs);
-  u32(H.xstate_off, xstateOff); u32(H.xstate_len, thread.xstate.length);
-  bytes.set(thread.xstate, xstateOff);
+  u32(H.threads_off, threadsOff); u32(H.threads_count, threads.length);
+  threads.forEach((t, i) => {
+    const o = threadsOff + i * abi.PlanThread.size;
+    const T = abi.PlanThread;
+    const { xstateOff, pendingOff: tPending } = threadData[i]!;
+    i32(o + T.tid, t.tid);
+    bytes.set(fixupSyscallRestart(t.regs), o + T.regs);
+    u32(o + T.xstate_off, xstateOff); u32(o + T.xstate_len, t.xstate.length);
+    bytes.set(t.xstate, xstateOff);
+    u32(o + T.sigpending_off, tPending); u32(o + T.sigpending_count, t.pending.length);
+    t.pending.forEach((p, j) => bytes.set(p, tPending + j * abi.SIGINFO_SIZE));
+    if (t.rseq) {
+      u64(o + T.rseq_ptr, t.rseq.ptr); u32(o + T.rseq_len, t.rseq.len); u32(o + T.rseq_sig, t.rseq.sig);
+    }
+    u64(o + T.sigmask, t.sigmask);
+    u64(o + T.altstack, t.altstack.sp); i32(o + T.altstack + 8, t.altstack.flags); u64(o + T.altstack + 16, t.altstack.size);
+    u64(o + T.tid_address, t.tidAddress);
+    u64(o + T.robust_head, t.robustList.head); u64(o + T.robust_len, t.robustList.len);
+    // A thread with no recorded name takes the task's.
+    bytes.set(enc.encode(t.comm ?? task.comm).subarray(0, 15), o + T.comm);
+  });
   i32(H.sid, inp.sid); i32(H.pgid, inp.pgid);
-  u32(H.sigpending_off, pendingOff); u32(H.sigpending_count, pending.length);
-  bytes.set(enc.encode(task.comm).subarray(0, 15), H.comm);
+  u32(H.sigpending_off, pendingOff); u32(H.sigpending_count, task.sharedPending.length);
   u32(H.umask, task.umask);
-  pending.forEach((p, i) => bytes.set(p, pendingOff + i * abi.SIGINFO_SIZE));
+  task.sharedPending.forEach((p, i) => bytes.set(p, pendingOff + i * abi.SIGINFO_SIZE));
 
   vmas.forEach((v, i) => {
     const o = vmasOff + i * abi.PlanVma.size;
@@ -251,9 +266,13 @@ export function setPlanHole(plan: Uint8Array, hole: Hole): void {
   dv.setBigUint64(abi.PlanHeader.hole_len, BigInt(hole.len), true);
 }
 
-/** A hole for plans up to `maxPlanLen` bytes, free in every task's layout (`busy`) and in cr's own. */
-export function restorerHole(busy: { start: number; end: number }[], restorerLen: number, maxPlanLen: number): Hole {
-  const len = alignUp(restorerLen, PAGE) + alignUp(maxPlanLen, PAGE) + RESTORER_STACK;
+/**
+ * A hole for plans up to `maxPlanLen` bytes of tasks of up to `maxThreads`
+ * threads, free in every task's layout (`busy`) and in cr's own. Layout:
+ * [restorer | plan | one area per thread | main stack] (zig/abi).
+ */
+export function restorerHole(busy: { start: number; end: number }[], restorerLen: number, maxPlanLen: number, maxThreads: number): Hole {
+  const len = alignUp(restorerLen, PAGE) + alignUp(maxPlanLen, PAGE) + maxThreads * abi.RESTORER_THREAD_AREA + abi.RESTORER_STACK;
   return { start: findHole(busy, len), len };
 }
 

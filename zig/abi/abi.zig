@@ -8,7 +8,7 @@
 
 const std = @import("std");
 
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// x86_64 `struct user_regs_struct` as PTRACE_GETREGS returns it.
 pub const UserRegs = extern struct {
@@ -88,13 +88,12 @@ pub const StackT = extern struct {
 
 pub const NSIG: usize = 64;
 
-/// Filled by the parasite inside the victim: what only the task itself can see.
+/// Filled by the parasite inside the victim: what only the task itself can
+/// see, process-wide. Per-thread answers come as ThreadExtra records.
 pub const ParasiteState = extern struct {
     /// Per-signal rt_sigaction result, index = signo - 1.
     sigactions: [NSIG]KSigaction,
     itimers: [3]Itimerval,
-    altstack: StackT,
-    tid_address: u64,
     brk: u64,
     /// First failing syscall's -errno (0 when everything worked) and which step.
     err: i64,
@@ -109,6 +108,18 @@ pub const ParasiteArgs = extern struct {
 };
 
 pub const PARASITE_MAGIC: u64 = 0x6372_7061_7261_7331; // "crparas1"
+
+/// What only a thread itself can tell (asked by syscalls injected into each
+/// thread while the parasite's area is mapped): its sigaltstack and clear-tid address.
+pub const ThreadExtra = extern struct {
+    tid: i32,
+    _pad: u32,
+    altstack: StackT,
+    tid_address: u64,
+};
+
+/// Most threads one task may have for cr (dump and restore).
+pub const MAX_THREADS: u32 = 4096;
 
 // ---------------------------------------------------------------------------
 // Restore plan: one flat buffer built by TypeScript, read by libcr (child stage)
@@ -229,29 +240,70 @@ pub const PlanHeader = extern struct {
     sigactions: [NSIG]KSigaction,
     itimers: [3]Itimerval,
     personality: u64,
-    tid_address: u64,
-    robust_head: u64,
-    robust_len: u64,
-    rseq_ptr: u64,
-    rseq_len: u32,
-    rseq_sig: u32,
-    sigmask: u64,
-    altstack: StackT,
 
-    regs: UserRegs,
-    xstate_off: u32,
-    xstate_len: u32,
+    /// Every thread (PlanThread), the main thread (tid == pid) first.
+    threads_off: u32,
+    threads_count: u32,
 
     /// Session / process group to join after clone (0: keep).
     sid: i32,
     pgid: i32,
-    /// Pending signals (128-byte siginfo records) the restorer queues to itself.
+    /// Signals pending for the whole process (128-byte siginfo records).
     sigpending_off: u32,
     sigpending_count: u32,
-    /// Task name (prctl PR_SET_NAME), NUL padded.
-    comm: [16]u8,
     umask: u32,
+    /// Futex words of the restorer's own (0 in the plan cr builds): threads
+    /// not yet ready to leave, and the main thread's "leave now".
+    threads_waiting: u32,
+    threads_go: u32,
     _pad1: u32,
+};
+
+/// One thread as the restorer brings it back: its registers and xstate, and
+/// the per-thread kernel state it loads itself before its rt_sigreturn.
+pub const PlanThread = extern struct {
+    tid: i32,
+    xstate_len: u32,
+    regs: UserRegs,
+    xstate_off: u32,
+    /// Signals pending for this thread only, queued with rt_tgsigqueueinfo.
+    sigpending_off: u32,
+    sigpending_count: u32,
+    rseq_len: u32,
+    rseq_sig: u32,
+    _pad0: u32,
+    rseq_ptr: u64,
+    sigmask: u64,
+    altstack: StackT,
+    tid_address: u64,
+    robust_head: u64,
+    robust_len: u64,
+    /// Thread name (prctl PR_SET_NAME), NUL padded.
+    comm: [16]u8,
+};
+
+/// The restorer hole: [blob | plan copy | one RESTORER_THREAD_AREA per thread
+/// | RESTORER_STACK]. A thread's area holds its signal frame (the first
+/// RESTORER_FRAME_RESERVE bytes) and, above it, the stack it runs on; the
+/// main thread runs on RESTORER_STACK.
+pub const RESTORER_STACK: usize = 256 * 1024;
+pub const RESTORER_FRAME_RESERVE: usize = XSTATE_MAX + 4096;
+pub const RESTORER_THREAD_AREA: usize = RESTORER_FRAME_RESERVE + 48 * 1024;
+
+/// Kernel `struct clone_args` (clone3): libcr forks tasks with it, the
+/// restorer starts threads with it.
+pub const CloneArgs = extern struct {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
 };
 
 pub const TREE_MAGIC: u64 = 0x6372_7472_6565_3031; // "crtree01"
@@ -326,6 +378,7 @@ pub const RestoreStep = enum(u32) {
     session = 17,
     fork = 18,
     zombie = 19,
+    thread = 20,
 };
 
 /// The sizes and offsets the TypeScript mirror checks (see cr_abi_layout).
@@ -340,8 +393,6 @@ pub const Layout = extern struct {
     off_thread_state_xstate: u32,
     size_parasite_state: u32,
     off_parasite_itimers: u32,
-    off_parasite_altstack: u32,
-    off_parasite_tid_address: u32,
     off_parasite_brk: u32,
     off_parasite_err: u32,
     size_plan_header: u32,
@@ -355,22 +406,27 @@ pub const Layout = extern struct {
     off_plan_sigactions: u32,
     off_plan_itimers: u32,
     off_plan_personality: u32,
-    off_plan_rseq_ptr: u32,
-    off_plan_sigmask: u32,
-    off_plan_altstack: u32,
-    off_plan_regs: u32,
-    off_plan_xstate_off: u32,
     off_plan_sid: u32,
     size_status_record: u32,
     size_check_report: u32,
     off_plan_sigpending_off: u32,
-    off_plan_comm: u32,
     off_plan_umask: u32,
     off_plan_file_shared: u32,
     size_tree_header: u32,
     size_tree_task: u32,
     off_tree_inherited_rseq_ptr: u32,
     off_status_pid: u32,
+    off_plan_threads_off: u32,
+    size_plan_thread: u32,
+    off_plan_thread_regs: u32,
+    off_plan_thread_xstate_off: u32,
+    off_plan_thread_rseq_ptr: u32,
+    off_plan_thread_sigmask: u32,
+    off_plan_thread_altstack: u32,
+    off_plan_thread_tid_address: u32,
+    off_plan_thread_comm: u32,
+    size_thread_extra: u32,
+    restorer_thread_area: u32,
 };
 
 pub fn layout() Layout {
@@ -385,8 +441,6 @@ pub fn layout() Layout {
         .off_thread_state_xstate = @offsetOf(ThreadState, "xstate"),
         .size_parasite_state = @sizeOf(ParasiteState),
         .off_parasite_itimers = @offsetOf(ParasiteState, "itimers"),
-        .off_parasite_altstack = @offsetOf(ParasiteState, "altstack"),
-        .off_parasite_tid_address = @offsetOf(ParasiteState, "tid_address"),
         .off_parasite_brk = @offsetOf(ParasiteState, "brk"),
         .off_parasite_err = @offsetOf(ParasiteState, "err"),
         .size_plan_header = @sizeOf(PlanHeader),
@@ -400,22 +454,27 @@ pub fn layout() Layout {
         .off_plan_sigactions = @offsetOf(PlanHeader, "sigactions"),
         .off_plan_itimers = @offsetOf(PlanHeader, "itimers"),
         .off_plan_personality = @offsetOf(PlanHeader, "personality"),
-        .off_plan_rseq_ptr = @offsetOf(PlanHeader, "rseq_ptr"),
-        .off_plan_sigmask = @offsetOf(PlanHeader, "sigmask"),
-        .off_plan_altstack = @offsetOf(PlanHeader, "altstack"),
-        .off_plan_regs = @offsetOf(PlanHeader, "regs"),
-        .off_plan_xstate_off = @offsetOf(PlanHeader, "xstate_off"),
         .off_plan_sid = @offsetOf(PlanHeader, "sid"),
         .size_status_record = @sizeOf(StatusRecord),
         .size_check_report = @sizeOf(CheckReport),
         .off_plan_sigpending_off = @offsetOf(PlanHeader, "sigpending_off"),
-        .off_plan_comm = @offsetOf(PlanHeader, "comm"),
         .off_plan_umask = @offsetOf(PlanHeader, "umask"),
         .off_plan_file_shared = @offsetOf(PlanFile, "shared"),
         .size_tree_header = @sizeOf(TreeHeader),
         .size_tree_task = @sizeOf(TreeTask),
         .off_tree_inherited_rseq_ptr = @offsetOf(TreeHeader, "inherited_rseq_ptr"),
         .off_status_pid = @offsetOf(StatusRecord, "pid"),
+        .off_plan_threads_off = @offsetOf(PlanHeader, "threads_off"),
+        .size_plan_thread = @sizeOf(PlanThread),
+        .off_plan_thread_regs = @offsetOf(PlanThread, "regs"),
+        .off_plan_thread_xstate_off = @offsetOf(PlanThread, "xstate_off"),
+        .off_plan_thread_rseq_ptr = @offsetOf(PlanThread, "rseq_ptr"),
+        .off_plan_thread_sigmask = @offsetOf(PlanThread, "sigmask"),
+        .off_plan_thread_altstack = @offsetOf(PlanThread, "altstack"),
+        .off_plan_thread_tid_address = @offsetOf(PlanThread, "tid_address"),
+        .off_plan_thread_comm = @offsetOf(PlanThread, "comm"),
+        .size_thread_extra = @sizeOf(ThreadExtra),
+        .restorer_thread_area = RESTORER_THREAD_AREA,
     };
 }
 
@@ -447,4 +506,7 @@ comptime {
     std.debug.assert(@sizeOf(PlanFile) % 8 == 0);
     std.debug.assert(@sizeOf(TreeHeader) % 8 == 0);
     std.debug.assert(@sizeOf(TreeTask) % 8 == 0);
+    std.debug.assert(@sizeOf(PlanThread) % 8 == 0);
+    std.debug.assert(@sizeOf(CloneArgs) == 88);
+    std.debug.assert(RESTORER_THREAD_AREA % 4096 == 0 and RESTORER_FRAME_RESERVE % 16 == 0);
 }

@@ -33,6 +33,9 @@ pub const SYS_set_tid_address: usize = 218;
 pub const SYS_exit_group: usize = 231;
 pub const SYS_set_robust_list: usize = 273;
 pub const SYS_rseq: usize = 334;
+pub const SYS_futex: usize = 202;
+pub const SYS_clone3: usize = 435;
+pub const SYS_rt_tgsigqueueinfo: usize = 297;
 
 pub const PR_SET_MM: usize = 35;
 pub const PR_SET_NAME: usize = 15;

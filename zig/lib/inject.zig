@@ -101,25 +101,30 @@ const Session = struct {
     }
 };
 
-/// Copy the parasite into `tid`, run it, read its answers, remove it.
-pub fn runParasite(tid: i32, site: u64, blob: []const u8, out: *abi.ParasiteState) i32 {
+/// Copy the parasite into `tids[0]` (the main thread), run it, ask every
+/// thread of `tids` for its ThreadExtra, remove it all.
+pub fn runParasite(tids: []const i32, site: u64, blob: []const u8, out: *abi.ParasiteState, extras: []abi.ThreadExtra) i32 {
     std.debug.assert(blob.len > 0 and blob.len < 1 << 20);
+    std.debug.assert(tids.len >= 1 and tids.len == extras.len and tids.len <= abi.MAX_THREADS);
     const args_off = std.mem.alignForward(usize, blob.len, 64);
-    const region_len = std.mem.alignForward(usize, args_off + @sizeOf(abi.ParasiteArgs) + PARASITE_STACK, PAGE);
+    const scratch_off = std.mem.alignForward(usize, args_off + @sizeOf(abi.ParasiteArgs), 64);
+    const region_len = std.mem.alignForward(usize, scratch_off + @sizeOf(abi.ThreadExtra) + PARASITE_STACK, PAGE);
 
-    var s = Session.begin(tid, site) catch return sys.neg(sys.EIO);
-    const rc = runParasiteIn(&s, blob, args_off, region_len, out);
+    var s = Session.begin(tids[0], site) catch return sys.neg(sys.EIO);
+    const rc = runParasiteIn(&s, tids, blob, .{ .args = args_off, .scratch = scratch_off, .len = region_len }, out, extras);
     const cured = s.cure();
     return if (rc != 0) rc else cured;
 }
 
-fn runParasiteIn(s: *Session, blob: []const u8, args_off: usize, region_len: usize, out: *abi.ParasiteState) i32 {
+const Region = struct { args: usize, scratch: usize, len: usize };
+
+fn runParasiteIn(s: *Session, tids: []const i32, blob: []const u8, region: Region, out: *abi.ParasiteState, extras: []abi.ThreadExtra) i32 {
     const prot_rwx: u64 = 7;
     const map_private_anon: u64 = 0x22;
-    const remote = s.syscall(@intFromEnum(sys.SYS.mmap), .{ 0, region_len, prot_rwx, map_private_anon, std.math.maxInt(u64), 0 }) catch return sys.neg(sys.EIO);
+    const remote = s.syscall(@intFromEnum(sys.SYS.mmap), .{ 0, region.len, prot_rwx, map_private_anon, std.math.maxInt(u64), 0 }) catch return sys.neg(sys.EIO);
     if (sys.isErr(remote)) return err.fail(sys.errnoOf(remote), "mmap of the parasite area in {d} failed", .{s.tid});
     defer {
-        const un = s.syscall(@intFromEnum(sys.SYS.munmap), .{ remote, region_len, 0, 0, 0, 0 }) catch 0;
+        const un = s.syscall(@intFromEnum(sys.SYS.munmap), .{ remote, region.len, 0, 0, 0, 0 }) catch 0;
         if (sys.isErr(un)) _ = err.fail(sys.errnoOf(un), "munmap of the parasite area in {d} failed", .{s.tid});
     }
 
@@ -132,7 +137,7 @@ fn runParasiteIn(s: *Session, blob: []const u8, args_off: usize, region_len: usi
     };
     const remote_iov = [_]std.posix.iovec_const{
         .{ .base = @ptrFromInt(remote), .len = blob.len },
-        .{ .base = @ptrFromInt(remote + args_off), .len = @sizeOf(abi.ParasiteArgs) },
+        .{ .base = @ptrFromInt(remote + region.args), .len = @sizeOf(abi.ParasiteArgs) },
     };
     const w = std.os.linux.process_vm_writev(s.tid, &local, &remote_iov, 0);
     if (sys.isErr(w)) return err.fail(sys.errnoOf(w), "writing the parasite into {d} failed", .{s.tid});
@@ -140,64 +145,109 @@ fn runParasiteIn(s: *Session, blob: []const u8, args_off: usize, region_len: usi
 
     var r = s.saved_regs;
     r.rip = remote;
-    r.rdi = remote + args_off;
-    r.rsp = remote + region_len - 64;
+    r.rdi = remote + region.args;
+    r.rsp = remote + region.len - 64;
     r.orig_rax = std.math.maxInt(u64);
     r.rax = 0;
     r.eflags &= ~@as(u64, 0x400); // clear DF: the parasite is ordinary compiled code
     _ = s.runToTrap(&r, "parasite") catch return sys.neg(sys.EIO);
 
-    const liov = [_]std.posix.iovec{.{ .base = @ptrCast(&args), .len = @sizeOf(abi.ParasiteArgs) }};
-    const riov = [_]std.posix.iovec_const{.{ .base = @ptrFromInt(remote + args_off), .len = @sizeOf(abi.ParasiteArgs) }};
-    const n = std.os.linux.process_vm_readv(s.tid, &liov, &riov, 0);
-    if (sys.isErr(n) or n != @sizeOf(abi.ParasiteArgs)) return err.fail(sys.EIO, "reading the parasite's answers from {d} failed", .{s.tid});
+    if (readRemote(s.tid, remote + region.args, std.mem.asBytes(&args)) != 0) return sys.neg(sys.EIO);
     if (args.state.err != 0) {
         const e: u16 = if (args.state.err < 0 and args.state.err > -4096) @intCast(-args.state.err) else sys.EIO;
         return err.fail(e, "parasite in {d}: step {d} failed", .{ s.tid, args.state.err_step });
     }
     out.* = args.state;
+
+    // Per-thread answers. The main thread's session is open; every other
+    // thread gets its own, nested in it: it finds the site already patched
+    // and puts back the patched word, and the main thread's cure, last,
+    // restores the original code.
+    const scratch = remote + region.scratch;
+    if (askThread(s, scratch, &extras[0]) != 0) return sys.neg(sys.EIO);
+    for (tids[1..], extras[1..]) |tid, *x| {
+        var ts = Session.begin(tid, s.site) catch return sys.neg(sys.EIO);
+        const rc = askThread(&ts, scratch, x);
+        const cured = ts.cure();
+        if (rc != 0) return rc;
+        if (cured != 0) return cured;
+    }
     return 0;
 }
 
-/// munmap a range inside a running task from outside: freeze it, inject the
-/// syscall, cure, let it go. Used to drop the restorer's area once the
-/// restored task has left it through rt_sigreturn.
-pub fn unmapRemote(tid: i32, site: u64, addr: u64, len: u64) i32 {
-    const sz = pt.seize(tid);
-    if (sz != 0) return sz;
-    const out = stepOutOf(tid, addr, len);
-    if (out != 0) {
-        _ = pt.detach(tid, 0);
-        return out;
-    }
-    var s = Session.begin(tid, site) catch {
-        _ = pt.detach(tid, 0);
-        return sys.neg(sys.EIO);
+/// sigaltstack and PR_GET_TID_ADDRESS, run by the thread of session `s`,
+/// answered into `scratch` (inside the parasite's area) and read back.
+fn askThread(s: *const Session, scratch: u64, out: *abi.ThreadExtra) i32 {
+    const alt = scratch + @offsetOf(abi.ThreadExtra, "altstack");
+    const tida = scratch + @offsetOf(abi.ThreadExtra, "tid_address");
+    var rc = s.syscall(@intFromEnum(sys.SYS.sigaltstack), .{ 0, alt, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO);
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "sigaltstack in thread {d} failed", .{s.tid});
+    rc = s.syscall(@intFromEnum(sys.SYS.prctl), .{ 40, tida, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO); // PR_GET_TID_ADDRESS
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PR_GET_TID_ADDRESS in thread {d} failed", .{s.tid});
+    if (readRemote(s.tid, scratch, std.mem.asBytes(out)) != 0) return sys.neg(sys.EIO);
+    out.tid = s.tid;
+    return 0;
+}
+
+fn readRemote(tid: i32, addr: u64, buf: []u8) i32 {
+    const liov = [_]std.posix.iovec{.{ .base = buf.ptr, .len = buf.len }};
+    const riov = [_]std.posix.iovec_const{.{ .base = @ptrFromInt(addr), .len = buf.len }};
+    const n = std.os.linux.process_vm_readv(tid, &liov, &riov, 0);
+    if (sys.isErr(n) or n != buf.len) return err.fail(sys.EIO, "reading the parasite's answers from {d} failed", .{tid});
+    return 0;
+}
+
+/// munmap a range inside a running task from outside: freeze every thread,
+/// step each out of the range, inject the syscall into the main thread
+/// (`tids[0]`), cure, let them all go. Used to drop the restorer's area once
+/// the restored threads have left it through rt_sigreturn. A thread that is
+/// already gone (it exited right after the restore) is skipped.
+pub fn unmapRemote(tids: []const i32, site: u64, addr: u64, len: u64) i32 {
+    std.debug.assert(tids.len >= 1 and tids.len <= abi.MAX_THREADS);
+    var held: usize = 0;
+    var live: [abi.MAX_THREADS]bool = undefined;
+    defer for (tids[0..held], live[0..held]) |tid, l| {
+        if (l) _ = pt.detach(tid, 0);
     };
+    while (held < tids.len) : (held += 1) {
+        live[held] = false;
+        const sz = pt.seize(tids[held]);
+        if (sz != 0) {
+            // The main thread must be there to take the syscall; others may have exited.
+            if (held == 0 or sz != sys.neg(sys.ESRCH)) return sz;
+            continue;
+        }
+        live[held] = true;
+    }
+    for (tids, live[0..tids.len]) |tid, l| {
+        if (!l) continue;
+        const out = stepOutOf(tid, addr, len);
+        if (out != 0) return out;
+    }
+    var s = Session.begin(tids[0], site) catch return sys.neg(sys.EIO);
     var rc: i32 = 0;
     const r = s.syscall(@intFromEnum(sys.SYS.munmap), .{ addr, len, 0, 0, 0, 0 }) catch null;
     if (r == null) {
         rc = sys.neg(sys.EIO);
     } else if (sys.isErr(r.?)) {
-        rc = err.fail(sys.errnoOf(r.?), "munmap of the restorer area in {d} failed", .{tid});
+        rc = err.fail(sys.errnoOf(r.?), "munmap of the restorer area in {d} failed", .{tids[0]});
     }
     const cured = s.cure();
-    const det = pt.detach(tid, 0);
     if (rc != 0) return rc;
-    if (cured != 0) return cured;
-    return det;
+    return cured;
 }
 
-/// The restorer closes its status pipe just before its final rt_sigreturn, so
-/// cr may freeze the task while it still executes those last instructions in
-/// [addr, addr+len). Let it run syscall by syscall (PTRACE_SYSCALL) until the
-/// rt_sigreturn exit stop puts it back into its own code. All signals are
-/// blocked in the restorer, so nothing else can stop it on the way.
+/// The main thread closes the status pipe, and wakes the other threads, just
+/// before the final rt_sigreturns, so cr may freeze a thread while it still
+/// executes those last instructions in [addr, addr+len). Let it run syscall
+/// by syscall (PTRACE_SYSCALL) until the rt_sigreturn exit stop puts it back
+/// into its own code. All signals are blocked in the restorer, so nothing
+/// else can stop it on the way.
 fn stepOutOf(tid: i32, addr: u64, len: u64) i32 {
     var regs: abi.UserRegs = undefined;
-    // Bounded: at most the close's exit, rt_sigreturn's entry and exit.
+    // Bounded: at most a futex or close exit, a futex re-check, rt_sigreturn's entry and exit.
     var steps: u32 = 0;
-    while (steps < 8) : (steps += 1) {
+    while (steps < 16) : (steps += 1) {
         if (pt.getRegs(tid, &regs) != 0) return sys.neg(sys.EIO);
         if (regs.rip < addr or regs.rip >= addr + len) return 0;
         const rc = pt.ptrace(pt.PTRACE_SYSCALL, tid, 0, 0);

@@ -11,25 +11,10 @@ const sys = @import("sys.zig");
 const err = @import("err.zig");
 const pt = @import("ptrace.zig");
 
-const CloneArgs = extern struct {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-};
-
 const O_CLOEXEC: u32 = 0o2000000;
 const F_DUPFD: usize = 0;
 const MAP_FIXED_NOREPLACE: usize = 0x100000;
 const EEXIST: u16 = 17;
-pub const RESTORER_STACK: usize = 256 * 1024;
 
 pub fn planHeader(plan: []u8) ?*abi.PlanHeader {
     if (plan.len < @sizeOf(abi.PlanHeader) or @intFromPtr(plan.ptr) % 8 != 0) return null;
@@ -89,8 +74,11 @@ fn viewTree(buf: []u8, blob_len: usize) TreeError!Tree {
         if (task.plan_off % 8 != 0 or @as(u64, task.plan_off) + task.plan_len > buf.len) return error.Malformed;
         const ph = planHeader(t.plan(i)) orelse return error.Malformed;
         if (ph.pid != task.pid or ph.service_fd_base != h.service_fd_base) return error.Malformed;
-        const needed = std.mem.alignForward(usize, blob_len, 4096) + std.mem.alignForward(usize, task.plan_len, 4096) + RESTORER_STACK;
-        if (task.zombie == 0 and ph.hole_len < needed) return error.Malformed;
+        if (task.zombie == 0) {
+            if (ph.threads_count == 0 or ph.threads_count > abi.MAX_THREADS) return error.Malformed;
+            if (ph.threads_off % 8 != 0 or ph.threads_off + @as(u64, ph.threads_count) * @sizeOf(abi.PlanThread) > task.plan_len) return error.Malformed;
+            if (ph.hole_len < holeNeeded(blob_len, task.plan_len, ph.threads_count)) return error.Malformed;
+        }
         for (files(t.plan(i), ph)) |f| {
             if (f.shared >= @as(i32, @intCast(h.shared_count))) return error.Malformed;
             if (f.target_fd >= h.service_fd_base) return error.Malformed;
@@ -98,6 +86,12 @@ fn viewTree(buf: []u8, blob_len: usize) TreeError!Tree {
         }
     }
     return t;
+}
+
+/// The restorer hole's size for a plan: see abi.RESTORER_THREAD_AREA.
+pub fn holeNeeded(blob_len: usize, plan_len: usize, threads: usize) usize {
+    return std.mem.alignForward(usize, blob_len, 4096) + std.mem.alignForward(usize, plan_len, 4096) +
+        threads * abi.RESTORER_THREAD_AREA + abi.RESTORER_STACK;
 }
 
 /// Fork the root task of `buf` (which forks the rest). Returns the root's pid
@@ -132,11 +126,11 @@ pub fn spawnTree(buf: []u8, blob: []const u8, status_rfd: *i32) i32 {
 
 fn cloneAt(pid: i32) usize {
     var tid: i32 = pid;
-    var ca = std.mem.zeroes(CloneArgs);
+    var ca = std.mem.zeroes(abi.CloneArgs);
     ca.exit_signal = sys.SIGCHLD;
     ca.set_tid = @intFromPtr(&tid);
     ca.set_tid_size = 1;
-    return sys.syscall2(.clone3, @intFromPtr(&ca), @sizeOf(CloneArgs));
+    return sys.syscall2(.clone3, @intFromPtr(&ca), @sizeOf(abi.CloneArgs));
 }
 
 fn report(status_fd: i32, pid: i32, e: usize, step: abi.RestoreStep, index: u32) noreturn {
@@ -283,8 +277,9 @@ fn taskStage(t: Tree, i: usize, blob: []const u8) noreturn {
     }
     if (h.cwd_file >= 0) _ = st.check(sys.syscall1(.fchdir, sys.fdArg(fs[@intCast(h.cwd_file)].fd)), .chdir, 0);
 
-    // The hole: [restorer blob | plan copy | stack]. RWX because the restorer
-    // runs from it and writes its frame there; it is not part of the task.
+    // The hole: [restorer blob | plan copy | thread areas | stack] (see
+    // abi.RESTORER_THREAD_AREA). RWX because the restorer runs from it and
+    // writes its frames there; it is not part of the task.
     const blob_len = std.mem.alignForward(usize, blob.len, 4096);
     const plan_len = std.mem.alignForward(usize, plan.len, 4096);
     const hole = st.check(sys.syscall6(.mmap, h.hole_start, h.hole_len, 7, 0x22 | MAP_FIXED_NOREPLACE, std.math.maxInt(usize), 0), .map_hole, 0);
@@ -294,7 +289,7 @@ fn taskStage(t: Tree, i: usize, blob: []const u8) noreturn {
     @memcpy(dst[blob_len .. blob_len + plan.len], plan);
     const plan_copy = hole + blob_len;
     const stack_top = (hole + h.hole_len) & ~@as(usize, 15);
-    std.debug.assert(stack_top - RESTORER_STACK >= plan_copy + plan_len);
+    std.debug.assert(stack_top - abi.RESTORER_STACK >= plan_copy + plan_len + h.threads_count * abi.RESTORER_THREAD_AREA);
     asm volatile (
         \\ movq %[sp], %%rsp
         \\ xorl %%ebp, %%ebp

@@ -61,10 +61,13 @@ export fn cr_peek_siginfo(tid: i32, shared: i32, out: [*]u8, max: u32) i32 {
     return pt.peekSiginfo(tid, shared != 0, out, max);
 }
 
-export fn cr_run_parasite(tid: i32, site: u64, blob: [*]const u8, blob_len: usize, out: *abi.ParasiteState) i32 {
+/// `tids`: every thread of the task, the main thread first; `extras` gets one
+/// record per thread, in the same order.
+export fn cr_run_parasite(tids: [*]const i32, count: u32, site: u64, blob: [*]const u8, blob_len: usize, out: *abi.ParasiteState, extras: [*]abi.ThreadExtra) i32 {
     err.clear();
     if (blob_len == 0) return err.fail(sys.EINVAL, "empty parasite blob", .{});
-    return inject.runParasite(tid, site, blob[0..blob_len], out);
+    if (count == 0 or count > abi.MAX_THREADS) return err.fail(sys.EINVAL, "{d} threads: not in 1..{d}", .{ count, abi.MAX_THREADS });
+    return inject.runParasite(tids[0..count], site, blob[0..blob_len], out, extras[0..count]);
 }
 
 export fn cr_dump_pages(pid: i32, ranges: [*]const pages.Range, count: u32, fd: i32, written: *u64) i32 {
@@ -72,9 +75,11 @@ export fn cr_dump_pages(pid: i32, ranges: [*]const pages.Range, count: u32, fd: 
     return pages.dump(pid, ranges[0..count], fd, written);
 }
 
-export fn cr_unmap_remote(tid: i32, site: u64, addr: u64, len: u64) i32 {
+/// `tids`: every thread of the task, the main thread first.
+export fn cr_unmap_remote(tids: [*]const i32, count: u32, site: u64, addr: u64, len: u64) i32 {
     err.clear();
-    return inject.unmapRemote(tid, site, addr, len);
+    if (count == 0 or count > abi.MAX_THREADS) return err.fail(sys.EINVAL, "{d} threads: not in 1..{d}", .{ count, abi.MAX_THREADS });
+    return inject.unmapRemote(tids[0..count], site, addr, len);
 }
 
 /// Create the tree of `buf` (abi.TreeHeader and what follows); returns the

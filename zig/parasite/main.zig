@@ -1,7 +1,8 @@
 //! The parasite: a freestanding blob that libcr copies into a frozen victim and
 //! runs there on a stack of its own. It asks the kernel, from inside the task,
-//! for what no /proc file or ptrace request tells: every sigaction, the
-//! itimers, the sigaltstack, the clear-tid address and the current brk. It
+//! for what no /proc file or ptrace request tells about the whole process:
+//! every sigaction, the itimers and the current brk (per-thread answers come
+//! from syscalls libcr injects into each thread). It
 //! writes the answers into its argument block and stops on int3, where libcr
 //! reads them and cures the task.
 //!
@@ -40,10 +41,6 @@ export fn parasite_main(args: *abi.ParasiteArgs) callconv(.c) void {
         const rc = sys.syscall2(sys.SYS_getitimer, which, @intFromPtr(&st.itimers[which]));
         if (sys.isErr(rc)) return fail(st, rc, 100 + @as(u32, @intCast(which)));
     }
-    var rc = sys.syscall2(sys.SYS_sigaltstack, 0, @intFromPtr(&st.altstack));
-    if (sys.isErr(rc)) return fail(st, rc, 200);
-    rc = sys.syscall5(sys.SYS_prctl, sys.PR_GET_TID_ADDRESS, @intFromPtr(&st.tid_address), 0, 0, 0);
-    if (sys.isErr(rc)) return fail(st, rc, 201);
     st.brk = sys.syscall1(sys.SYS_brk, 0);
 }
 

@@ -1,8 +1,9 @@
 //! The restorer: last stage of restore, running inside the new task from the
 //! hole the child stage mapped for it. It throws away everything the task
 //! inherited from cr, rebuilds the dumped address space, loads the per-task
-//! kernel state and ends in rt_sigreturn on a frame made of the saved
-//! registers and xstate, which lands the task exactly where it was frozen.
+//! kernel state, starts the task's other threads (clone3 at their tids) and
+//! ends, in every thread, in rt_sigreturn on a frame made of that thread's
+//! saved registers and xstate, which lands it exactly where it was frozen.
 //!
 //! No allocation, no globals, no libc: the plan (a copy inside the hole) is
 //! the only input, syscalls the only tool. On failure it writes one
@@ -53,11 +54,22 @@ const Ctx = struct {
         const p: [*]const abi.PlanFile = @ptrCast(@alignCast(c.base + c.h.files_off));
         return p[0..c.h.files_count];
     }
+
+    fn threads(c: *const Ctx) []const abi.PlanThread {
+        const p: [*]const abi.PlanThread = @ptrCast(@alignCast(c.base + c.h.threads_off));
+        return p[0..c.h.threads_count];
+    }
+
+    /// Thread k's area in the hole, right after the plan copy (see abi.RESTORER_THREAD_AREA).
+    fn threadArea(c: *const Ctx, k: usize) u64 {
+        return std.mem.alignForward(u64, @intFromPtr(c.base) + c.h.total_len, PAGE) + k * abi.RESTORER_THREAD_AREA;
+    }
 };
 
 export fn restorer_main(plan: *abi.PlanHeader) callconv(.c) noreturn {
     const c = Ctx{ .h = plan, .base = @ptrCast(plan) };
     if (plan.magic != abi.PLAN_MAGIC) c.fail(@bitCast(@as(isize, -22)), .misc, 0);
+    checkThreads(&c);
 
     unmapOld(&c);
     moveSpecials(&c);
@@ -66,10 +78,31 @@ export fn restorer_main(plan: *abi.PlanHeader) callconv(.c) noreturn {
     protectVmas(&c);
     setMm(&c);
     setSignals(&c);
-    setThreadState(&c);
-    queuePending(&c);
-    closeServiceFds(&c);
-    sigreturn(&c);
+    setProcessState(&c);
+    queuePending(&c, plan.sigpending_off, plan.sigpending_count, false);
+    startThreads(&c);
+    leave(&c, 0);
+}
+
+/// Entry of every other thread, on its own stack in its area (see cloneThread).
+export fn restorer_thread(plan: *abi.PlanHeader, k: usize) callconv(.c) noreturn {
+    const c = Ctx{ .h = plan, .base = @ptrCast(plan) };
+    leave(&c, k);
+}
+
+/// The thread table must name the task's pid first and every area must fit
+/// in the hole below the main stack: checked before anything is torn down.
+fn checkThreads(c: *const Ctx) void {
+    const h = c.h;
+    const bad: usize = @bitCast(@as(isize, -22));
+    if (h.threads_count == 0 or h.threads_count > abi.MAX_THREADS) c.fail(bad, .thread, 0);
+    if (h.threads_off + @as(u64, h.threads_count) * @sizeOf(abi.PlanThread) > h.total_len) c.fail(bad, .thread, 1);
+    if (c.threads()[0].tid != h.pid) c.fail(bad, .thread, 2);
+    if (c.threadArea(h.threads_count) + abi.RESTORER_STACK > h.hole_start + h.hole_len) c.fail(bad, .thread, 3);
+    for (c.threads(), 0..) |t, k| {
+        if (t.xstate_len > abi.XSTATE_MAX or t.xstate_off + @as(u64, t.xstate_len) > h.total_len) c.fail(bad, .thread, @intCast(k));
+        if (t.sigpending_off + @as(u64, t.sigpending_count) * abi.SIGINFO_SIZE > h.total_len) c.fail(bad, .thread, @intCast(k));
+    }
 }
 
 /// Unmap every range of [0, TASK_SIZE) except the hole and the special
@@ -179,24 +212,110 @@ fn setSignals(c: *const Ctx) void {
     }
 }
 
-fn setThreadState(c: *const Ctx) void {
-    _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_NAME, @intFromPtr(&c.h.comm)), .misc, 3);
+fn setProcessState(c: *const Ctx) void {
     _ = sys.syscall1(sys.SYS_umask, c.h.umask);
     _ = c.check(sys.syscall1(sys.SYS_personality, c.h.personality), .misc, 1);
-    _ = sys.syscall1(sys.SYS_set_tid_address, c.h.tid_address);
-    if (c.h.robust_head != 0) _ = c.check(sys.syscall2(sys.SYS_set_robust_list, c.h.robust_head, c.h.robust_len), .misc, 2);
-    if (c.h.rseq_ptr != 0) _ = c.check(sys.syscall4(sys.SYS_rseq, c.h.rseq_ptr, c.h.rseq_len, 0, c.h.rseq_sig), .rseq, 0);
 }
 
-/// Put back the signals that were pending at dump time. Every signal is
-/// blocked here, so they stay queued until rt_sigreturn loads the task's mask.
-fn queuePending(c: *const Ctx) void {
+/// What each thread sets for itself: name, clear-tid address, robust list, rseq.
+fn setThreadState(c: *const Ctx, t: *const abi.PlanThread, k: usize) void {
+    const idx: u32 = @intCast(k);
+    _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_NAME, @intFromPtr(&t.comm)), .thread, idx);
+    _ = sys.syscall1(sys.SYS_set_tid_address, t.tid_address);
+    if (t.robust_head != 0) _ = c.check(sys.syscall2(sys.SYS_set_robust_list, t.robust_head, t.robust_len), .thread, idx);
+    if (t.rseq_ptr != 0) _ = c.check(sys.syscall4(sys.SYS_rseq, t.rseq_ptr, t.rseq_len, 0, t.rseq_sig), .rseq, idx);
+}
+
+/// Put back the signals that were pending at dump time: the process-wide
+/// ones, or (`own`) those of the calling thread only. Every signal is blocked
+/// here, so they stay queued until rt_sigreturn loads the thread's mask.
+fn queuePending(c: *const Ctx, off: u32, count: u32, own: bool) void {
     const pid = sys.syscall0(sys.SYS_getpid);
+    const tid = sys.syscall0(sys.SYS_gettid);
     var i: u32 = 0;
-    while (i < c.h.sigpending_count) : (i += 1) {
-        const info: [*]const u8 = c.base + c.h.sigpending_off + i * abi.SIGINFO_SIZE;
-        const signo: *align(1) const i32 = @ptrCast(info);
-        _ = c.check(sys.syscall3(sys.SYS_rt_sigqueueinfo, pid, @intCast(signo.*), @intFromPtr(info)), .misc, 100 + i);
+    while (i < count) : (i += 1) {
+        const info: [*]const u8 = c.base + off + i * abi.SIGINFO_SIZE;
+        const signo: usize = @intCast(@as(*align(1) const i32, @ptrCast(info)).*);
+        const rc = if (own)
+            sys.syscall4(sys.SYS_rt_tgsigqueueinfo, pid, tid, signo, @intFromPtr(info))
+        else
+            sys.syscall3(sys.SYS_rt_sigqueueinfo, pid, signo, @intFromPtr(info));
+        _ = c.check(rc, .misc, 100 + i);
+    }
+}
+
+// What pthread_create asks for, minus the TLS and tid words: each thread
+// loads its own fs_base and clear-tid address from its plan.
+const CLONE_VM: u64 = 0x100;
+const CLONE_FS: u64 = 0x200;
+const CLONE_FILES: u64 = 0x400;
+const CLONE_SIGHAND: u64 = 0x800;
+const CLONE_THREAD: u64 = 0x10000;
+const CLONE_SYSVSEM: u64 = 0x40000;
+const THREAD_FLAGS = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+
+/// Every thread but the main one, at its tid (clone3 set_tid), each starting
+/// in restorer_thread on the stack in its area. They inherit the all-blocked
+/// mask, so no signal reaches them before their own mask is loaded.
+fn startThreads(c: *const Ctx) void {
+    const n = c.h.threads_count;
+    @atomicStore(u32, &c.h.threads_waiting, n - 1, .release);
+    @atomicStore(u32, &c.h.threads_go, 0, .release);
+    var k: usize = 1;
+    while (k < n) : (k += 1) {
+        var tid: i32 = c.threads()[k].tid;
+        var ca = std.mem.zeroes(abi.CloneArgs);
+        ca.flags = THREAD_FLAGS;
+        ca.stack = c.threadArea(k) + abi.RESTORER_FRAME_RESERVE;
+        ca.stack_size = abi.RESTORER_THREAD_AREA - abi.RESTORER_FRAME_RESERVE;
+        ca.set_tid = @intFromPtr(&tid);
+        ca.set_tid_size = 1;
+        _ = c.check(cloneThread(&ca, c.h, k), .thread, @intCast(k));
+    }
+}
+
+/// clone3 for a thread: the child comes back from the syscall on its new
+/// stack with the parent's registers, so it must not return into the
+/// parent's frames: it calls restorer_thread(plan, k) right away.
+fn cloneThread(ca: *const abi.CloneArgs, plan: *abi.PlanHeader, k: usize) usize {
+    return asm volatile (
+        \\ syscall
+        \\ testq %%rax, %%rax
+        \\ jnz 1f
+        \\ movq %%r12, %%rdi
+        \\ movq %%r13, %%rsi
+        \\ xorl %%ebp, %%ebp
+        \\ callq restorer_thread
+        \\ ud2
+        \\ 1:
+        : [ret] "={rax}" (-> usize),
+        : [n] "{rax}" (sys.SYS_clone3),
+          [a1] "{rdi}" (@intFromPtr(ca)),
+          [a2] "{rsi}" (@sizeOf(abi.CloneArgs)),
+          [plan] "{r12}" (@intFromPtr(plan)),
+          [k] "{r13}" (k),
+        : .{ .rcx = true, .r11 = true, .memory = true });
+}
+
+const FUTEX_WAIT_PRIVATE: usize = 128;
+const FUTEX_WAKE_PRIVATE: usize = 129;
+const ETIMEDOUT: usize = @bitCast(@as(isize, -110));
+/// 100 ms timeouts before a wait gives up (30 s). A thread that fails takes
+/// the whole task with it (exit_group), so running out means something else
+/// is wrong.
+const WAIT_ROUNDS: u32 = 300;
+
+/// Sleep until `word` holds `want`. Every wake-up without a timeout saw the
+/// word change or a wake, so only timeouts count against the bound.
+fn waitFor(c: *const Ctx, word: *u32, want: u32, k: usize) void {
+    const timeout = [2]i64{ 0, 100_000_000 };
+    var timeouts: u32 = 0;
+    while (true) {
+        const v = @atomicLoad(u32, word, .acquire);
+        if (v == want) return;
+        if (timeouts == WAIT_ROUNDS) c.fail(ETIMEDOUT, .thread, @intCast(k));
+        const rc = sys.syscall4(sys.SYS_futex, @intFromPtr(word), FUTEX_WAIT_PRIVATE, v, @intFromPtr(&timeout));
+        if (rc == ETIMEDOUT) timeouts += 1;
     }
 }
 
@@ -204,6 +323,42 @@ fn queuePending(c: *const Ctx) void {
 /// task did not take): none may leak into the restored task.
 fn closeServiceFds(c: *const Ctx) void {
     _ = sys.syscall3(sys.SYS_close_range, @intCast(c.h.service_fd_base + 1), std.math.maxInt(u32), 0);
+}
+
+/// The last steps of thread k: its own state, its pending signals, its
+/// frame. Then all threads leave together: the others report ready and wait
+/// for the main thread's go, which comes once they are all ready and no fd of
+/// cr's is left; the main thread closes the status pipe last (EOF tells cr
+/// the task is about to run).
+fn leave(c: *const Ctx, k: usize) noreturn {
+    const t = &c.threads()[k];
+    setThreadState(c, t, k);
+    queuePending(c, t.sigpending_off, t.sigpending_count, true);
+    const frame = buildFrame(c, t, c.threadArea(k));
+    _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_FS, t.regs.fs_base), .sigreturn, 1);
+    _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_GS, t.regs.gs_base), .sigreturn, 2);
+    if (k == 0) {
+        waitFor(c, &c.h.threads_waiting, 0, 0);
+        closeServiceFds(c);
+        @atomicStore(u32, &c.h.threads_go, 1, .release);
+        _ = sys.syscall3(sys.SYS_futex, @intFromPtr(&c.h.threads_go), FUTEX_WAKE_PRIVATE, std.math.maxInt(i32));
+        // Success: closing the status pipe tells cr the task is about to run.
+        _ = sys.syscall1(sys.SYS_close, @bitCast(@as(isize, c.h.status_fd)));
+    } else {
+        if (@atomicRmw(u32, &c.h.threads_waiting, .Sub, 1, .acq_rel) == 1) {
+            _ = sys.syscall3(sys.SYS_futex, @intFromPtr(&c.h.threads_waiting), FUTEX_WAKE_PRIVATE, 1);
+        }
+        waitFor(c, &c.h.threads_go, 1, k);
+    }
+    asm volatile (
+        \\ movq %[sp], %%rsp
+        \\ movl $15, %%eax
+        \\ syscall
+        \\ ud2
+        :
+        : [sp] "r" (frame + 8),
+    );
+    unreachable;
 }
 
 // Kernel signal frame layout (x86_64): pretcode, then ucontext, then siginfo;
@@ -266,18 +421,19 @@ comptime {
     std.debug.assert(@offsetOf(RtSigframe, "uc") == 8);
 }
 
-fn sigreturn(c: *const Ctx) noreturn {
-    const h = c.h;
-    const r = h.regs;
-    // Frame and xstate at the bottom of the plan copy's free stack space: the
-    // restorer's own stack is above, we never return into it.
-    const xlen: usize = h.xstate_len;
-    const stack_low = (@intFromPtr(c.base) + h.total_len + 63) & ~@as(usize, 63);
-    const fp_addr = stack_low + 64;
+/// Write thread t's rt_sigreturn frame (xstate, ucontext with its registers,
+/// sigmask and altstack) into the first RESTORER_FRAME_RESERVE bytes of
+/// `area`; returns the frame's address.
+fn buildFrame(c: *const Ctx, t: *const abi.PlanThread, area: u64) u64 {
+    const r = t.regs;
+    const xlen: usize = t.xstate_len;
+    const fp_addr = area + 64;
     const frame_addr = (fp_addr + xlen + 4 + 64 + 15) & ~@as(usize, 15);
+    std.debug.assert(area % 64 == 0);
+    std.debug.assert(frame_addr + @sizeOf(RtSigframe) <= area + abi.RESTORER_FRAME_RESERVE);
 
     const fp: [*]u8 = @ptrFromInt(fp_addr);
-    const src: [*]const u8 = c.base + h.xstate_off;
+    const src: [*]const u8 = c.base + t.xstate_off;
     @memcpy(fp[0..xlen], src[0..xlen]);
     // The software-reserved bytes tell the kernel the frame holds a full XSAVE
     // image of `xlen` bytes followed by MAGIC2. In the ptrace image the same
@@ -298,8 +454,9 @@ fn sigreturn(c: *const Ctx) noreturn {
     const f: *RtSigframe = @ptrFromInt(frame_addr);
     f.* = std.mem.zeroes(RtSigframe);
     f.uc.flags = UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
-    f.uc.stack = h.altstack;
-    f.uc.sigmask = h.sigmask;
+    // rt_sigreturn also restores the altstack from here.
+    f.uc.stack = t.altstack;
+    f.uc.sigmask = t.sigmask;
     const m = &f.uc.mcontext;
     m.r8 = r.r8;
     m.r9 = r.r9;
@@ -324,19 +481,5 @@ fn sigreturn(c: *const Ctx) noreturn {
     m.fs = 0;
     m.ss = @intCast(r.ss);
     m.fpstate = fp_addr;
-
-    _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_FS, r.fs_base), .sigreturn, 1);
-    _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_GS, r.gs_base), .sigreturn, 2);
-
-    // Success: closing the status pipe tells cr the task is about to run.
-    _ = sys.syscall1(sys.SYS_close, @bitCast(@as(isize, h.status_fd)));
-    asm volatile (
-        \\ movq %[sp], %%rsp
-        \\ movl $15, %%eax
-        \\ syscall
-        \\ ud2
-        :
-        : [sp] "r" (frame_addr + 8),
-    );
-    unreachable;
+    return frame_addr;
 }

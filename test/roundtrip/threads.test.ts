@@ -1,0 +1,123 @@
+// Multi-threaded round trips: every thread comes back at its own tid with its
+// own registers, xstate, mask, pending signals, altstack, name and TLS, and
+// the program (its own checks, or an unmodified python3) keeps going.
+import { afterEach, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  alive, cleanup, cr, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitFor, waitGone,
+} from "../helpers/procs.ts";
+
+afterEach(cleanup);
+
+function threadsOf(pid: number): { tid: number; comm: string }[] {
+  return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => a - b)
+    .map((tid) => ({ tid, comm: readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim() }));
+}
+
+function dump(pid: number, extra: string[] = []): string {
+  const images = tempDir("cr-images-");
+  const d = cr(["dump", "-t", String(pid), "-D", images, ...extra]);
+  expect(d.stderr).toBe("");
+  expect(d.status).toBe(0);
+  return images;
+}
+
+function restore(images: string, pid: number): void {
+  const r = cr(["restore", "-D", images, "-d"]);
+  expect(r.stderr).toBe("");
+  expect(r.status).toBe(0);
+  track(pid);
+}
+
+/** Let the workload run on for a while, then have it check everything once more. */
+function expectKeepsGoing(w: { pid: number; dir: string }): void {
+  const at = readProgress(w.dir);
+  waitFor(() => readProgress(w.dir) >= at + 10 || readResult(w.dir) !== null, 15_000, "progress after restore");
+  expect(readResult(w.dir)).toBeNull();
+  expect(stopWorkload(w)).toStartWith("PASS");
+}
+
+describe("threads", () => {
+  test("8 threads come back at their tids with their own masks, pending signals, altstacks, names, TLS and xmm0", () => {
+    const w = startWorkload("threads");
+    waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress before the dump");
+    const before = threadsOf(w.pid);
+    expect(before.length).toBe(9);
+    expect(readFileSync(join(w.dir, "tids"), "utf8").trim().split(" ").map(Number).sort((a, b) => a - b))
+      .toEqual(before.map((t) => t.tid));
+    const images = dump(w.pid);
+    waitGone(w.pid);
+    restore(images, w.pid);
+    expect(threadsOf(w.pid)).toEqual(before);
+    expectKeepsGoing(w);
+  });
+
+  test("a restored multi-threaded task can be dumped and restored again", () => {
+    const w = startWorkload("threads");
+    waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress before the dump");
+    const before = threadsOf(w.pid);
+    for (let round = 0; round < 2; round++) {
+      const images = dump(w.pid);
+      waitGone(w.pid);
+      restore(images, w.pid);
+      const at = readProgress(w.dir);
+      waitFor(() => readProgress(w.dir) >= at + 3 || readResult(w.dir) !== null, 15_000, `progress after restore ${round + 1}`);
+      expect(readResult(w.dir)).toBeNull();
+    }
+    expect(threadsOf(w.pid)).toEqual(before);
+    expectKeepsGoing(w);
+  });
+
+  test("--leave-running cures every thread: the original keeps all its state", () => {
+    const w = startWorkload("threads");
+    waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress before the dump");
+    const before = threadsOf(w.pid);
+    const images = dump(w.pid, ["--leave-running"]);
+    expect(threadsOf(w.pid)).toEqual(before);
+    expectKeepsGoing(w);
+    // The images of the running original restore too.
+    waitGone(w.pid);
+    restore(images, w.pid);
+    expect(threadsOf(w.pid)).toEqual(before);
+    expect(alive(w.pid)).toBe(true);
+  });
+
+  test("an unmodified python3 with 4 threads keeps every thread counting", () => {
+    const dir = tempDir();
+    // Each thread bumps its own counter; the main thread publishes them all.
+    const script = [
+      "import threading, time, os",
+      "n = [0] * 4",
+      "def work(i):",
+      "    while True:",
+      "        n[i] += 1",
+      "        time.sleep(0.005)",
+      "for i in range(4):",
+      "    threading.Thread(target=work, args=(i,), daemon=True, name=f'py-{i}').start()",
+      "while True:",
+      `    open('${dir}/p.tmp', 'w').write(' '.join(map(str, n)))`,
+      `    os.rename('${dir}/p.tmp', '${dir}/counts')`,
+      "    time.sleep(0.02)",
+    ].join("\n");
+    const p = Bun.spawn(["python3", "-c", script], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
+    track(p.pid);
+    const counts = (): number[] => {
+      try {
+        return readFileSync(join(dir, "counts"), "utf8").trim().split(" ").map(Number);
+      } catch {
+        return [];
+      }
+    };
+    waitFor(() => counts().length === 4 && counts().every((c) => c >= 5), 10_000, "python threads counting");
+    const before = threadsOf(p.pid);
+    expect(before.length).toBe(5);
+    const images = dump(p.pid);
+    waitGone(p.pid);
+    const at = counts();
+    restore(images, p.pid);
+    expect(threadsOf(p.pid)).toEqual(before);
+    waitFor(() => counts().every((c, i) => c >= at[i]! + 10), 10_000, "every python thread counting after restore");
+    expect(alive(p.pid)).toBe(true);
+  });
+});
