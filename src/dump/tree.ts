@@ -33,6 +33,14 @@ function statOf(pid: number): ProcStat {
   }
 }
 
+function tryStat(pid: number): ProcStat | null {
+  try {
+    return parseStat(readProcText(pid, "stat"));
+  } catch {
+    return null;
+  }
+}
+
 function childrenOf(pid: number, tids: number[]): number[] {
   try {
     return tids.flatMap((t) => parseChildren(readProcText(pid, `task/${t}/children`)));
@@ -55,7 +63,8 @@ function freezeThreads(pid: number, seize: (tid: number) => void): number[] {
   const frozen = new Set<number>();
   for (let round = 0; round < MAX_THREAD_ROUNDS; round++) {
     const now = listTids(pid);
-    const fresh = now.filter((t) => !frozen.has(t));
+    // The main thread first: when it cannot be frozen, the task is ending.
+    const fresh = now.filter((t) => !frozen.has(t)).sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
     if (fresh.length === 0) {
       if (!frozen.has(pid)) throw new CrError("dump", "process vanished while its threads were being frozen", { pid, errno: 3 });
       return [pid, ...now.filter((t) => t !== pid)];
@@ -91,15 +100,31 @@ export function freezeTree(rootPid: number, seize: (tid: number) => void, releas
   const visit = (pid: number): void => {
     if (tasks.length >= MAX_TASKS) throw new CrError("dump", `unsupported: more than ${MAX_TASKS} tasks in the tree`, { pid: rootPid });
     if (pid === process.pid) throw new CrError("dump", "cannot dump a tree that contains cr itself", { pid });
-    const before = statOf(pid);
-    if (before.state === "Z") {
-      tasks.push({ pid, ppid: before.ppid, pgid: before.pgrp, sid: before.session, tids: [pid], state: "zombie", exitStatus: before.exitCode });
-      return;
+    const zombie = (st: ProcStat): void => {
+      // A main thread that exited while other threads run shows as Z too.
+      if (listTids(pid).length > 1) throw new CrError("dump", "unsupported: the main thread exited while other threads run", { pid });
+      tasks.push({ pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, tids: [pid], state: "zombie", exitStatus: st.exitCode });
+    };
+    // A child listed a moment ago may be gone already (its parent ignores SIGCHLD).
+    const before = pid === rootPid ? statOf(pid) : tryStat(pid);
+    if (before === null) return;
+    if (before.state === "Z") return zombie(before);
+    let tids: number[];
+    try {
+      tids = freezeThreads(pid, (tid) => {
+        seize(tid);
+        seized.push(tid);
+      });
+    } catch (e) {
+      // A child that exited between being listed and being frozen: its
+      // parent is frozen, so it stays a zombie (or, if its parent ignores
+      // SIGCHLD, it is gone). Either way the tree is consistent without it.
+      if (pid === rootPid || !(e instanceof CrError) || seized.includes(pid)) throw e;
+      const after = tryStat(pid);
+      if (after === null) return;
+      if (after.state === "Z") return zombie(after);
+      throw e;
     }
-    const tids = freezeThreads(pid, (tid) => {
-      seize(tid);
-      seized.push(tid);
-    });
     // Session and group as they are now that nothing can change them.
     const st = statOf(pid);
     tasks.push({ pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, tids, state: "alive" });
