@@ -170,7 +170,8 @@ function writeTaskImages(pid: number, tids: number[], table: FileTable, shmem: S
       noNewPrivs: status.noNewPrivs !== 0,
     },
     rlimits: parseLimits(proc("limits")).map((l) => ({ resource: l.resource, cur: l.soft, max: l.hard })),
-    sigactions: parasite.sigactions,
+    // Only the signals not at their default (SIG_DFL, no flags, no mask): most are.
+    sigactions: parasite.sigactions.filter((s) => s.handler !== 0 || s.flags !== 0 || s.mask !== 0n),
     itimers: { real: parasite.itimers[0]!, virtual: parasite.itimers[1]!, prof: parasite.itimers[2]! },
     sharedPending,
     threads,

@@ -64,13 +64,17 @@ export function classifyVma(m: MapsEntry, vmFlags: string[] | undefined, pid: nu
 
 const PM_PRESENT = 0x80000000, PM_SWAP = 0x40000000, PM_FILE = 0x20000000;
 const CHUNK_PAGES = 1 << 18; // 2 MiB of pagemap per read
+/** Reused across tasks: sized to the largest read so far, at most one chunk. */
+let pagemapBuf = new Uint32Array(0);
 
 /** Runs of pages of `vmas` that must be saved, in address order. */
 export function pagesToDump(pid: number, vmas: DumpVma[]): PageRun[] {
   const runs: PageRun[] = [];
-  const fd = openSync(`/proc/${pid}/pagemap`, "r");
-  const buf = new Uint32Array(CHUNK_PAGES * 2);
+  const most = Math.min(CHUNK_PAGES, Math.max(0, ...vmas.filter((v) => v.dumped).map((v) => (v.end - v.start) / PAGE)));
+  if (pagemapBuf.length < most * 2) pagemapBuf = new Uint32Array(most * 2);
+  const buf = pagemapBuf;
   const bytes = new Uint8Array(buf.buffer);
+  const fd = openSync(`/proc/${pid}/pagemap`, "r");
   try {
     for (const v of vmas) {
       if (!v.dumped) continue;

@@ -249,9 +249,11 @@ function semantic(): Variant[] {
     const e = decoder.decode(orig.get(file)!);
     out.push({ name: `${file}: ${what}`, changes: [[file, encoder.encode(setPath(e, p, v))]], rewrite: true, expectFail: true });
   };
-  edit("sig 0", ["body", "sigactions", 0, "sig"], 0);
-  edit("sig 65", ["body", "sigactions", 0, "sig"], 65);
-  edit("sig 2^40", ["body", "sigactions", 0, "sig"], 2 ** 40);
+  const action = (sig: number) => ({ sig, handler: 1, flags: 0, restorer: 0, mask: 0n });
+  edit("sig 0", ["body", "sigactions"], [action(0)]);
+  edit("sig 65", ["body", "sigactions"], [action(65)]);
+  edit("sig 2^40", ["body", "sigactions"], [action(2 ** 40)]);
+  edit("sig twice", ["body", "sigactions"], [action(10), action(10)]);
   edit("regs 0 bytes", ["body", "threads", 0, "regs"], new Uint8Array(0));
   edit("regs 215 bytes", ["body", "threads", 0, "regs"], new Uint8Array(215));
   edit("xstate 0 bytes", ["body", "threads", 0, "xstate"], new Uint8Array(0));

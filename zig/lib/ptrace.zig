@@ -30,10 +30,14 @@ pub fn ptrace(req: usize, tid: i32, addr: usize, data: usize) usize {
 const Stop = struct { sig: u32, event: u32 };
 
 /// wait4 for `tid` with a deadline, so a task that never stops cannot hang cr.
+/// A stop usually follows within microseconds (an injected syscall, the
+/// parasite): yield the CPU for the first SPIN_NS instead of sleeping, since
+/// the shortest nanosleep costs more than the whole round trip; then back off.
 pub fn waitStop(tid: i32, timeout_ms: u64) !Stop {
-    const deadline = sys.monotonicNs() + timeout_ms * 1_000_000;
-    var spins: u32 = 0;
-    while (true) : (spins += 1) {
+    const start = sys.monotonicNs();
+    const deadline = start + timeout_ms * 1_000_000;
+    const SPIN_NS: u64 = 200_000;
+    while (true) {
         var status: u32 = 0;
         const rc = sys.syscall4(.wait4, sys.fdArg(tid), @intFromPtr(&status), sys.WALL | sys.WNOHANG, 0);
         if (sys.isErr(rc)) {
@@ -44,9 +48,13 @@ pub fn waitStop(tid: i32, timeout_ms: u64) !Stop {
             if ((status & 0x7f) == 0 or ((status & 0x7f) != 0x7f)) return error.TaskExited;
             return .{ .sig = (status >> 8) & 0xff, .event = (status >> 16) & 0xff };
         }
-        if (sys.monotonicNs() > deadline) return error.Timeout;
-        // Poll fast first (the stop is usually immediate), then back off.
-        sys.nanosleepNs(if (spins < 100) 20_000 else 1_000_000);
+        const now = sys.monotonicNs();
+        if (now > deadline) return error.Timeout;
+        if (now - start < SPIN_NS) {
+            _ = sys.syscall0(.sched_yield);
+        } else {
+            sys.nanosleepNs(if (now - start < 5_000_000) 20_000 else 1_000_000);
+        }
     }
 }
 
