@@ -120,5 +120,10 @@ try {
   }
   await cli.runMatchedCommand();
 } catch (e) {
+  // cac's own errors are usage errors, not cr's (its class name does not survive minifying).
+  if (e instanceof Error && !(e instanceof CrError) && /^(Unknown option|option .* value is missing|missing required args)/.test(e.message)) {
+    process.stderr.write(`cr: ${e.message} (see cr --help)\n`);
+    process.exit(2);
+  }
   fail(e);
 }

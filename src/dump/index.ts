@@ -10,6 +10,7 @@ import { parseMaps, parseSmapsVmFlags } from "../proc/maps.ts";
 import { parseStat } from "../proc/stat.ts";
 import { parseStatus } from "../proc/status.ts";
 import { parseLimits } from "../proc/limits.ts";
+import { parseTimers } from "../proc/timers.ts";
 import * as img from "../images/index.ts";
 import { CR_VERSION } from "../version.ts";
 import { freezeTree } from "./tree.ts";
@@ -127,7 +128,8 @@ function writeTaskImages(pid: number, tids: number[], table: FileTable, shmem: S
 
   // Registers first: the parasite's injected syscalls leave them as they were, but read them untouched.
   const raw = tids.map((tid) => native.readThread(tid));
-  const parasite = native.runParasite(tids, syscallSite(vmas, pid));
+  const timers = parseTimers(proc("timers"));
+  const parasite = native.runParasite(tids, syscallSite(vmas, pid), timers.map((t) => t.id));
   const sharedPending = native.peekPendingSignals(pid, true);
   const threads: img.TaskImage["threads"] = raw.map((r, i) => ({
     tid: r.tid,
@@ -173,6 +175,7 @@ function writeTaskImages(pid: number, tids: number[], table: FileTable, shmem: S
     // Only the signals not at their default (SIG_DFL, no flags, no mask): most are.
     sigactions: parasite.sigactions.filter((s) => s.handler !== 0 || s.flags !== 0 || s.mask !== 0n),
     itimers: { real: parasite.itimers[0]!, virtual: parasite.itimers[1]!, prof: parasite.itimers[2]! },
+    posixTimers: timers.map((t, i) => ({ ...t, ...parasite.posixTimers[i]! })),
     sharedPending,
     threads,
     mm: {

@@ -52,6 +52,11 @@ export const task = obj({
   rlimits: arr(obj({ resource: nonneg, cur: big, max: big }), 64),
   sigactions: arr(obj({ sig: nonneg, handler: nonneg, flags: nonneg, restorer: nonneg, mask: big }), 64),
   itimers: obj({ real: itimer, virtual: itimer, prof: itimer }),
+  /** POSIX timers (timer_create): id, clock, sigevent, and the setting at dump time. */
+  posixTimers: optional(arr(obj({
+    id: nonneg, clockId: num, signo: nonneg, notify: nonneg, tid: nonneg, sival: big,
+    intervalNs: big, valueNs: big, overrun: nonneg,
+  }), 256)),
   sharedPending: arr(bytes, 4096),
   threads: arr(obj({
     tid: nonneg,

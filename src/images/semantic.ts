@@ -75,6 +75,22 @@ function checkThreads(b: TaskImage): string | null {
   return null;
 }
 
+function checkPosixTimers(b: TaskImage): string | null {
+  const timers = b.posixTimers ?? [];
+  const dup = firstDuplicate(timers.map((t) => t.id));
+  if (dup !== undefined) return `posixTimers: id ${dup} appears twice`;
+  for (const [i, t] of timers.entries()) {
+    const at = `posixTimers[${i}]`;
+    if (t.id > 0x7fffffff) return `${at}: id ${t.id} out of range`;
+    if (t.signo > NSIG) return `${at}: signal ${t.signo} out of range`;
+    // SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD, possibly | SIGEV_THREAD_ID (to one of the task's threads).
+    if ((t.notify & ~4) > 2) return `${at}: sigev_notify ${t.notify} unknown`;
+    if ((t.notify & 4) !== 0 && !b.threads.some((th) => th.tid === t.tid)) return `${at}: notifies thread ${t.tid}, not one of the task's`;
+    if (t.intervalNs < 0n || t.valueNs < 0n) return `${at}: negative time`;
+  }
+  return null;
+}
+
 const task: Check<TaskImage> = (b) => {
   if (b.pid === 0) return "pid 0";
   if (b.umask > 0o777) return `umask ${b.umask.toString(8)} out of range`;
@@ -91,7 +107,7 @@ const task: Check<TaskImage> = (b) => {
   const dupFd = firstDuplicate(b.fds.map((f) => f.fd));
   if (dupFd !== undefined) return `fds: fd ${dupFd} appears twice`;
   if (b.mm.auxv.length % 16 !== 0) return `mm.auxv: ${b.mm.auxv.length} bytes is not a list of (type, value) pairs`;
-  return checkThreads(b) ?? checkVmas(b.mm.vmas);
+  return checkThreads(b) ?? checkPosixTimers(b) ?? checkVmas(b.mm.vmas);
 };
 
 const pagemap: Check<PagemapImage> = (b) => {

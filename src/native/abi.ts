@@ -34,13 +34,19 @@ export const KSIGACTION_SIZE = 32;
 export const ITIMERVAL_SIZE = 32;
 export const STACK_T_SIZE = 24;
 
+export const MAX_POSIX_TIMERS = 256;
+/** struct itimerspec / PosixTimerState (spec, then the overrun count). */
+export const ITIMERSPEC_SIZE = 32;
+export const POSIX_TIMER_STATE_SIZE = 40;
+
 export const ParasiteState = {
-  size: 2168,
+  size: 12408,
   sigactions: 0,
   itimers: 2048,
-  brk: 2144,
-  err: 2152,
-  err_step: 2160,
+  posix_timers: 2144,
+  brk: 12384,
+  err: 12392,
+  err_step: 12400,
 } as const;
 
 export const ThreadExtra = { size: 40, tid: 0, altstack: 8, tid_address: 32 } as const;
@@ -49,7 +55,7 @@ export const PLAN_MAGIC = 0x6372706c616e3031n;
 export const MAX_SPECIAL = 4;
 
 export const PlanHeader = {
-  size: 2488,
+  size: 2496,
   magic: 0,
   total_len: 8,
   abi_version: 16,
@@ -77,12 +83,16 @@ export const PlanHeader = {
   personality: 2440,
   threads_off: 2448,
   threads_count: 2452,
-  sid: 2456,
-  pgid: 2460,
-  sigpending_off: 2464,
-  sigpending_count: 2468,
-  umask: 2472,
+  posix_timers_off: 2456,
+  posix_timers_count: 2460,
+  sid: 2464,
+  pgid: 2468,
+  sigpending_off: 2472,
+  sigpending_count: 2476,
+  umask: 2480,
 } as const;
+
+export const PlanPosixTimer = { size: 64, id: 0, clock: 4, signo: 8, notify: 12, tid: 16, sival: 24, spec: 32 } as const;
 
 export const PlanThread = {
   size: 328,
@@ -134,7 +144,7 @@ export const RESTORE_STEPS: Record<number, string> = {
   1: "child setup", 2: "open file", 3: "dup fd", 4: "chdir", 5: "map restorer hole", 6: "unmap old mappings",
   7: "move vdso/vvar", 8: "map VMA", 9: "fill pages", 10: "protect VMA", 11: "prctl(PR_SET_MM_MAP)",
   12: "rt_sigaction", 13: "setitimer", 14: "rseq", 15: "misc", 16: "rt_sigreturn", 17: "setsid/setpgid",
-  18: "fork a child", 19: "re-create a zombie", 20: "thread",
+  18: "fork a child", 19: "re-create a zombie", 20: "thread", 21: "POSIX timer",
 };
 
 export const CHECK_FIELDS = [
@@ -155,7 +165,9 @@ export const LAYOUT_FIELDS = [
   "off_plan_file_shared", "size_tree_header", "size_tree_task", "off_tree_inherited_rseq_ptr", "off_status_pid",
   "off_plan_threads_off", "size_plan_thread", "off_plan_thread_regs", "off_plan_thread_xstate_off",
   "off_plan_thread_rseq_ptr", "off_plan_thread_sigmask", "off_plan_thread_altstack", "off_plan_thread_tid_address",
-  "off_plan_thread_comm", "size_thread_extra", "restorer_thread_area",
+  "off_plan_thread_comm", "size_thread_extra", "restorer_thread_area", "off_parasite_posix_timers",
+  "size_parasite_args", "off_parasite_args_timer_ids", "off_parasite_args_state", "off_plan_posix_timers_off",
+  "size_plan_posix_timer",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -204,4 +216,11 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_plan_thread_comm: PlanThread.comm,
   size_thread_extra: ThreadExtra.size,
   restorer_thread_area: RESTORER_THREAD_AREA,
+  off_parasite_posix_timers: ParasiteState.posix_timers,
+  // ParasiteArgs is libcr <-> parasite only; its layout is checked here all the same.
+  size_parasite_args: 13448,
+  off_parasite_args_timer_ids: 12,
+  off_parasite_args_state: 1040,
+  off_plan_posix_timers_off: PlanHeader.posix_timers_off,
+  size_plan_posix_timer: PlanPosixTimer.size,
 };

@@ -20,7 +20,7 @@ const symbols = {
   cr_kill: { args: [i32, i32], returns: i32 },
   cr_read_thread: { args: [i32, P], returns: i32 },
   cr_peek_siginfo: { args: [i32, i32, P, u32], returns: i32 },
-  cr_run_parasite: { args: [P, u32, u64, P, usize, P, P], returns: i32 },
+  cr_run_parasite: { args: [P, u32, u64, P, usize, P, u32, P, P], returns: i32 },
   cr_dump_pages: { args: [i32, P, u32, i32, P], returns: i32 },
   cr_unmap_remote: { args: [P, u32, u64, u64, u64], returns: i32 },
   cr_restore_tree: { args: [P, usize, P, usize, P], returns: i32 },
@@ -160,6 +160,8 @@ export interface ThreadExtra {
 export interface ParasiteResult {
   sigactions: { sig: number; handler: number; flags: number; restorer: number; mask: bigint }[];
   itimers: { intervalUs: number; valueUs: number }[];
+  /** In the order of `timerIds`. */
+  posixTimers: { intervalNs: bigint; valueNs: bigint; overrun: number }[];
   brk: number;
   /** One per thread, in the order of `tids`. */
   threads: ThreadExtra[];
@@ -170,13 +172,22 @@ function tidArray(tids: number[]): Int32Array {
   return Int32Array.from(tids);
 }
 
-/** Run the parasite in frozen task `tids[0]` (its main thread) and ask every thread of `tids` what only it can tell. */
-export function runParasite(tids: number[], syscallSite: number): ParasiteResult {
+/**
+ * Run the parasite in frozen task `tids[0]` (its main thread): process-wide
+ * state and POSIX timers `timerIds`; and ask every thread of `tids` what only
+ * it can tell.
+ */
+export function runParasite(tids: number[], syscallSite: number, timerIds: number[]): ParasiteResult {
+  if (timerIds.length > abi.MAX_POSIX_TIMERS) {
+    throw new CrError("dump", `unsupported: ${timerIds.length} POSIX timers (at most ${abi.MAX_POSIX_TIMERS})`, { pid: tids[0] });
+  }
   const out = new Uint8Array(abi.ParasiteState.size);
   const extras = new Uint8Array(abi.ThreadExtra.size * tids.length);
   const blob = nativeBlobs().parasite;
   const t = tidArray(tids);
-  checked(native().cr_run_parasite(ptr(t), t.length, BigInt(syscallSite), ptr(blob), blob.length, ptr(out), ptr(extras)), "parasite", tids[0]);
+  const timers = Int32Array.from(timerIds.length ? timerIds : [0]);
+  checked(native().cr_run_parasite(ptr(t), t.length, BigInt(syscallSite), ptr(blob), blob.length,
+    ptr(timers), timerIds.length, ptr(out), ptr(extras)), "parasite", tids[0]);
   const dv = new DataView(out.buffer);
   const u64 = (off: number) => Number(dv.getBigUint64(off, true));
   const sigactions = [];
@@ -199,7 +210,12 @@ export function runParasite(tids: number[], syscallSite: number): ParasiteResult
       tidAddress: Number(xv.getBigUint64(o + abi.ThreadExtra.tid_address, true)),
     };
   });
-  return { sigactions, itimers, brk: u64(abi.ParasiteState.brk), threads };
+  const ns = (o: number) => dv.getBigInt64(o, true) * 1_000_000_000n + dv.getBigInt64(o + 8, true);
+  const posixTimers = timerIds.map((_, i) => {
+    const o = abi.ParasiteState.posix_timers + i * abi.POSIX_TIMER_STATE_SIZE;
+    return { intervalNs: ns(o), valueNs: ns(o + 16), overrun: dv.getInt32(o + abi.ITIMERSPEC_SIZE, true) };
+  });
+  return { sigactions, itimers, posixTimers, brk: u64(abi.ParasiteState.brk), threads };
 }
 
 /** Copy `ranges` ([addr, len] pairs) of `pid`'s memory to `fd`; returns bytes written. */

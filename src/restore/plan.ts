@@ -161,6 +161,9 @@ export function buildPlan(inp: PlanInput): Uint8Array {
     return { xstateOff, pendingOff };
   });
   const pendingOff = off; off += task.sharedPending.length * abi.SIGINFO_SIZE;
+  const timers = task.posixTimers ?? [];
+  off = alignUp(off, 8);
+  const timersOff = off; off += timers.length * abi.PlanPosixTimer.size;
   const total = alignUp(off, 8);
 
   const bytes = new Uint8Array(total);
@@ -228,6 +231,17 @@ export function buildPlan(inp: PlanInput): Uint8Array {
     u64(o + T.robust_head, t.robustList.head); u64(o + T.robust_len, t.robustList.len);
     // A thread with no recorded name takes the task's.
     bytes.set(enc.encode(t.comm ?? task.comm).subarray(0, 15), o + T.comm);
+  });
+  u32(H.posix_timers_off, timersOff); u32(H.posix_timers_count, timers.length);
+  timers.forEach((t, i) => {
+    const o = timersOff + i * abi.PlanPosixTimer.size;
+    const T = abi.PlanPosixTimer;
+    i32(o + T.id, t.id); i32(o + T.clock, t.clockId); i32(o + T.signo, t.signo); i32(o + T.notify, t.notify);
+    i32(o + T.tid, t.tid); u64(o + T.sival, t.sival);
+    // As for itimers: a periodic timer whose signal is pending reads 0; fire it at once instead of disarming it.
+    const value = t.valueNs === 0n && t.intervalNs > 0n ? 1n : t.valueNs;
+    const ts = (at: number, ns: bigint) => { u64(at, ns / 1_000_000_000n); u64(at + 8, ns % 1_000_000_000n); };
+    ts(o + T.spec, t.intervalNs); ts(o + T.spec + 16, value);
   });
   i32(H.sid, inp.sid); i32(H.pgid, inp.pgid);
   u32(H.sigpending_off, pendingOff); u32(H.sigpending_count, task.sharedPending.length);

@@ -100,7 +100,7 @@ function formatThreads(t: TaskImage, regs: boolean): string[] {
   const out: string[] = [];
   for (const th of t.threads) {
     const rseq = th.rseq ? `rseq ${hex(th.rseq.ptr)}/${th.rseq.len}` : "no rseq";
-    out.push(`    ${th.tid}: sigmask ${sigset(th.sigmask)}, ${rseq}, clear-tid ${hex(th.tidAddress)}, ` +
+    out.push(`    ${th.tid}${th.comm === undefined ? "" : ` (${th.comm})`}: sigmask ${sigset(th.sigmask)}, ${rseq}, clear-tid ${hex(th.tidAddress)}, ` +
       `robust list ${hex(th.robustList.head)}, ${th.pending.length} pending, xstate ${th.xstate.length} B`);
     if (regs) out.push(...formatRegs(th.regs));
   }
@@ -137,5 +137,17 @@ export function formatTask({ task: t, pagemap, files, pageSize, regs }: TaskView
     ...formatSignals(t),
     `  threads: ${t.threads.length}`,
     ...formatThreads(t, regs),
+    `  POSIX timers: ${(t.posixTimers ?? []).length}`,
+    ...formatPosixTimers(t),
   ];
+}
+
+const SIGEV = ["signal", "none", "thread"];
+
+function formatPosixTimers(t: TaskImage): string[] {
+  return (t.posixTimers ?? []).map((p) => {
+    const to = (p.notify & 4) !== 0 ? ` to thread ${p.tid}` : "";
+    const ns = (v: bigint) => `${(Number(v) / 1e6).toFixed(3)} ms`;
+    return `    ${p.id}: clock ${p.clockId}, ${SIGEV[p.notify & 3] ?? p.notify} ${p.signo}${to}, next ${ns(p.valueNs)}, every ${ns(p.intervalNs)}`;
+  });
 }

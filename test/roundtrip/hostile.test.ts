@@ -254,6 +254,12 @@ function semantic(): Variant[] {
   edit("sig 65", ["body", "sigactions"], [action(65)]);
   edit("sig 2^40", ["body", "sigactions"], [action(2 ** 40)]);
   edit("sig twice", ["body", "sigactions"], [action(10), action(10)]);
+  const timer = (id: number, notify: number, tid: number) => ({
+    id, clockId: 1, signo: 14, notify, tid, sival: 0n, intervalNs: 0n, valueNs: 1000n, overrun: 0,
+  });
+  edit("POSIX timer id twice", ["body", "posixTimers"], [timer(3, 0, 0), timer(3, 0, 0)]);
+  edit("POSIX timer to a thread not in the task", ["body", "posixTimers"], [timer(3, 4, pid + 1)]);
+  edit("POSIX timer with an unknown sigev_notify", ["body", "posixTimers"], [timer(3, 9, 0)]);
   edit("regs 0 bytes", ["body", "threads", 0, "regs"], new Uint8Array(0));
   edit("regs 215 bytes", ["body", "threads", 0, "regs"], new Uint8Array(215));
   edit("xstate 0 bytes", ["body", "threads", 0, "xstate"], new Uint8Array(0));

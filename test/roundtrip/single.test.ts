@@ -33,6 +33,7 @@ const cases: { name: string; args?: string[] }[] = [
   { name: "avx" },
   { name: "sleeper" },
   { name: "sleeper-static" },
+  { name: "posixtimers" },
 ];
 
 describe("single process round trip", () => {

@@ -88,12 +88,34 @@ pub const StackT = extern struct {
 
 pub const NSIG: usize = 64;
 
+pub const Timespec = extern struct {
+    sec: i64,
+    nsec: i64,
+};
+
+pub const Itimerspec = extern struct {
+    interval: Timespec,
+    value: Timespec,
+};
+
+/// Most POSIX timers (timer_create) of one task cr handles.
+pub const MAX_POSIX_TIMERS: usize = 256;
+
+/// One POSIX timer as the parasite reads it with timer_gettime / timer_getoverrun.
+pub const PosixTimerState = extern struct {
+    spec: Itimerspec,
+    overrun: i32,
+    _pad: u32,
+};
+
 /// Filled by the parasite inside the victim: what only the task itself can
 /// see, process-wide. Per-thread answers come as ThreadExtra records.
 pub const ParasiteState = extern struct {
     /// Per-signal rt_sigaction result, index = signo - 1.
     sigactions: [NSIG]KSigaction,
     itimers: [3]Itimerval,
+    /// In the order of ParasiteArgs.timer_ids.
+    posix_timers: [MAX_POSIX_TIMERS]PosixTimerState,
     brk: u64,
     /// First failing syscall's -errno (0 when everything worked) and which step.
     err: i64,
@@ -104,6 +126,10 @@ pub const ParasiteState = extern struct {
 /// The parasite's argument block, placed right after the blob in the injected area.
 pub const ParasiteArgs = extern struct {
     magic: u64,
+    /// The task's POSIX timer ids (from /proc/PID/timers) to read.
+    timer_count: u32,
+    timer_ids: [MAX_POSIX_TIMERS]i32,
+    _pad: u32,
     state: ParasiteState,
 };
 
@@ -244,6 +270,9 @@ pub const PlanHeader = extern struct {
     /// Every thread (PlanThread), the main thread (tid == pid) first.
     threads_off: u32,
     threads_count: u32,
+    /// POSIX timers (PlanPosixTimer), created once every thread exists.
+    posix_timers_off: u32,
+    posix_timers_count: u32,
 
     /// Session / process group to join after clone (0: keep).
     sid: i32,
@@ -280,6 +309,20 @@ pub const PlanThread = extern struct {
     robust_len: u64,
     /// Thread name (prctl PR_SET_NAME), NUL padded.
     comm: [16]u8,
+};
+
+/// One POSIX timer: timer_create at `id` (PR_TIMER_CREATE_RESTORE_IDS) with
+/// this sigevent, then timer_settime (relative) with `spec`.
+pub const PlanPosixTimer = extern struct {
+    id: i32,
+    clock: i32,
+    signo: i32,
+    /// sigev_notify: SIGEV_SIGNAL / SIGEV_NONE, | SIGEV_THREAD_ID with `tid`.
+    notify: i32,
+    tid: i32,
+    _pad: u32,
+    sival: u64,
+    spec: Itimerspec,
 };
 
 /// The restorer hole: [blob | plan copy | one RESTORER_THREAD_AREA per thread
@@ -379,6 +422,7 @@ pub const RestoreStep = enum(u32) {
     fork = 18,
     zombie = 19,
     thread = 20,
+    posix_timer = 21,
 };
 
 /// The sizes and offsets the TypeScript mirror checks (see cr_abi_layout).
@@ -427,6 +471,12 @@ pub const Layout = extern struct {
     off_plan_thread_comm: u32,
     size_thread_extra: u32,
     restorer_thread_area: u32,
+    off_parasite_posix_timers: u32,
+    size_parasite_args: u32,
+    off_parasite_args_timer_ids: u32,
+    off_parasite_args_state: u32,
+    off_plan_posix_timers_off: u32,
+    size_plan_posix_timer: u32,
 };
 
 pub fn layout() Layout {
@@ -475,6 +525,12 @@ pub fn layout() Layout {
         .off_plan_thread_comm = @offsetOf(PlanThread, "comm"),
         .size_thread_extra = @sizeOf(ThreadExtra),
         .restorer_thread_area = RESTORER_THREAD_AREA,
+        .off_parasite_posix_timers = @offsetOf(ParasiteState, "posix_timers"),
+        .size_parasite_args = @sizeOf(ParasiteArgs),
+        .off_parasite_args_timer_ids = @offsetOf(ParasiteArgs, "timer_ids"),
+        .off_parasite_args_state = @offsetOf(ParasiteArgs, "state"),
+        .off_plan_posix_timers_off = @offsetOf(PlanHeader, "posix_timers_off"),
+        .size_plan_posix_timer = @sizeOf(PlanPosixTimer),
     };
 }
 
@@ -508,5 +564,7 @@ comptime {
     std.debug.assert(@sizeOf(TreeTask) % 8 == 0);
     std.debug.assert(@sizeOf(PlanThread) % 8 == 0);
     std.debug.assert(@sizeOf(CloneArgs) == 88);
+    std.debug.assert(@sizeOf(PlanPosixTimer) == 64);
+    std.debug.assert(@offsetOf(ParasiteArgs, "state") % 8 == 0);
     std.debug.assert(RESTORER_THREAD_AREA % 4096 == 0 and RESTORER_FRAME_RESERVE % 16 == 0);
 }

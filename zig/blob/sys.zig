@@ -34,6 +34,10 @@ pub const SYS_exit_group: usize = 231;
 pub const SYS_set_robust_list: usize = 273;
 pub const SYS_rseq: usize = 334;
 pub const SYS_futex: usize = 202;
+pub const SYS_timer_create: usize = 222;
+pub const SYS_timer_settime: usize = 223;
+pub const SYS_timer_gettime: usize = 224;
+pub const SYS_timer_getoverrun: usize = 225;
 pub const SYS_clone3: usize = 435;
 pub const SYS_rt_tgsigqueueinfo: usize = 297;
 
@@ -41,6 +45,7 @@ pub const PR_SET_MM: usize = 35;
 pub const PR_SET_NAME: usize = 15;
 pub const PR_SET_MM_MAP: usize = 14;
 pub const PR_GET_TID_ADDRESS: usize = 40;
+pub const PR_TIMER_CREATE_RESTORE_IDS: usize = 77;
 pub const ARCH_SET_GS: usize = 0x1001;
 pub const ARCH_SET_FS: usize = 0x1002;
 

@@ -103,22 +103,23 @@ const Session = struct {
 
 /// Copy the parasite into `tids[0]` (the main thread), run it, ask every
 /// thread of `tids` for its ThreadExtra, remove it all.
-pub fn runParasite(tids: []const i32, site: u64, blob: []const u8, out: *abi.ParasiteState, extras: []abi.ThreadExtra) i32 {
+pub fn runParasite(tids: []const i32, site: u64, blob: []const u8, timer_ids: []const i32, out: *abi.ParasiteState, extras: []abi.ThreadExtra) i32 {
     std.debug.assert(blob.len > 0 and blob.len < 1 << 20);
+    std.debug.assert(timer_ids.len <= abi.MAX_POSIX_TIMERS);
     std.debug.assert(tids.len >= 1 and tids.len == extras.len and tids.len <= abi.MAX_THREADS);
     const args_off = std.mem.alignForward(usize, blob.len, 64);
     const scratch_off = std.mem.alignForward(usize, args_off + @sizeOf(abi.ParasiteArgs), 64);
     const region_len = std.mem.alignForward(usize, scratch_off + @sizeOf(abi.ThreadExtra) + PARASITE_STACK, PAGE);
 
     var s = Session.begin(tids[0], site) catch return sys.neg(sys.EIO);
-    const rc = runParasiteIn(&s, tids, blob, .{ .args = args_off, .scratch = scratch_off, .len = region_len }, out, extras);
+    const rc = runParasiteIn(&s, tids, blob, timer_ids, .{ .args = args_off, .scratch = scratch_off, .len = region_len }, out, extras);
     const cured = s.cure();
     return if (rc != 0) rc else cured;
 }
 
 const Region = struct { args: usize, scratch: usize, len: usize };
 
-fn runParasiteIn(s: *Session, tids: []const i32, blob: []const u8, region: Region, out: *abi.ParasiteState, extras: []abi.ThreadExtra) i32 {
+fn runParasiteIn(s: *Session, tids: []const i32, blob: []const u8, timer_ids: []const i32, region: Region, out: *abi.ParasiteState, extras: []abi.ThreadExtra) i32 {
     const prot_rwx: u64 = 7;
     const map_private_anon: u64 = 0x22;
     const remote = s.syscall(@intFromEnum(sys.SYS.mmap), .{ 0, region.len, prot_rwx, map_private_anon, std.math.maxInt(u64), 0 }) catch return sys.neg(sys.EIO);
@@ -130,6 +131,8 @@ fn runParasiteIn(s: *Session, tids: []const i32, blob: []const u8, region: Regio
 
     var args = std.mem.zeroes(abi.ParasiteArgs);
     args.magic = abi.PARASITE_MAGIC;
+    args.timer_count = @intCast(timer_ids.len);
+    @memcpy(args.timer_ids[0..timer_ids.len], timer_ids);
     args.state.err = -1;
     const local = [_]std.posix.iovec_const{
         .{ .base = blob.ptr, .len = blob.len },

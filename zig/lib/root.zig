@@ -63,11 +63,13 @@ export fn cr_peek_siginfo(tid: i32, shared: i32, out: [*]u8, max: u32) i32 {
 
 /// `tids`: every thread of the task, the main thread first; `extras` gets one
 /// record per thread, in the same order.
-export fn cr_run_parasite(tids: [*]const i32, count: u32, site: u64, blob: [*]const u8, blob_len: usize, out: *abi.ParasiteState, extras: [*]abi.ThreadExtra) i32 {
+/// `timer_ids`: the task's POSIX timers, read into `out.posix_timers` in order.
+export fn cr_run_parasite(tids: [*]const i32, count: u32, site: u64, blob: [*]const u8, blob_len: usize, timer_ids: [*]const i32, timer_count: u32, out: *abi.ParasiteState, extras: [*]abi.ThreadExtra) i32 {
     err.clear();
     if (blob_len == 0) return err.fail(sys.EINVAL, "empty parasite blob", .{});
+    if (timer_count > abi.MAX_POSIX_TIMERS) return err.fail(sys.EINVAL, "{d} POSIX timers: more than {d}", .{ timer_count, abi.MAX_POSIX_TIMERS });
     if (count == 0 or count > abi.MAX_THREADS) return err.fail(sys.EINVAL, "{d} threads: not in 1..{d}", .{ count, abi.MAX_THREADS });
-    return inject.runParasite(tids[0..count], site, blob[0..blob_len], out, extras[0..count]);
+    return inject.runParasite(tids[0..count], site, blob[0..blob_len], timer_ids[0..timer_count], out, extras[0..count]);
 }
 
 export fn cr_dump_pages(pid: i32, ranges: [*]const pages.Range, count: u32, fd: i32, written: *u64) i32 {

@@ -1,7 +1,8 @@
 //! The parasite: a freestanding blob that libcr copies into a frozen victim and
 //! runs there on a stack of its own. It asks the kernel, from inside the task,
 //! for what no /proc file or ptrace request tells about the whole process:
-//! every sigaction, the itimers and the current brk (per-thread answers come
+//! every sigaction, the itimers, the POSIX timers' settings and the current
+//! brk (per-thread answers come
 //! from syscalls libcr injects into each thread). It
 //! writes the answers into its argument block and stops on int3, where libcr
 //! reads them and cures the task.
@@ -40,6 +41,15 @@ export fn parasite_main(args: *abi.ParasiteArgs) callconv(.c) void {
     while (which < 3) : (which += 1) {
         const rc = sys.syscall2(sys.SYS_getitimer, which, @intFromPtr(&st.itimers[which]));
         if (sys.isErr(rc)) return fail(st, rc, 100 + @as(u32, @intCast(which)));
+    }
+    if (args.timer_count > abi.MAX_POSIX_TIMERS) return fail(st, @bitCast(@as(isize, -22)), 300);
+    for (args.timer_ids[0..args.timer_count], st.posix_timers[0..args.timer_count], 0..) |id, *t, i| {
+        const timer: usize = @intCast(id);
+        var rc = sys.syscall2(sys.SYS_timer_gettime, timer, @intFromPtr(&t.spec));
+        if (sys.isErr(rc)) return fail(st, rc, 300 + @as(u32, @intCast(i)));
+        rc = sys.syscall1(sys.SYS_timer_getoverrun, timer);
+        if (sys.isErr(rc)) return fail(st, rc, 300 + @as(u32, @intCast(i)));
+        t.overrun = @intCast(rc);
     }
     st.brk = sys.syscall1(sys.SYS_brk, 0);
 }

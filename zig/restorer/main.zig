@@ -55,6 +55,11 @@ const Ctx = struct {
         return p[0..c.h.files_count];
     }
 
+    fn posixTimers(c: *const Ctx) []const abi.PlanPosixTimer {
+        const p: [*]const abi.PlanPosixTimer = @ptrCast(@alignCast(c.base + c.h.posix_timers_off));
+        return p[0..c.h.posix_timers_count];
+    }
+
     fn threads(c: *const Ctx) []const abi.PlanThread {
         const p: [*]const abi.PlanThread = @ptrCast(@alignCast(c.base + c.h.threads_off));
         return p[0..c.h.threads_count];
@@ -81,6 +86,8 @@ export fn restorer_main(plan: *abi.PlanHeader) callconv(.c) noreturn {
     setProcessState(&c);
     queuePending(&c, plan.sigpending_off, plan.sigpending_count, false);
     startThreads(&c);
+    // After the threads: a timer may notify one of them.
+    createPosixTimers(&c);
     leave(&c, 0);
 }
 
@@ -99,6 +106,8 @@ fn checkThreads(c: *const Ctx) void {
     if (h.threads_off + @as(u64, h.threads_count) * @sizeOf(abi.PlanThread) > h.total_len) c.fail(bad, .thread, 1);
     if (c.threads()[0].tid != h.pid) c.fail(bad, .thread, 2);
     if (c.threadArea(h.threads_count) + abi.RESTORER_STACK > h.hole_start + h.hole_len) c.fail(bad, .thread, 3);
+    if (h.posix_timers_count > abi.MAX_POSIX_TIMERS) c.fail(bad, .posix_timer, 0);
+    if (h.posix_timers_off + @as(u64, h.posix_timers_count) * @sizeOf(abi.PlanPosixTimer) > h.total_len) c.fail(bad, .posix_timer, 1);
     for (c.threads(), 0..) |t, k| {
         if (t.xstate_len > abi.XSTATE_MAX or t.xstate_off + @as(u64, t.xstate_len) > h.total_len) c.fail(bad, .thread, @intCast(k));
         if (t.sigpending_off + @as(u64, t.sigpending_count) * abi.SIGINFO_SIZE > h.total_len) c.fail(bad, .thread, @intCast(k));
@@ -295,6 +304,42 @@ fn cloneThread(ca: *const abi.CloneArgs, plan: *abi.PlanHeader, k: usize) usize 
           [plan] "{r12}" (@intFromPtr(plan)),
           [k] "{r13}" (k),
         : .{ .rcx = true, .r11 = true, .memory = true });
+}
+
+/// Kernel `struct sigevent` (64 bytes on x86_64).
+const KSigevent = extern struct {
+    value: u64,
+    signo: i32,
+    notify: i32,
+    tid: i32,
+    _pad: [11]i32,
+};
+
+comptime {
+    std.debug.assert(@sizeOf(KSigevent) == 64);
+}
+
+/// Every POSIX timer at its id: PR_TIMER_CREATE_RESTORE_IDS makes
+/// timer_create take the id it is given; then the remaining time and the
+/// interval (relative: the clock may not be the one it was).
+fn createPosixTimers(c: *const Ctx) void {
+    const timers = c.posixTimers();
+    if (timers.len == 0) return;
+    _ = c.check(sys.syscall5(sys.SYS_prctl, sys.PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0), .posix_timer, 0);
+    for (timers, 0..) |t, i| {
+        const idx: u32 = @intCast(i);
+        var sev = std.mem.zeroes(KSigevent);
+        sev.value = t.sival;
+        sev.signo = t.signo;
+        sev.notify = t.notify;
+        sev.tid = t.tid;
+        var id: i32 = t.id;
+        const clock: usize = @bitCast(@as(isize, t.clock));
+        _ = c.check(sys.syscall3(sys.SYS_timer_create, clock, @intFromPtr(&sev), @intFromPtr(&id)), .posix_timer, idx);
+        if (id != t.id) c.fail(@bitCast(@as(isize, -22)), .posix_timer, idx);
+        _ = c.check(sys.syscall4(sys.SYS_timer_settime, @intCast(id), 0, @intFromPtr(&t.spec), 0), .posix_timer, idx);
+    }
+    _ = c.check(sys.syscall5(sys.SYS_prctl, sys.PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0), .posix_timer, 0);
 }
 
 const FUTEX_WAIT_PRIVATE: usize = 128;
