@@ -40,6 +40,9 @@ export function classifyVma(m: MapsEntry, vmFlags: string[] | undefined, pid: nu
   const special = SPECIAL[m.path];
   if (special) return { ...base, flags: MAP_PRIVATE, kind: special, dumped: false };
   const what = `mapping 0x${m.start.toString(16)}-0x${m.end.toString(16)} ${m.path || "(anonymous)"}`;
+  if (m.shared && m.path.startsWith("/SYSV")) {
+    throw new CrError("dump", `unsupported: SysV shared memory ${what} (not supported yet)`, { pid });
+  }
   if (m.shared && m.inode === 0) {
     throw new CrError("dump", `unsupported: shared anonymous ${what} (shared memory is not supported yet)`, { pid });
   }

@@ -1,0 +1,88 @@
+// Memory that lives outside the task: a MAP_SHARED file mapping (its content
+// is the file's, only the mapping comes back) and SysV shared memory (refused
+// with a clear error, the process untouched).
+import { afterEach, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { alive, cleanup, cr, tempDir, track, waitFor, waitGone } from "../helpers/procs.ts";
+import * as img from "../../src/images/index.ts";
+
+afterEach(cleanup);
+
+function startPython(dir: string, script: string): number {
+  const p = Bun.spawn(["python3", "-c", script], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
+  track(p.pid);
+  return p.pid;
+}
+
+describe("shared memory outside the task", () => {
+  test("a MAP_SHARED file mapping keeps writing through to the file after restore", () => {
+    const dir = tempDir();
+    const file = join(dir, "shared.bin");
+    writeFileSync(file, new Uint8Array(8192));
+    // The counter lives only in the mapping: the file sees it because the mapping is shared.
+    const pid = startPython(dir, [
+      "import mmap, struct, time",
+      `f = open('${file}', 'r+b')`,
+      "m = mmap.mmap(f.fileno(), 8192)",
+      "n = 0",
+      "while True:",
+      "    n += 1",
+      "    m[4096:4104] = struct.pack('<Q', n)",
+      "    time.sleep(0.005)",
+    ].join("\n"));
+    const count = () => Number(new DataView(readFileSync(file).buffer).getBigUint64(4096, true));
+    waitFor(() => count() >= 5, 10_000, "the mapping to be written");
+    const images = tempDir("cr-images-");
+    const d = cr(["dump", "-t", String(pid), "-D", images]);
+    expect(d.stderr).toBe("");
+    expect(d.status).toBe(0);
+    waitGone(pid);
+    const at = count();
+    // The mapping is recorded as the file's, shared, with no page of its own in the images.
+    const task = img.decodeImage("task", img.readImageFile(images, img.taskFile(pid)), "task");
+    const vma = task.mm.vmas.find((v) => v.path === file);
+    expect(vma && { kind: vma.kind, shared: (vma.flags & 1) !== 0, dumped: vma.dumped }).toEqual({ kind: "file", shared: true, dumped: false });
+    const pagemap = img.decodeImage("pagemap", img.readImageFile(images, img.pagemapFile(pid)), "pagemap");
+    expect(pagemap.entries.some((e) => e.start < vma!.end && e.start + e.pages * 4096 > vma!.start)).toBe(false);
+    const r = cr(["restore", "-D", images, "-d"]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    waitFor(() => count() >= at + 20, 10_000, "the restored process to write through the mapping");
+    expect(alive(pid)).toBe(true);
+  });
+
+  test("SysV shared memory is refused by name and the process runs on", () => {
+    const dir = tempDir();
+    const pid = startPython(dir, [
+      "import ctypes, time",
+      "libc = ctypes.CDLL(None, use_errno=True)",
+      "libc.shmat.restype = ctypes.c_void_p",
+      "shmid = libc.shmget(0, 4096, 0o1600)",
+      "addr = libc.shmat(shmid, None, 0)",
+      "libc.shmctl(shmid, 0, None)", // IPC_RMID: gone once detached, nothing left behind
+      "n = 0",
+      "while True:",
+      "    n += 1",
+      `    open('${dir}/p.tmp', 'w').write(str(n))`,
+      "    import os",
+      `    os.rename('${dir}/p.tmp', '${dir}/progress')`,
+      "    time.sleep(0.01)",
+    ].join("\n"));
+    const progress = () => {
+      try {
+        return Number(readFileSync(join(dir, "progress"), "utf8"));
+      } catch {
+        return 0;
+      }
+    };
+    waitFor(() => progress() >= 3, 10_000, "python to attach the segment and count");
+    const r = cr(["dump", "-t", String(pid), "-D", tempDir("cr-images-")]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain("SysV shared memory");
+    expect(r.stderr).toContain(`pid ${pid}`);
+    const at = progress();
+    waitFor(() => progress() >= at + 5, 10_000, "python to go on after the refused dump");
+  });
+});
