@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, cr, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitFor, waitGone,
+  alive, cleanup, cr, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitDumpedGone, waitFor, waitGone, WORKLOADS,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -13,6 +13,11 @@ afterEach(cleanup);
 function threadsOf(pid: number): { tid: number; comm: string }[] {
   return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => a - b)
     .map((tid) => ({ tid, comm: readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim() }));
+}
+
+function ppidOf(pid: number): number {
+  const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return Number(s.slice(s.lastIndexOf(")") + 2).split(" ")[1]);
 }
 
 function dump(pid: number, extra: string[] = []): string {
@@ -81,6 +86,28 @@ describe("threads", () => {
     restore(images, w.pid);
     expect(threadsOf(w.pid)).toEqual(before);
     expect(alive(w.pid)).toBe(true);
+  });
+
+  test("a tree: a shell whose child has 8 threads, both come back", () => {
+    const dir = tempDir();
+    const wdir = join(dir, "w");
+    const sh = Bun.spawn(["bash", "-c", `mkdir ${wdir} && ${join(WORKLOADS, "threads")} ${wdir} & wait`], {
+      stdio: ["ignore", "ignore", "ignore"], cwd: dir,
+    });
+    track(sh.pid);
+    waitFor(() => readProgress(wdir) >= 3, 10_000, "the threaded child to run");
+    const child = Number(readFileSync(join(wdir, "ready"), "utf8"));
+    track(child);
+    const before = threadsOf(child);
+    expect(before.length).toBe(9);
+    const parent = ppidOf(child);
+    const images = dump(sh.pid);
+    waitDumpedGone(images);
+    restore(images, sh.pid);
+    expect(threadsOf(child)).toEqual(before);
+    // Under the same parent (the shell, or the subshell it forked for the `&&` list).
+    expect(ppidOf(child)).toBe(parent);
+    expectKeepsGoing({ pid: child, dir: wdir });
   });
 
   test("an unmodified python3 with 4 threads keeps every thread counting", () => {
