@@ -13,11 +13,13 @@ import { parseLimits } from "../proc/limits.ts";
 import { parseTimers } from "../proc/timers.ts";
 import * as img from "../images/index.ts";
 import { CR_VERSION } from "../version.ts";
-import { freezeTree } from "./tree.ts";
+import { freezeTree, type DumpTask } from "./tree.ts";
 import { classifyVma, pagesToDump, PAGE } from "./memory.ts";
 import { syscallSite } from "../syscall-site.ts";
 import { FileTable } from "./files.ts";
 import { ShmemTable } from "./shmem.ts";
+
+const SIGCONT = 18, SIGSTOP = 19;
 
 export interface DumpOptions {
   pid: number;
@@ -50,7 +52,17 @@ export function dump(opts: DumpOptions): DumpResult {
   img.createImageDir(opts.dir);
   const tSeize = performance.now();
   const seized: number[] = [];
+  // Tasks cr took out of a job-control stop to dump them: stopped again when let go.
+  const woken: number[] = [];
   const release = (tids: number[]) => {
+    // A stop signal also drops the SIGCONT cr sent, should it still be queued.
+    for (const pid of woken.splice(0)) {
+      try {
+        native.kill(pid, SIGSTOP);
+      } catch {
+        // Gone.
+      }
+    }
     // Every injected change was cured by libcr before it returned, so
     // detaching is all that is left; a task that is gone has nothing to get back.
     for (const tid of tids) {
@@ -61,10 +73,19 @@ export function dump(opts: DumpOptions): DumpResult {
       }
     }
   };
-  const tasks = freezeTree(opts.pid, (tid) => {
-    native.seize(tid);
-    seized.push(tid);
-  }, release);
+  const tasks = freezeTree(opts.pid, {
+    seize: (tid) => {
+      const stopped = native.seize(tid);
+      seized.push(tid);
+      return stopped;
+    },
+    wake: (pid, tids) => {
+      native.kill(pid, SIGCONT);
+      woken.push(pid);
+      for (const tid of tids) native.retrap(tid);
+    },
+    release,
+  });
   try {
     const tFrozen = performance.now();
     opts.log(`froze ${seized.length} thread(s) of ${tasks.length} task(s) in ${(tFrozen - tSeize).toFixed(1)} ms`);
@@ -73,8 +94,8 @@ export function dump(opts: DumpOptions): DumpResult {
     const names: string[] = [];
     let pagesBytes = 0;
     for (const t of tasks) {
-      if (t.state !== "alive") continue;
-      pagesBytes += writeTaskImages(t.pid, t.tids, table, shmem, opts);
+      if (t.state === "zombie") continue;
+      pagesBytes += writeTaskImages(t, table, shmem, opts);
       names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
     }
     const tree: img.TreeImage = {
@@ -98,8 +119,9 @@ export function dump(opts: DumpOptions): DumpResult {
       // Images are safe: the tree goes, children first so no parent sees a
       // child die while it still runs (all are frozen anyway).
       for (const t of [...tasks].reverse()) {
-        if (t.state === "alive") native.kill(t.pid, 9);
+        if (t.state !== "zombie") native.kill(t.pid, 9);
       }
+      woken.length = 0;
       release(seized.splice(0));
     }
     const t1 = performance.now();
@@ -114,7 +136,8 @@ function writeImage(opts: DumpOptions, name: string, bytes: Uint8Array): void {
   img.writeImageFile(opts.dir, name, bytes, { sync: opts.sync });
 }
 
-function writeTaskImages(pid: number, tids: number[], table: FileTable, shmem: ShmemTable, opts: DumpOptions): number {
+function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, opts: DumpOptions): number {
+  const { pid, tids } = frozen;
   const proc = (rel: string) => readFileSync(`/proc/${pid}/${rel}`, "utf8");
   const stat = parseStat(proc("stat"));
   const status = parseStatus(proc("status"));
@@ -130,7 +153,8 @@ function writeTaskImages(pid: number, tids: number[], table: FileTable, shmem: S
   const raw = tids.map((tid) => native.readThread(tid));
   const timers = parseTimers(proc("timers"));
   const parasite = native.runParasite(tids, syscallSite(vmas, pid), timers.map((t) => t.id));
-  const sharedPending = native.peekPendingSignals(pid, true);
+  // The SIGCONT that lifted a job-control stop is cr's, not the task's.
+  const sharedPending = native.peekPendingSignals(pid, true).filter((si) => frozen.state !== "stopped" || si[0] !== SIGCONT);
   const threads: img.TaskImage["threads"] = raw.map((r, i) => ({
     tid: r.tid,
     comm: readFileSync(`/proc/${pid}/task/${r.tid}/comm`, "utf8").replace(/\n$/, ""),

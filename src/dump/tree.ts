@@ -17,7 +17,8 @@ export interface DumpTask {
   pgid: number;
   sid: number;
   tids: number[];
-  state: "alive" | "zombie";
+  /** "stopped": in a job-control stop when frozen (cr lifted it to dump; it is stopped again when let go or restored). */
+  state: "alive" | "zombie" | "stopped";
   /** A zombie's wait status. */
   exitStatus?: number;
 }
@@ -59,20 +60,21 @@ function threadGone(pid: number, tid: number): boolean {
  * A thread that exits before it is seized is left out. Returns the frozen
  * thread ids, the main thread first.
  */
-function freezeThreads(pid: number, seize: (tid: number) => void): number[] {
+function freezeThreads(pid: number, seize: (tid: number) => boolean): { tids: number[]; stopped: boolean } {
   const frozen = new Set<number>();
+  let stopped = false;
   for (let round = 0; round < MAX_THREAD_ROUNDS; round++) {
     const now = listTids(pid);
     // The main thread first: when it cannot be frozen, the task is ending.
     const fresh = now.filter((t) => !frozen.has(t)).sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
     if (fresh.length === 0) {
       if (!frozen.has(pid)) throw new CrError("dump", "process vanished while its threads were being frozen", { pid, errno: 3 });
-      return [pid, ...now.filter((t) => t !== pid)];
+      return { tids: [pid, ...now.filter((t) => t !== pid)], stopped };
     }
     if (frozen.size + fresh.length > MAX_THREADS) throw new CrError("dump", `unsupported: more than ${MAX_THREADS} threads`, { pid });
     for (const tid of fresh) {
       try {
-        seize(tid);
+        if (seize(tid)) stopped = true;
       } catch (e) {
         if (tid !== pid && threadGone(pid, tid)) continue;
         throw e;
@@ -83,13 +85,22 @@ function freezeThreads(pid: number, seize: (tid: number) => void): number[] {
   throw new CrError("dump", `threads kept appearing after ${MAX_THREAD_ROUNDS} rounds of freezing`, { pid });
 }
 
+export interface Freezer {
+  /** Freeze one thread; true when it was in a job-control stop. */
+  seize(tid: number): boolean;
+  /** Lift the job-control stop of task `pid`, whose threads `tids` are all frozen, so they can run injected code. */
+  wake(pid: number, tids: number[]): void;
+  /** Let go of every thread frozen so far (after a failure). */
+  release(tids: number[]): void;
+}
+
 /**
- * Freeze the tree rooted at `rootPid` with `seize` (one thread at a time),
- * returning its tasks in tree order (root first, then depth first). On any
- * failure every thread seized so far is handed to `release` and the error is
- * rethrown: the tree runs on as it was.
+ * Freeze the tree rooted at `rootPid` (one thread at a time), returning its
+ * tasks in tree order (root first, then depth first). On any failure every
+ * thread seized so far is handed to `release` and the error is rethrown: the
+ * tree runs on as it was.
  */
-export function freezeTree(rootPid: number, seize: (tid: number) => void, release: (tids: number[]) => void): DumpTask[] {
+export function freezeTree(rootPid: number, freezer: Freezer): DumpTask[] {
   if (!Number.isInteger(rootPid) || rootPid <= 0) throw new CrError("dump", `invalid pid ${rootPid}`);
   if (rootPid === process.pid) throw new CrError("dump", "cannot dump cr itself", { pid: rootPid });
   if (!existsSync(`/proc/${rootPid}/stat`)) throw new CrError("dump", "no such process", { pid: rootPid, errno: 3 });
@@ -109,11 +120,12 @@ export function freezeTree(rootPid: number, seize: (tid: number) => void, releas
     const before = pid === rootPid ? statOf(pid) : tryStat(pid);
     if (before === null) return;
     if (before.state === "Z") return zombie(before);
-    let tids: number[];
+    let frozen: { tids: number[]; stopped: boolean };
     try {
-      tids = freezeThreads(pid, (tid) => {
-        seize(tid);
+      frozen = freezeThreads(pid, (tid) => {
+        const stopped = freezer.seize(tid);
         seized.push(tid);
+        return stopped;
       });
     } catch (e) {
       // A child that exited between being listed and being frozen: its
@@ -125,15 +137,17 @@ export function freezeTree(rootPid: number, seize: (tid: number) => void, releas
       if (after.state === "Z") return zombie(after);
       throw e;
     }
+    const { tids } = frozen;
+    if (frozen.stopped) freezer.wake(pid, tids);
     // Session and group as they are now that nothing can change them.
     const st = statOf(pid);
-    tasks.push({ pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, tids, state: "alive" });
+    tasks.push({ pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, tids, state: frozen.stopped ? "stopped" : "alive" });
     for (const child of childrenOf(pid, tids)) visit(child);
   };
   try {
     visit(rootPid);
   } catch (e) {
-    release(seized);
+    freezer.release(seized);
     throw e;
   }
   return tasks;

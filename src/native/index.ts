@@ -16,6 +16,7 @@ const symbols = {
   cr_check: { args: [P], returns: i32 },
   cr_set_child_subreaper: { args: [], returns: i32 },
   cr_seize: { args: [i32], returns: i32 },
+  cr_retrap: { args: [i32], returns: i32 },
   cr_detach: { args: [i32, i32], returns: i32 },
   cr_kill: { args: [i32, i32], returns: i32 },
   cr_read_thread: { args: [i32, P], returns: i32 },
@@ -97,8 +98,14 @@ export function setChildSubreaper(): void {
   checked(native().cr_set_child_subreaper(), "prctl");
 }
 
-export function seize(tid: number): void {
-  checked(native().cr_seize(tid), "freeze", tid);
+/** Freeze `tid`; true when it was in a job-control stop (see retrap). */
+export function seize(tid: number): boolean {
+  return checked(native().cr_seize(tid), "freeze", tid) === 1;
+}
+
+/** After SIGCONT lifted its job-control stop: bring seized `tid` to a stop where it can run injected code. */
+export function retrap(tid: number): void {
+  checked(native().cr_retrap(tid), "freeze", tid);
 }
 
 export function detach(tid: number, sig = 0): void {

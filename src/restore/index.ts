@@ -15,6 +15,8 @@ import { buildTreeBuffer, orderTasks } from "./tree.ts";
 import { closeAll, openSharedFiles } from "./files.ts";
 import { syscallSite } from "../syscall-site.ts";
 
+const SIGSTOP = 19;
+
 export interface RestoreOptions {
   dir: string;
   detached: boolean;
@@ -139,6 +141,10 @@ export function restore(opts: RestoreOptions): { pid: number } {
       // A task that already exited (a zombie or gone) has nothing left to clean.
       if (!(e instanceof CrError) || isAlive(t.o.task.pid)) throw e;
     }
+  }
+  // Tasks that were in a job-control stop at dump time stop again, now that they are whole.
+  for (const t of live) {
+    if (t.o.task.state === "stopped") native.kill(t.o.task.pid, SIGSTOP);
   }
   if (opts.pidfile) writeFileSync(opts.pidfile, `${rootPid}\n`);
   opts.log(`restored ${order.length} task(s), root ${rootPid}`);

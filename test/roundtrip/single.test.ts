@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, cr, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitFor, waitGone,
+  alive, cleanup, cr, procState, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitFor, waitGone,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -81,6 +81,61 @@ describe("single process round trip", () => {
     const after = readProgress(dir);
     waitFor(() => readProgress(dir) >= after + 10, 10_000, "python progress after restore");
     expect(alive(p.pid)).toBe(true);
+  });
+});
+
+describe("job control", () => {
+  test("a stopped process stays stopped through -R and through dump/restore; its SIGCONT handler sees only the user's SIGCONT", () => {
+    const dir = tempDir();
+    const script = [
+      "import os, signal, time",
+      "conts = 0",
+      "def on_cont(s, f):",
+      "    global conts",
+      "    conts += 1",
+      "signal.signal(signal.SIGCONT, on_cont)",
+      "n = 0",
+      "while True:",
+      "    n += 1",
+      `    open('${dir}/p.tmp', 'w').write(f'{n} {conts}')`,
+      `    os.rename('${dir}/p.tmp', '${dir}/progress')`,
+      "    time.sleep(0.01)",
+    ].join("\n");
+    const p = Bun.spawn(["python3", "-c", script], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
+    track(p.pid);
+    const state = (): [number, number] => {
+      try {
+        const [n, conts] = readFileSync(join(dir, "progress"), "utf8").split(" ").map(Number);
+        return [n ?? 0, conts ?? 0];
+      } catch {
+        return [0, 0];
+      }
+    };
+    waitFor(() => state()[0] >= 5, 10_000, "python progress");
+    process.kill(p.pid, "SIGSTOP");
+    waitFor(() => procState(p.pid) === "T", 5_000, "the stop");
+    const stillStopped = () => {
+      const at = state()[0];
+      Bun.sleepSync(150);
+      expect(procState(p.pid)).toBe("T");
+      expect(state()[0]).toBe(at);
+    };
+    const images = tempDir("cr-images-");
+    const d = cr(["dump", "-t", String(p.pid), "-D", images, "--leave-running"]);
+    expect(d.stderr).toBe("");
+    expect(d.status).toBe(0);
+    stillStopped();
+    const images2 = tempDir("cr-images-");
+    expect(cr(["dump", "-t", String(p.pid), "-D", images2]).status).toBe(0);
+    waitGone(p.pid);
+    const r = cr(["restore", "-D", images2, "-d"]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    stillStopped();
+    process.kill(p.pid, "SIGCONT");
+    const at = state()[0];
+    waitFor(() => state()[0] >= at + 5, 10_000, "progress after SIGCONT");
+    expect(state()[1]).toBe(1);
   });
 });
 

@@ -60,7 +60,10 @@ pub fn waitStop(tid: i32, timeout_ms: u64) !Stop {
 
 /// Seize `tid` and bring it to a ptrace stop without any visible signal.
 /// A signal that was about to be delivered is let through (it would have been
-/// delivered anyway) and we wait for the interrupt stop again.
+/// delivered anyway) and we wait for the interrupt stop again. Returns 0, or
+/// 1 when the thread was in a job-control stop (SIGSTOP & co.): it reports
+/// that group-stop instead, and cannot run injected code until the stop is
+/// lifted (SIGCONT to the process, then `retrap`).
 pub fn seize(tid: i32) i32 {
     var rc = ptrace(PTRACE_SEIZE, tid, 0, 0);
     if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_SEIZE of {d} failed", .{tid});
@@ -79,13 +82,37 @@ pub fn seize(tid: i32) i32 {
                 error.WaitFailed => err.fail(sys.ESRCH, "wait4 on {d} failed", .{tid}),
             };
         };
-        if (st.event == PTRACE_EVENT_STOP) return 0;
+        if (st.event == PTRACE_EVENT_STOP) return if (st.sig == sys.SIGTRAP) 0 else 1;
         // Signal-delivery stop: deliver it as the kernel would have, wait again.
         rc = ptrace(PTRACE_CONT, tid, 0, st.sig);
         if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_CONT of {d} failed", .{tid});
     }
     _ = ptrace(PTRACE_DETACH, tid, 0, 0);
     return err.fail(sys.EAGAIN, "task {d} kept receiving signals while being frozen", .{tid});
+}
+
+/// Bring a seized thread whose job-control stop was just lifted (cr sent
+/// SIGCONT to its process) to an interrupt stop, where it can run injected
+/// code. The SIGCONT cr sent is discarded on the way, so no handler of the
+/// task sees it; any other signal is delivered as the kernel would.
+pub fn retrap(tid: i32) i32 {
+    var sig: usize = 0;
+    var tries: u32 = 0;
+    while (tries < 64) : (tries += 1) {
+        var rc = ptrace(PTRACE_INTERRUPT, tid, 0, 0);
+        if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_INTERRUPT of {d} failed", .{tid});
+        rc = ptrace(PTRACE_CONT, tid, 0, sig);
+        if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_CONT of {d} failed", .{tid});
+        const st = waitStop(tid, 5000) catch |e| return switch (e) {
+            error.TaskExited => err.fail(sys.ESRCH, "task {d} exited while being frozen", .{tid}),
+            error.Timeout => err.fail(sys.ETIMEDOUT, "task {d} did not stop within 5 s", .{tid}),
+            error.WaitFailed => err.fail(sys.ESRCH, "wait4 on {d} failed", .{tid}),
+        };
+        if (st.event == PTRACE_EVENT_STOP and st.sig == sys.SIGTRAP) return 0;
+        // A signal-delivery stop: ours (SIGCONT) is dropped, others go through.
+        sig = if (st.event == 0 and st.sig != sys.SIGCONT) st.sig else 0;
+    }
+    return err.fail(sys.EAGAIN, "task {d} kept stopping while being frozen", .{tid});
 }
 
 pub fn detach(tid: i32, sig: u32) i32 {

@@ -40,6 +40,11 @@ export fn cr_seize(tid: i32) i32 {
     return pt.seize(tid);
 }
 
+export fn cr_retrap(tid: i32) i32 {
+    err.clear();
+    return pt.retrap(tid);
+}
+
 export fn cr_detach(tid: i32, sig: i32) i32 {
     err.clear();
     return pt.detach(tid, @intCast(sig));

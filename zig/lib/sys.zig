@@ -41,6 +41,7 @@ pub const E2BIG: u16 = 7;
 pub const SIGKILL: u32 = 9;
 pub const SIGTRAP: u32 = 5;
 pub const SIGSTOP: u32 = 19;
+pub const SIGCONT: u32 = 18;
 pub const SIGCHLD: u32 = 17;
 
 pub const WALL: u32 = 0x40000000;
