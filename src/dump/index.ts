@@ -141,6 +141,10 @@ function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, 
   const proc = (rel: string) => readFileSync(`/proc/${pid}/${rel}`, "utf8");
   const stat = parseStat(proc("stat"));
   const status = parseStatus(proc("status"));
+  // Restoring without its filter would silently drop the task's sandbox.
+  if (status.seccomp !== 0) {
+    throw new CrError("dump", `unsupported: seccomp ${status.seccomp === 1 ? "strict mode" : "filter"} (not supported yet)`, { pid });
+  }
   const maps = parseMaps(proc("maps"));
   const vmFlags = parseSmapsVmFlags(proc("smaps"));
   const vmas = maps.map((m) => classifyVma(m, vmFlags.get(m.start), pid)).filter((v) => v.kind !== "vsyscall");
@@ -194,6 +198,7 @@ function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, 
       uid: status.uid, gid: status.gid, groups: status.groups,
       capInh: status.capInh, capPrm: status.capPrm, capEff: status.capEff, capBnd: status.capBnd, capAmb: status.capAmb,
       noNewPrivs: status.noNewPrivs !== 0,
+      dumpable: parasite.dumpable,
     },
     rlimits: parseLimits(proc("limits")).map((l) => ({ resource: l.resource, cur: l.soft, max: l.hard })),
     // Only the signals not at their default (SIG_DFL, no flags, no mask): most are.

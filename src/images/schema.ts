@@ -48,6 +48,8 @@ export const task = obj({
   creds: obj({
     uid: arr(nonneg, 4), gid: arr(nonneg, 4), groups: arr(nonneg, 65536),
     capInh: big, capPrm: big, capEff: big, capBnd: big, capAmb: big, noNewPrivs: bool,
+    /** prctl(PR_GET_DUMPABLE): 0, 1 or 2. */
+    dumpable: optional(nonneg),
   }),
   rlimits: arr(obj({ resource: nonneg, cur: big, max: big }), 64),
   sigactions: arr(obj({ sig: nonneg, handler: nonneg, flags: nonneg, restorer: nonneg, mask: big }), 64),

@@ -40,13 +40,14 @@ export const ITIMERSPEC_SIZE = 32;
 export const POSIX_TIMER_STATE_SIZE = 40;
 
 export const ParasiteState = {
-  size: 12408,
+  size: 12416,
   sigactions: 0,
   itimers: 2048,
   posix_timers: 2144,
   brk: 12384,
-  err: 12392,
-  err_step: 12400,
+  dumpable: 12392,
+  err: 12400,
+  err_step: 12408,
 } as const;
 
 export const ThreadExtra = { size: 40, tid: 0, altstack: 8, tid_address: 32 } as const;
@@ -55,7 +56,7 @@ export const PLAN_MAGIC = 0x6372706c616e3031n;
 export const MAX_SPECIAL = 4;
 
 export const PlanHeader = {
-  size: 2496,
+  size: 2584,
   magic: 0,
   total_len: 8,
   abi_version: 16,
@@ -85,11 +86,17 @@ export const PlanHeader = {
   threads_count: 2452,
   posix_timers_off: 2456,
   posix_timers_count: 2460,
-  sid: 2464,
-  pgid: 2468,
-  sigpending_off: 2472,
-  sigpending_count: 2476,
-  umask: 2480,
+  creds: 2464,
+  sid: 2552,
+  pgid: 2556,
+  sigpending_off: 2560,
+  sigpending_count: 2564,
+  umask: 2568,
+} as const;
+
+export const PlanCreds = {
+  size: 88, uid: 0, gid: 16, groups_off: 32, groups_count: 36, cap_inh: 40, cap_prm: 48, cap_eff: 56, cap_bnd: 64,
+  cap_amb: 72, no_new_privs: 80, dumpable: 84,
 } as const;
 
 export const PlanPosixTimer = { size: 64, id: 0, clock: 4, signo: 8, notify: 12, tid: 16, sival: 24, spec: 32 } as const;
@@ -167,7 +174,7 @@ export const LAYOUT_FIELDS = [
   "off_plan_thread_rseq_ptr", "off_plan_thread_sigmask", "off_plan_thread_altstack", "off_plan_thread_tid_address",
   "off_plan_thread_comm", "size_thread_extra", "restorer_thread_area", "off_parasite_posix_timers",
   "size_parasite_args", "off_parasite_args_timer_ids", "off_parasite_args_state", "off_plan_posix_timers_off",
-  "size_plan_posix_timer",
+  "size_plan_posix_timer", "off_plan_creds", "size_plan_creds",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -218,9 +225,11 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   restorer_thread_area: RESTORER_THREAD_AREA,
   off_parasite_posix_timers: ParasiteState.posix_timers,
   // ParasiteArgs is libcr <-> parasite only; its layout is checked here all the same.
-  size_parasite_args: 13448,
+  size_parasite_args: 13456,
   off_parasite_args_timer_ids: 12,
   off_parasite_args_state: 1040,
   off_plan_posix_timers_off: PlanHeader.posix_timers_off,
   size_plan_posix_timer: PlanPosixTimer.size,
+  off_plan_creds: PlanHeader.creds,
+  size_plan_creds: PlanCreds.size,
 };

@@ -169,6 +169,8 @@ export interface ParasiteResult {
   itimers: { intervalUs: number; valueUs: number }[];
   /** In the order of `timerIds`. */
   posixTimers: { intervalNs: bigint; valueNs: bigint; overrun: number }[];
+  /** prctl(PR_GET_DUMPABLE). */
+  dumpable: number;
   brk: number;
   /** One per thread, in the order of `tids`. */
   threads: ThreadExtra[];
@@ -222,7 +224,7 @@ export function runParasite(tids: number[], syscallSite: number, timerIds: numbe
     const o = abi.ParasiteState.posix_timers + i * abi.POSIX_TIMER_STATE_SIZE;
     return { intervalNs: ns(o), valueNs: ns(o + 16), overrun: dv.getInt32(o + abi.ITIMERSPEC_SIZE, true) };
   });
-  return { sigactions, itimers, posixTimers, brk: u64(abi.ParasiteState.brk), threads };
+  return { sigactions, itimers, posixTimers, brk: u64(abi.ParasiteState.brk), dumpable: u64(abi.ParasiteState.dumpable), threads };
 }
 
 /** Copy `ranges` ([addr, len] pairs) of `pid`'s memory to `fd`; returns bytes written. */

@@ -164,6 +164,7 @@ export function buildPlan(inp: PlanInput): Uint8Array {
   const timers = task.posixTimers ?? [];
   off = alignUp(off, 8);
   const timersOff = off; off += timers.length * abi.PlanPosixTimer.size;
+  const groupsOff = off; off += task.creds.groups.length * 4;
   const total = alignUp(off, 8);
 
   const bytes = new Uint8Array(total);
@@ -243,6 +244,16 @@ export function buildPlan(inp: PlanInput): Uint8Array {
     const ts = (at: number, ns: bigint) => { u64(at, ns / 1_000_000_000n); u64(at + 8, ns % 1_000_000_000n); };
     ts(o + T.spec, t.intervalNs); ts(o + T.spec + 16, value);
   });
+  const C = abi.PlanCreds, cr = task.creds;
+  cr.uid.forEach((v, i) => u32(H.creds + C.uid + 4 * i, v));
+  cr.gid.forEach((v, i) => u32(H.creds + C.gid + 4 * i, v));
+  u32(H.creds + C.groups_off, groupsOff); u32(H.creds + C.groups_count, cr.groups.length);
+  cr.groups.forEach((g, i) => u32(groupsOff + 4 * i, g));
+  u64(H.creds + C.cap_inh, cr.capInh); u64(H.creds + C.cap_prm, cr.capPrm); u64(H.creds + C.cap_eff, cr.capEff);
+  u64(H.creds + C.cap_bnd, cr.capBnd); u64(H.creds + C.cap_amb, cr.capAmb);
+  u32(H.creds + C.no_new_privs, cr.noNewPrivs ? 1 : 0);
+  // Images without it: what a task of these ids would have had by default.
+  u32(H.creds + C.dumpable, cr.dumpable ?? 1);
   i32(H.sid, inp.sid); i32(H.pgid, inp.pgid);
   u32(H.sigpending_off, pendingOff); u32(H.sigpending_count, task.sharedPending.length);
   u32(H.umask, task.umask);

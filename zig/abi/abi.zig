@@ -117,6 +117,8 @@ pub const ParasiteState = extern struct {
     /// In the order of ParasiteArgs.timer_ids.
     posix_timers: [MAX_POSIX_TIMERS]PosixTimerState,
     brk: u64,
+    /// prctl(PR_GET_DUMPABLE): set again after the credentials at restore.
+    dumpable: u64,
     /// First failing syscall's -errno (0 when everything worked) and which step.
     err: i64,
     err_step: u32,
@@ -273,6 +275,8 @@ pub const PlanHeader = extern struct {
     /// POSIX timers (PlanPosixTimer), created once every thread exists.
     posix_timers_off: u32,
     posix_timers_count: u32,
+    /// Credentials every thread takes last, once nothing privileged is left to do.
+    creds: PlanCreds,
 
     /// Session / process group to join after clone (0: keep).
     sid: i32,
@@ -310,6 +314,25 @@ pub const PlanThread = extern struct {
     /// Thread name (prctl PR_SET_NAME), NUL padded.
     comm: [16]u8,
 };
+
+/// Credentials: ids as /proc/PID/status lists them (real, effective, saved,
+/// fs), supplementary groups (u32 each at `groups_off`), capability sets.
+pub const PlanCreds = extern struct {
+    uid: [4]u32,
+    gid: [4]u32,
+    groups_off: u32,
+    groups_count: u32,
+    cap_inh: u64,
+    cap_prm: u64,
+    cap_eff: u64,
+    cap_bnd: u64,
+    cap_amb: u64,
+    no_new_privs: u32,
+    dumpable: u32,
+};
+
+/// Most supplementary groups the kernel allows (NGROUPS_MAX).
+pub const MAX_GROUPS: u32 = 65536;
 
 /// One POSIX timer: timer_create at `id` (PR_TIMER_CREATE_RESTORE_IDS) with
 /// this sigevent, then timer_settime (relative) with `spec`.
@@ -423,6 +446,7 @@ pub const RestoreStep = enum(u32) {
     zombie = 19,
     thread = 20,
     posix_timer = 21,
+    creds = 22,
 };
 
 /// The sizes and offsets the TypeScript mirror checks (see cr_abi_layout).
@@ -477,6 +501,8 @@ pub const Layout = extern struct {
     off_parasite_args_state: u32,
     off_plan_posix_timers_off: u32,
     size_plan_posix_timer: u32,
+    off_plan_creds: u32,
+    size_plan_creds: u32,
 };
 
 pub fn layout() Layout {
@@ -531,6 +557,8 @@ pub fn layout() Layout {
         .off_parasite_args_state = @offsetOf(ParasiteArgs, "state"),
         .off_plan_posix_timers_off = @offsetOf(PlanHeader, "posix_timers_off"),
         .size_plan_posix_timer = @sizeOf(PlanPosixTimer),
+        .off_plan_creds = @offsetOf(PlanHeader, "creds"),
+        .size_plan_creds = @sizeOf(PlanCreds),
     };
 }
 

@@ -1,8 +1,8 @@
 //! The parasite: a freestanding blob that libcr copies into a frozen victim and
 //! runs there on a stack of its own. It asks the kernel, from inside the task,
 //! for what no /proc file or ptrace request tells about the whole process:
-//! every sigaction, the itimers, the POSIX timers' settings and the current
-//! brk (per-thread answers come
+//! every sigaction, the itimers, the POSIX timers' settings, the current brk
+//! and the dumpable flag (per-thread answers come
 //! from syscalls libcr injects into each thread). It
 //! writes the answers into its argument block and stops on int3, where libcr
 //! reads them and cures the task.
@@ -52,6 +52,9 @@ export fn parasite_main(args: *abi.ParasiteArgs) callconv(.c) void {
         t.overrun = @intCast(rc);
     }
     st.brk = sys.syscall1(sys.SYS_brk, 0);
+    const dumpable = sys.syscall2(sys.SYS_prctl, sys.PR_GET_DUMPABLE, 0);
+    if (sys.isErr(dumpable)) return fail(st, dumpable, 400);
+    st.dumpable = dumpable;
 }
 
 fn fail(st: *abi.ParasiteState, rc: usize, step: u32) void {

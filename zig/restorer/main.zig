@@ -107,6 +107,7 @@ fn checkThreads(c: *const Ctx) void {
     if (c.threads()[0].tid != h.pid) c.fail(bad, .thread, 2);
     if (c.threadArea(h.threads_count) + abi.RESTORER_STACK > h.hole_start + h.hole_len) c.fail(bad, .thread, 3);
     if (h.posix_timers_count > abi.MAX_POSIX_TIMERS) c.fail(bad, .posix_timer, 0);
+    if (h.creds.groups_count > abi.MAX_GROUPS or h.creds.groups_off + @as(u64, h.creds.groups_count) * 4 > h.total_len) c.fail(bad, .creds, 0);
     if (h.posix_timers_off + @as(u64, h.posix_timers_count) * @sizeOf(abi.PlanPosixTimer) > h.total_len) c.fail(bad, .posix_timer, 1);
     for (c.threads(), 0..) |t, k| {
         if (t.xstate_len > abi.XSTATE_MAX or t.xstate_off + @as(u64, t.xstate_len) > h.total_len) c.fail(bad, .thread, @intCast(k));
@@ -233,6 +234,53 @@ fn setThreadState(c: *const Ctx, t: *const abi.PlanThread, k: usize) void {
     _ = sys.syscall1(sys.SYS_set_tid_address, t.tid_address);
     if (t.robust_head != 0) _ = c.check(sys.syscall2(sys.SYS_set_robust_list, t.robust_head, t.robust_len), .thread, idx);
     if (t.rseq_ptr != 0) _ = c.check(sys.syscall4(sys.SYS_rseq, t.rseq_ptr, t.rseq_len, 0, t.rseq_sig), .rseq, idx);
+}
+
+const CapHeader = extern struct { version: u32, pid: i32 };
+const CapData = extern struct { effective: u32, permitted: u32, inheritable: u32 };
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x20080522;
+const EINVAL: usize = @bitCast(@as(isize, -22));
+
+fn capHalf(v: u64, high: bool) u32 {
+    return @truncate(if (high) v >> 32 else v);
+}
+
+/// The task's credentials, for the calling thread (the kernel keeps them per
+/// thread): bounding set first (needs CAP_SETPCAP), groups and gids (needs
+/// CAP_SETGID), uids with KEEPCAPS so the capabilities survive, then the
+/// exact capability sets, ambient ones, no_new_privs and dumpable.
+fn setCreds(c: *const Ctx, k: usize) void {
+    const cr = &c.h.creds;
+    const idx: u32 = @intCast(k);
+    var cap: usize = 0;
+    while (cap < 64) : (cap += 1) {
+        if ((cr.cap_bnd >> @intCast(cap)) & 1 != 0) continue;
+        const rc = sys.syscall2(sys.SYS_prctl, sys.PR_CAPBSET_DROP, cap);
+        // EINVAL: beyond the kernel's last capability.
+        if (sys.isErr(rc) and rc != EINVAL) c.fail(rc, .creds, idx);
+    }
+    _ = c.check(sys.syscall2(sys.SYS_setgroups, cr.groups_count, @intFromPtr(c.base + cr.groups_off)), .creds, idx);
+    _ = c.check(sys.syscall3(sys.SYS_setresgid, cr.gid[0], cr.gid[1], cr.gid[2]), .creds, idx);
+    _ = sys.syscall1(sys.SYS_setfsgid, cr.gid[3]);
+    _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_KEEPCAPS, 1), .creds, idx);
+    _ = c.check(sys.syscall3(sys.SYS_setresuid, cr.uid[0], cr.uid[1], cr.uid[2]), .creds, idx);
+    _ = sys.syscall1(sys.SYS_setfsuid, cr.uid[3]);
+    var hdr = CapHeader{ .version = LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    const data = [2]CapData{
+        .{ .effective = capHalf(cr.cap_eff, false), .permitted = capHalf(cr.cap_prm, false), .inheritable = capHalf(cr.cap_inh, false) },
+        .{ .effective = capHalf(cr.cap_eff, true), .permitted = capHalf(cr.cap_prm, true), .inheritable = capHalf(cr.cap_inh, true) },
+    };
+    _ = c.check(sys.syscall2(sys.SYS_capset, @intFromPtr(&hdr), @intFromPtr(&data)), .creds, idx);
+    _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_KEEPCAPS, 0), .creds, idx);
+    _ = c.check(sys.syscall5(sys.SYS_prctl, sys.PR_CAP_AMBIENT, sys.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), .creds, idx);
+    cap = 0;
+    while (cap < 64) : (cap += 1) {
+        if ((cr.cap_amb >> @intCast(cap)) & 1 == 0) continue;
+        _ = c.check(sys.syscall5(sys.SYS_prctl, sys.PR_CAP_AMBIENT, sys.PR_CAP_AMBIENT_RAISE, cap, 0, 0), .creds, idx);
+    }
+    if (cr.no_new_privs != 0) _ = c.check(sys.syscall5(sys.SYS_prctl, sys.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), .creds, idx);
+    // After the uid change, which resets it: the task's own setting.
+    _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_DUMPABLE, cr.dumpable), .creds, idx);
 }
 
 /// Put back the signals that were pending at dump time: the process-wide
@@ -379,6 +427,8 @@ fn leave(c: *const Ctx, k: usize) noreturn {
     const t = &c.threads()[k];
     setThreadState(c, t, k);
     queuePending(c, t.sigpending_off, t.sigpending_count, true);
+    // Last of what the thread does for itself: nothing after this needs privileges.
+    setCreds(c, k);
     const frame = buildFrame(c, t, c.threadArea(k));
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_FS, t.regs.fs_base), .sigreturn, 1);
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_GS, t.regs.gs_base), .sigreturn, 2);

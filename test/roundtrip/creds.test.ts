@@ -1,0 +1,120 @@
+// Credentials: a task comes back with exactly the ids, groups, capability
+// sets, no_new_privs and dumpable flag it had (in every thread), never with
+// the restorer's root; a seccomp-filtered task is refused (restoring it
+// without its filter would drop its sandbox).
+import { afterEach, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { cleanup, cr, tempDir, track, waitFor, waitGone } from "../helpers/procs.ts";
+
+afterEach(cleanup);
+
+const CRED_LINES = ["Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"];
+
+/** The credential lines of /proc/PID/task/TID/status for every thread. */
+function credsOf(pid: number): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`).sort()) {
+    const lines = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8").split("\n");
+    out[tid] = lines.filter((l) => CRED_LINES.includes(l.split(":")[0]!));
+  }
+  return out;
+}
+
+/** Owner of /proc/PID: root when the task is not dumpable. */
+function procOwner(pid: number): number {
+  return Bun.spawnSync(["stat", "-c", "%u", `/proc/${pid}/status`]).stdout.toString().trim() === "0" ? 0 : 1;
+}
+
+// The system's python3: one under /root (pyenv) is out of reach of uid 65534.
+const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+
+/** python3 with a second thread, counting into DIR/progress (a 0777 dir: any uid may write there). */
+function startCounter(dir: string, prefix: string[], extra = ""): number {
+  chmodSync(dir, 0o777);
+  const script = [
+    "import os, threading, time",
+    extra,
+    "threading.Thread(target=lambda: time.sleep(10**6), daemon=True).start()",
+    "n = 0",
+    "while True:",
+    "    n += 1",
+    `    open('${dir}/p.tmp', 'w').write(str(n))`,
+    `    os.rename('${dir}/p.tmp', '${dir}/progress')`,
+    "    time.sleep(0.01)",
+  ].join("\n");
+  const p = Bun.spawn([...prefix, PYTHON, "-c", script], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
+  track(p.pid);
+  return p.pid;
+}
+
+function progress(dir: string): number {
+  try {
+    return Number(readFileSync(join(dir, "progress"), "utf8"));
+  } catch {
+    return 0;
+  }
+}
+
+function roundTrip(pid: number, dir: string): void {
+  waitFor(() => progress(dir) >= 3, 10_000, "the counter to run");
+  const before = credsOf(pid);
+  const owner = procOwner(pid);
+  const images = tempDir("cr-images-");
+  const d = cr(["dump", "-t", String(pid), "-D", images]);
+  expect(d.stderr).toBe("");
+  expect(d.status).toBe(0);
+  waitGone(pid);
+  const r = cr(["restore", "-D", images, "-d"]);
+  expect(r.stderr).toBe("");
+  expect(r.status).toBe(0);
+  expect(credsOf(pid)).toEqual(before);
+  expect(procOwner(pid)).toBe(owner);
+  const at = progress(dir);
+  waitFor(() => progress(dir) >= at + 5, 10_000, "the restored counter to go on");
+}
+
+describe("credentials", () => {
+  test("an unprivileged task (uid/gid 65534, groups 100 and 65534) comes back unprivileged", () => {
+    const dir = tempDir();
+    const pid = startCounter(dir, ["setpriv", "--reuid=65534", "--regid=65534", "--groups=100,65534"]);
+    roundTrip(pid, dir);
+    expect(credsOf(pid)[String(pid)]!.find((l) => l.startsWith("Uid"))).toBe("Uid:\t65534\t65534\t65534\t65534");
+  });
+
+  test("root with a smaller bounding set, an ambient capability and no_new_privs keeps exactly those", () => {
+    const dir = tempDir();
+    const pid = startCounter(dir, [
+      "setpriv", "--bounding-set=-sys_admin,-net_raw", "--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service",
+      "--no-new-privs",
+    ]);
+    roundTrip(pid, dir);
+    const st = credsOf(pid)[String(pid)]!;
+    expect(st).toContain("NoNewPrivs:\t1");
+    expect(st.find((l) => l.startsWith("CapAmb"))).toBe("CapAmb:\t0000000000000400");
+  });
+
+  test("a seccomp-filtered task is refused by name and runs on", () => {
+    const dir = tempDir();
+    // An allow-everything filter: harmless, but a filter all the same.
+    const seccomp = [
+      "import ctypes",
+      "libc = ctypes.CDLL(None, use_errno=True)",
+      "class F(ctypes.Structure): _fields_ = [('code', ctypes.c_ushort), ('jt', ctypes.c_ubyte), ('jf', ctypes.c_ubyte), ('k', ctypes.c_uint)]",
+      "class P(ctypes.Structure): _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.POINTER(F))]",
+      "allow = (F * 1)(F(0x06, 0, 0, 0x7fff0000))",
+      "assert libc.prctl(38, 1, 0, 0, 0) == 0",
+      "assert libc.prctl(22, 2, ctypes.byref(P(1, allow)), 0, 0) == 0",
+    ].join("\n");
+    const pid = startCounter(dir, [], seccomp);
+    waitFor(() => progress(dir) >= 3, 10_000, "the counter to run");
+    expect(credsOf(pid)[String(pid)]).toContain("Seccomp:\t2");
+    const r = cr(["dump", "-t", String(pid), "-D", tempDir("cr-images-")]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain("seccomp");
+    expect(r.stderr).toContain(`pid ${pid}`);
+    const at = progress(dir);
+    waitFor(() => progress(dir) >= at + 5, 10_000, "the counter to go on after the refused dump");
+  });
+});
