@@ -97,7 +97,11 @@ export const TreeHeader = {
   size: 56, magic: 0, total_len: 8, abi_version: 16, task_count: 20, tasks_off: 24, shared_off: 28, shared_count: 32,
   service_fd_base: 36, inherited_rseq_ptr: 40,
 } as const;
-export const TreeTask = { size: 24, pid: 0, parent: 4, plan_off: 8, plan_len: 12, zombie: 16, exit_status: 20 } as const;
+export const TreeTask = {
+  size: 32, pid: 0, parent: 4, plan_off: 8, plan_len: 12, zombie: 16, exit_status: 20, epoll_off: 24, epoll_count: 28,
+} as const;
+export const TreeEpoll = { size: 24, epfd: 0, tfd: 4, events: 8, data: 16 } as const;
+export const MAX_EPOLL_REGS = 1 << 20;
 export const SIGINFO_SIZE = 128;
 
 export const PlanSpecial = { size: 24, cur_start: 0, target_start: 8, len: 16 } as const;
@@ -119,7 +123,7 @@ export const RESTORE_STEPS: Record<number, string> = {
   1: "child setup", 2: "open file", 3: "dup fd", 4: "chdir", 5: "map restorer hole", 6: "unmap old mappings",
   7: "move vdso/vvar", 8: "map VMA", 9: "fill pages", 10: "protect VMA", 11: "prctl(PR_SET_MM_MAP)",
   12: "rt_sigaction", 13: "setitimer", 14: "rseq", 15: "misc", 16: "rt_sigreturn", 17: "setsid/setpgid",
-  18: "fork a child", 19: "re-create a zombie",
+  18: "fork a child", 19: "re-create a zombie", 20: "epoll_ctl (register a file in an epoll)",
 };
 
 export const CHECK_FIELDS = [
@@ -139,6 +143,7 @@ export const LAYOUT_FIELDS = [
   "off_plan_rseq_ptr", "off_plan_sigmask", "off_plan_altstack", "off_plan_regs", "off_plan_xstate_off", "off_plan_sid",
   "size_status_record", "size_check_report", "off_plan_sigpending_off", "off_plan_comm", "off_plan_umask",
   "off_plan_file_shared", "size_tree_header", "size_tree_task", "off_tree_inherited_rseq_ptr", "off_status_pid",
+  "size_tree_epoll", "off_tree_task_epoll_off",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -184,4 +189,6 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   size_tree_task: TreeTask.size,
   off_tree_inherited_rseq_ptr: TreeHeader.inherited_rseq_ptr,
   off_status_pid: StatusRecord.pid,
+  size_tree_epoll: TreeEpoll.size,
+  off_tree_task_epoll_off: TreeTask.epoll_off,
 };

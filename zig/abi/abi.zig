@@ -286,7 +286,25 @@ pub const TreeTask = extern struct {
     /// 1: re-create as a zombie that ended with `exit_status` (a wait status).
     zombie: u32,
     exit_status: i32,
+    /// The task's epoll registrations: `epoll_count` TreeEpoll at `epoll_off`
+    /// of the tree buffer (0, 0 when none).
+    epoll_off: u32,
+    epoll_count: u32,
 };
+
+/// One epoll registration a restored task makes itself, once its own fds are
+/// in place (the kernel keys a registration by the file and the fd number in
+/// the process that makes it, so cr cannot make it before the fork).
+pub const TreeEpoll = extern struct {
+    /// The epoll and the file to register, as the task's fd numbers.
+    epfd: i32,
+    tfd: i32,
+    events: u32,
+    _pad: u32,
+    data: u64,
+};
+
+pub const MAX_EPOLL_REGS: u32 = 1 << 20;
 
 pub const MAX_TASKS: u32 = 1 << 15;
 pub const MAX_SHARED_FDS: u32 = 1 << 16;
@@ -326,6 +344,7 @@ pub const RestoreStep = enum(u32) {
     session = 17,
     fork = 18,
     zombie = 19,
+    epoll = 20,
 };
 
 /// The sizes and offsets the TypeScript mirror checks (see cr_abi_layout).
@@ -371,6 +390,8 @@ pub const Layout = extern struct {
     size_tree_task: u32,
     off_tree_inherited_rseq_ptr: u32,
     off_status_pid: u32,
+    size_tree_epoll: u32,
+    off_tree_task_epoll_off: u32,
 };
 
 pub fn layout() Layout {
@@ -416,6 +437,8 @@ pub fn layout() Layout {
         .size_tree_task = @sizeOf(TreeTask),
         .off_tree_inherited_rseq_ptr = @offsetOf(TreeHeader, "inherited_rseq_ptr"),
         .off_status_pid = @offsetOf(StatusRecord, "pid"),
+        .size_tree_epoll = @sizeOf(TreeEpoll),
+        .off_tree_task_epoll_off = @offsetOf(TreeTask, "epoll_off"),
     };
 }
 
@@ -447,4 +470,5 @@ comptime {
     std.debug.assert(@sizeOf(PlanFile) % 8 == 0);
     std.debug.assert(@sizeOf(TreeHeader) % 8 == 0);
     std.debug.assert(@sizeOf(TreeTask) % 8 == 0);
+    std.debug.assert(@sizeOf(TreeEpoll) % 8 == 0);
 }
