@@ -44,6 +44,19 @@ export function procState(pid: number): string | null {
   }
 }
 
+/** The pid tracing `pid` (0: none). */
+export function tracerOf(pid: number): number {
+  const m = /TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m?.[1] ?? -1);
+}
+
+/** The only line of `s` (cr's failures print exactly one). */
+export function oneLine(s: string): string {
+  const lines = s.trim().split("\n");
+  if (lines.length !== 1) throw new Error(`expected one line, got ${lines.length}: ${JSON.stringify(s)}`);
+  return lines[0]!;
+}
+
 export function alive(pid: number): boolean {
   const s = procState(pid);
   return s !== null && s !== "Z";
