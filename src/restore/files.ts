@@ -6,7 +6,7 @@
 // their epoll registrations, see EpollRegistration), so descriptions shared
 // by dup or fork stay shared, and a file that cannot be opened fails the
 // restore before any process exists.
-import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, openSync, readSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { CrError } from "../errors.ts";
 import type { FilesImage } from "../images/index.ts";
@@ -116,6 +116,14 @@ export function openSharedFiles(files: FilesImage, ids: ReadonlySet<number>, shm
     const fifo = f.fifoId === undefined ? undefined : fifos.get(f.fifoId);
     if (!fifo) throw new CrError("restore", `files.cbor: FIFO ${f.id} without a fifo record`);
     if (heldFifos.has(fifo.id)) return;
+    // Opening something else read-write could have effects of its own.
+    let isFifo = false;
+    try {
+      isFifo = statSync(f.path).isFIFO();
+    } catch (e) {
+      throw new CrError("restore", `cannot find the named FIFO ${f.path}`, { cause: e });
+    }
+    if (!isFifo) throw new CrError("restore", `${f.path} is no longer a named FIFO`);
     const holder = native.openFile(f.path, O_RDWR | O_NONBLOCK, 0, minFd);
     opened.push(holder);
     heldFifos.add(fifo.id);

@@ -5,7 +5,7 @@
 // sent from outside arrives through the signalfd before and after, that the
 // shared epoll is registered once, and the refusals.
 import { afterEach, describe, expect, test } from "bun:test";
-import { cpSync, readFileSync, readdirSync } from "node:fs";
+import { cpSync, readFileSync, readdirSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as img from "../../src/images/index.ts";
 import { parseEpollTargets } from "../../src/proc/fdinfo.ts";
@@ -136,6 +136,18 @@ describe("eventfd, timerfd, signalfd, epoll and named FIFOs", () => {
 
     for (const p of [...pids].reverse()) process.kill(p, "SIGKILL");
     for (const p of pids) waitGone(p);
+
+    // A regular file where the FIFO was is refused, and left as it was.
+    const fifo = join(w.dir, "fifo");
+    renameSync(fifo, `${fifo}.saved`);
+    writeFileSync(fifo, "not a fifo");
+    const replaced = cr(["restore", "-D", images, "-d"]);
+    expect(replaced.status).not.toBe(0);
+    expect(oneLine(replaced.stderr)).toContain(`${fifo} is no longer a named FIFO`);
+    expect(readFileSync(fifo, "utf8")).toBe("not a fifo");
+    for (const p of pids) expect(alive(p)).toBe(false);
+    renameSync(`${fifo}.saved`, fifo);
+
     restoreOk(images);
     continuesAndPasses(w, pids);
   });

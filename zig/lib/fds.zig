@@ -90,6 +90,10 @@ fn fill(rfd: i32, wfd: i32, size: u32, data: []const u8) i32 {
 /// cr's own O_RDWR description of the FIFO, which also keeps the FIFO open
 /// (as reader and writer) while the tree's own descriptions are opened.
 pub fn fillFifo(fd: i32, size: u32, data: []const u8) i32 {
+    // Only a pipe has a pipe size: anything else at the FIFO's path (replaced
+    // since the dump) must not be written to.
+    const cap = sys.syscall2(.fcntl, sys.fdArg(fd), F_GETPIPE_SZ);
+    if (sys.isErr(cap)) return err.fail(sys.errnoOf(cap), "fd {d} is not a FIFO", .{fd});
     const fl = sys.syscall3(.fcntl, sys.fdArg(fd), F_SETFL, O_NONBLOCK);
     if (sys.isErr(fl)) return err.fail(sys.errnoOf(fl), "fcntl(F_SETFL) of FIFO fd {d} failed", .{fd});
     return fill(fd, fd, size, data);
