@@ -5,7 +5,7 @@
 // sent from outside arrives through the signalfd before and after, that the
 // shared epoll is registered once, and the refusals.
 import { afterEach, describe, expect, test } from "bun:test";
-import { cpSync, readFileSync, readdirSync, renameSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, readdirSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as img from "../../src/images/index.ts";
 import { parseEpollTargets } from "../../src/proc/fdinfo.ts";
@@ -150,6 +150,23 @@ describe("eventfd, timerfd, signalfd, epoll and named FIFOs", () => {
 
     restoreOk(images);
     continuesAndPasses(w, pids);
+  });
+
+  test("a kind still unsupported (inotify) fails the dump naming fd, target and pid; the process runs on untraced", () => {
+    const dir = tempDir("cr-inotify-");
+    const py = "import ctypes, os, time\nfd = ctypes.CDLL(None).inotify_init()\nassert fd >= 0\n" +
+      "open('ready', 'w').write(str(fd))\ntime.sleep(1000)";
+    const p = Bun.spawn(["python3", "-c", py], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
+    track(p.pid);
+    waitFor(() => existsSync(join(dir, "ready")) && readFileSync(join(dir, "ready"), "utf8") !== "", 10_000, "python with an inotify fd");
+    const fd = Number(readFileSync(join(dir, "ready"), "utf8"));
+    const r = cr(["dump", "-t", String(p.pid), "-D", tempDir()]);
+    expect(r.status).not.toBe(0);
+    const line = oneLine(r.stderr);
+    expect(line).toContain(`unsupported: fd ${fd} -> anon_inode:inotify`);
+    expect(line).toContain(`pid ${p.pid}`);
+    expect(alive(p.pid)).toBe(true);
+    expect(tracerOf(p.pid)).toBe(0);
   });
 
   test("an epoll registration whose fd was closed (its file lives on through a dup) is refused, and the process runs on", () => {
