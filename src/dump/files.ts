@@ -1,20 +1,24 @@
 // Open files of the frozen tree: one table of open file descriptions for all
 // tasks (fds that share a description, by dup or by fork, are found with
 // kcmp and point to one entry), and each task's fds into it. Supported:
-// regular files, directories, character devices by path, pipes (with the
-// bytes buffered in them, read without consuming them) and memfds (content
-// in the ShmemTable). Anything else
-// stops the dump with the fd, its target and the pid named.
-import { closeSync, constants, openSync, readFileSync, readlinkSync, statSync } from "node:fs";
+// regular files, directories, character devices by path, pipes and named
+// FIFOs (with the bytes buffered in them, read without consuming them),
+// memfds (content in the ShmemTable), and eventfd, timerfd, signalfd and
+// epoll from what their fdinfo shows. Anything else stops the dump with the
+// fd, its target and the pid named.
+import { closeSync, constants, openSync, readFileSync, readlinkSync, statSync, type BigIntStats } from "node:fs";
 import { CrError } from "../errors.ts";
 import type { FilesImage } from "../images/index.ts";
 import * as native from "../native/index.ts";
-import { parseFdinfo } from "../proc/fdinfo.ts";
+import {
+  parseEpollTargets, parseEventfd, parseFdinfo, parseSignalfd, parseTimerfd, type EpollTarget, type FdInfo,
+} from "../proc/fdinfo.ts";
 import { listFds } from "../proc/read.ts";
 import type { ShmemTable } from "./shmem.ts";
 
 type FileEntry = FilesImage["files"][number];
 type PipeEntry = NonNullable<FilesImage["pipes"]>[number];
+type EpollEntry = NonNullable<FileEntry["epoll"]>[number];
 
 export interface DumpFd {
   fd: number;
@@ -24,12 +28,52 @@ export interface DumpFd {
 
 const O_CLOEXEC = 0o2000000;
 
+/**
+ * An epoll seen at dump: its registrations as fdinfo lists them, each to be
+ * matched with the file it is on (`fileId`) in a task holding the epoll.
+ */
+interface PendingEpoll {
+  /** The first task and fd seen holding it, for the error message. */
+  pid: number;
+  fd: number;
+  targets: (EpollTarget & { toff: number; fileId?: number })[];
+}
+
+const ANON_KINDS = {
+  "anon_inode:[eventfd]": "eventfd",
+  "anon_inode:[timerfd]": "timerfd",
+  "anon_inode:[signalfd]": "signalfd",
+  "anon_inode:[eventpoll]": "epoll",
+} as const;
+
+/** What fdinfo adds for a kind of anonymous-inode file. */
+function anonState(kind: (typeof ANON_KINDS)[keyof typeof ANON_KINDS], info: FdInfo): Partial<FileEntry> {
+  switch (kind) {
+    case "eventfd": {
+      const e = parseEventfd(info);
+      // Kernels before 6.8 do not show EFD_SEMAPHORE: taken as not set.
+      return { eventfd: { count: e.count, semaphore: e.semaphore ?? false } };
+    }
+    case "timerfd":
+      return { timerfd: parseTimerfd(info) };
+    case "signalfd":
+      return { signalfd: { sigmask: parseSignalfd(info) } };
+    case "epoll":
+      return {};
+  }
+}
+
 /** Open file descriptions seen so far, across every task of the tree. */
 export class FileTable {
   readonly files: FileEntry[] = [];
   readonly pipes: PipeEntry[] = [];
+  readonly fifos: PipeEntry[] = [];
   /** Candidates for kcmp, by "dev:ino" of what the fd points to. */
   private readonly byInode = new Map<string, { pid: number; fd: number; id: number }[]>();
+  /** FIFO id by "dev:ino" of the FIFO. */
+  private readonly fifoIds = new Map<string, number>();
+  /** By file id. */
+  private readonly epolls = new Map<number, PendingEpoll>();
 
   constructor(private readonly shmem: ShmemTable) {}
 
@@ -50,20 +94,115 @@ export class FileTable {
     return id;
   }
 
-  private addPipe(pid: number, fd: number, ino: number): void {
-    if (this.pipes.some((p) => p.id === ino)) return;
-    // A read description of our own on the same pipe: tee needs one.
+  /** The bytes buffered in the pipe or FIFO of (pid, fd), through a read description of our own (tee needs one). */
+  private peek(pid: number, fd: number, what: string): { size: number; data: Uint8Array } {
     let peek: number;
     try {
+      // Non-blocking: opening a FIFO to read never waits for a writer.
       peek = openSync(`/proc/${pid}/fd/${fd}`, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (e) {
-      throw new CrError("dump", `cannot open pipe:[${ino}] of fd ${fd} to read its buffer`, { pid, cause: e });
+      throw new CrError("dump", `cannot open ${what} of fd ${fd} to read its buffer`, { pid, cause: e });
     }
     try {
-      const { data, size } = native.peekPipe(peek, pid);
-      this.pipes.push({ id: ino, size, data });
+      return native.peekPipe(peek, pid);
     } finally {
       closeSync(peek);
+    }
+  }
+
+  private addPipe(pid: number, fd: number, ino: number): void {
+    if (this.pipes.some((p) => p.id === ino)) return;
+    this.pipes.push({ id: ino, ...this.peek(pid, fd, `pipe:[${ino}]`) });
+  }
+
+  /** The FIFO of (pid, fd), its buffer read once however many descriptions it has. */
+  private addFifo(pid: number, fd: number, key: string, path: string): number {
+    let id = this.fifoIds.get(key);
+    if (id === undefined) {
+      id = this.fifos.length + 1;
+      this.fifos.push({ id, ...this.peek(pid, fd, `FIFO ${path}`) });
+      this.fifoIds.set(key, id);
+    }
+    return id;
+  }
+
+  /** A new description of (pid, fd): its entry, or an error naming why it is not supported. */
+  private describe(pid: number, fd: number, target: string, st: BigIntStats, info: FdInfo): Omit<FileEntry, "id"> {
+    const unsupported = (why: string) => new CrError("dump", `unsupported: fd ${fd} -> ${target} (${why})`, { pid });
+    const flags = info.flags & ~O_CLOEXEC;
+    const pipe = /^pipe:\[(\d+)\]$/.exec(target);
+    if (pipe) {
+      const ino = Number(pipe[1]);
+      this.addPipe(pid, fd, ino);
+      return { kind: "pipe", path: target, flags, pos: 0, pipeId: ino };
+    }
+    if (target.startsWith("/memfd:") && target.endsWith(" (deleted)")) {
+      const ino = Number(st.ino);
+      this.shmem.add(ino, target.slice(0, -" (deleted)".length), `/proc/${pid}/fd/${fd}`, pid);
+      return { kind: "memfd", path: target, flags, pos: info.pos, shmemId: ino };
+    }
+    if (target in ANON_KINDS) {
+      const kind = ANON_KINDS[target as keyof typeof ANON_KINDS];
+      try {
+        return { kind, path: target, flags, pos: 0, ...anonState(kind, info) };
+      } catch (e) {
+        throw unsupported(`cannot read its state: ${(e as Error).message}`);
+      }
+    }
+    if (!target.startsWith("/")) throw unsupported("this kind of file is not supported yet");
+    if (target.endsWith(" (deleted)")) throw unsupported("deleted files are not supported yet");
+    if (st.isFIFO()) {
+      return { kind: "fifo", path: target, flags, pos: 0, mode: Number(st.mode), fifoId: this.addFifo(pid, fd, `${st.dev}:${st.ino}`, target) };
+    }
+    let kind: "reg" | "dir" | "chr";
+    if (st.isFile()) kind = "reg";
+    else if (st.isDirectory()) kind = "dir";
+    else if (st.isCharacterDevice()) {
+      if (/^\/dev\/(pts\/|tty|console)/.test(target)) throw unsupported("terminals are not supported yet");
+      kind = "chr";
+    } else throw unsupported("this kind of file is not supported yet");
+    return {
+      kind, path: target, flags, pos: info.pos, mode: Number(st.mode),
+      ...(kind === "reg" ? { size: Number(st.size), mtimeNs: st.mtimeNs } : {}),
+      ...(kind === "chr" ? { rdev: Number(st.rdev) } : {}),
+    };
+  }
+
+  /** An epoll's registrations, to be matched with their files (see resolveEpolls). */
+  private addEpoll(pid: number, fd: number, id: number, text: string, target: string): void {
+    let targets: EpollTarget[];
+    try {
+      targets = parseEpollTargets(text);
+    } catch (e) {
+      throw new CrError("dump", `unsupported: fd ${fd} -> ${target} (cannot read its registrations: ${(e as Error).message})`, { pid });
+    }
+    // kcmp names a registration by its fd number and its rank among those
+    // under the same number, in the order fdinfo lists them.
+    const seen = new Map<number, number>();
+    this.epolls.set(id, {
+      pid, fd,
+      targets: targets.map((t) => {
+        const toff = seen.get(t.tfd) ?? 0;
+        seen.set(t.tfd, toff + 1);
+        return { ...t, toff };
+      }),
+    });
+  }
+
+  /**
+   * Match the registrations of the epolls task `pid` holds with its fds: a
+   * registration is on the file fd `tfd` holds now only if kcmp says so (the
+   * fd may have been closed, or reused for another file, since).
+   */
+  private resolveEpolls(pid: number, fds: DumpFd[]): void {
+    for (const { fd, fileId } of fds) {
+      const ep = this.epolls.get(fileId);
+      if (!ep) continue;
+      for (const t of ep.targets) {
+        if (t.fileId !== undefined) continue;
+        const held = fds.find((x) => x.fd === t.tfd);
+        if (held && native.epollTargetIs(pid, fd, t.tfd, t.toff)) t.fileId = held.fileId;
+      }
     }
   }
 
@@ -73,52 +212,43 @@ export class FileTable {
     for (const fd of listFds(pid)) {
       const link = `/proc/${pid}/fd/${fd}`;
       let target: string;
-      let st;
-      let info;
+      let st: BigIntStats;
+      let text: string;
+      let info: FdInfo;
       try {
         target = readlinkSync(link);
         st = statSync(link, { bigint: true });
-        info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
+        text = readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8");
+        info = parseFdinfo(text);
       } catch (e) {
         throw new CrError("dump", `fd ${fd} vanished while being read`, { pid, cause: e });
       }
-      const unsupported = (why: string) => new CrError("dump", `unsupported: fd ${fd} -> ${target} (${why})`, { pid });
       const key = `${st.dev}:${st.ino}`;
-      const flags = info.flags & ~O_CLOEXEC;
       let id = this.known(key, pid, fd);
       if (id === undefined) {
-        const pipe = /^pipe:\[(\d+)\]$/.exec(target);
-        if (pipe) {
-          const ino = Number(pipe[1]);
-          this.addPipe(pid, fd, ino);
-          id = this.add(key, pid, fd, { kind: "pipe", path: target, flags, pos: 0, pipeId: ino });
-        } else if (target.startsWith("/memfd:") && target.endsWith(" (deleted)")) {
-          const ino = Number(st.ino);
-          this.shmem.add(ino, target.slice(0, -" (deleted)".length), link, pid);
-          id = this.add(key, pid, fd, { kind: "memfd", path: target, flags, pos: info.pos, shmemId: ino });
-        } else {
-          if (!target.startsWith("/")) throw unsupported("this kind of file is not supported yet");
-          if (target.endsWith(" (deleted)")) throw unsupported("deleted files are not supported yet");
-          let kind: "reg" | "dir" | "chr";
-          if (st.isFile()) kind = "reg";
-          else if (st.isDirectory()) kind = "dir";
-          else if (st.isCharacterDevice()) {
-            if (/^\/dev\/(pts\/|tty|console)/.test(target)) throw unsupported("terminals are not supported yet");
-            kind = "chr";
-          } else throw unsupported(st.isFIFO() ? "named FIFOs are not supported yet" : "this kind of file is not supported yet");
-          id = this.add(key, pid, fd, {
-            kind, path: target, flags, pos: info.pos, mode: Number(st.mode),
-            ...(kind === "reg" ? { size: Number(st.size), mtimeNs: st.mtimeNs } : {}),
-            ...(kind === "chr" ? { rdev: Number(st.rdev) } : {}),
-          });
-        }
+        id = this.add(key, pid, fd, this.describe(pid, fd, target, st, info));
+        if (this.files[id - 1]!.kind === "epoll") this.addEpoll(pid, fd, id, text, target);
       }
       fds.push({ fd, fileId: id, cloexec: (info.flags & O_CLOEXEC) !== 0 });
     }
+    this.resolveEpolls(pid, fds);
     return fds;
   }
 
+  /** The epoll registrations, each on its file; one that no task could match fails the dump. */
+  private epollEntries(id: number): EpollEntry[] {
+    const ep = this.epolls.get(id)!;
+    return ep.targets.map((t) => {
+      if (t.fileId === undefined) {
+        throw new CrError("dump", `unsupported: fd ${ep.fd} -> anon_inode:[eventpoll] (its registration of fd ${t.tfd} is on a file ` +
+          `that no task holding the epoll has at fd ${t.tfd} any more)`, { pid: ep.pid });
+      }
+      return { tfd: t.tfd, events: t.events, data: t.data, fileId: t.fileId };
+    });
+  }
+
   image(): FilesImage {
-    return { files: this.files, pipes: this.pipes, shmem: this.shmem.objects };
+    const files = this.files.map((f) => (f.kind === "epoll" ? { ...f, epoll: this.epollEntries(f.id) } : f));
+    return { files, pipes: this.pipes, fifos: this.fifos, shmem: this.shmem.objects };
   }
 }

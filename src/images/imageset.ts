@@ -1,8 +1,9 @@
 // The image directory as a whole: every record decoded (with its own checks,
 // see semantic.ts) and checked against the others: the tree against the task
 // files, each pagemap against its pages file and its task's VMAs, fds against
-// files.cbor. Restore loads images only through this, so it never plans from a
-// set that only makes sense file by file.
+// files.cbor, every epoll registration against a task that can make it.
+// Restore loads images only through this, so it never plans from a set that
+// only makes sense file by file.
 import { CrError } from "../errors.ts";
 import { decodeImage } from "./codec.ts";
 import { readImageFile, statImageFile } from "./files.ts";
@@ -18,12 +19,23 @@ export interface TaskImages {
   pagesSize: number;
 }
 
+/** One epoll_ctl(EPOLL_CTL_ADD) a restored task makes once its fds are in place. */
+export interface EpollRegistration {
+  /** The epoll and the registered file, as that task's fd numbers. */
+  epfd: number;
+  tfd: number;
+  events: number;
+  data: bigint;
+}
+
 export interface ImageSet {
   inventory: InventoryImage;
   tree: TreeImage;
   files: FilesImage;
   /** By pid, in tree order; zombies have no task images. */
   tasks: Map<number, TaskImages>;
+  /** By pid: the epoll registrations that task makes at restore (see epollRegistrations). */
+  epolls: Map<number, EpollRegistration[]>;
 }
 
 const bad = (name: string, msg: string) => new CrError("image", `${name}: ${msg}`);
@@ -66,6 +78,34 @@ function checkShmem(dir: string, files: FilesImage, pageSize: number): void {
   }
 }
 
+/**
+ * Who makes each epoll registration at restore. A registration is keyed by
+ * (file, fd number in the process that made it), so it must be made by a task
+ * that holds the epoll and has the registered file at that very fd number:
+ * the first such task in tree order makes it, once, even when the epoll is
+ * shared by several tasks. None at all: the image cannot be restored.
+ */
+function epollRegistrations(files: FilesImage, tasks: Map<number, TaskImages>): Map<number, EpollRegistration[]> {
+  const out = new Map<number, EpollRegistration[]>();
+  for (const f of files.files) {
+    if (f.kind !== "epoll" || !f.epoll) continue;
+    for (const r of f.epoll) {
+      let done = false;
+      for (const [pid, { task }] of tasks) {
+        const epfd = task.fds.find((x) => x.fileId === f.id);
+        if (!epfd || !task.fds.some((x) => x.fd === r.tfd && x.fileId === r.fileId)) continue;
+        const list = out.get(pid) ?? [];
+        list.push({ epfd: epfd.fd, tfd: r.tfd, events: r.events, data: r.data });
+        out.set(pid, list);
+        done = true;
+        break;
+      }
+      if (!done) throw bad(FILES, `epoll ${f.id}: no task holds it and file ${r.fileId} at fd ${r.tfd}, so fd ${r.tfd} cannot be registered`);
+    }
+  }
+  return out;
+}
+
 export function loadImageSet(dir: string): ImageSet {
   const read = <K extends ImageKind>(kind: K, name: string) => decodeImage(kind, readImageFile(dir, name), name);
   const inventory = read("inventory", INVENTORY);
@@ -85,5 +125,5 @@ export function loadImageSet(dir: string): ImageSet {
     checkTask(t.pid, t.threads, ti, files, inventory.pageSize);
     tasks.set(t.pid, ti);
   }
-  return { inventory, tree, files, tasks };
+  return { inventory, tree, files, tasks, epolls: epollRegistrations(files, tasks) };
 }

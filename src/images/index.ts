@@ -2,7 +2,7 @@
 export * from "./schema.ts";
 export { encodeImage, decodeImage } from "./codec.ts";
 export { MANIFEST, HASH_ALG, hashFile, writeManifest, verifyManifest } from "./manifest.ts";
-export { loadImageSet, type ImageSet, type TaskImages } from "./imageset.ts";
+export { loadImageSet, type EpollRegistration, type ImageSet, type TaskImages } from "./imageset.ts";
 export { createImageDir, checkImageDirSafe, writeImageFile, readImageFile, statImageFile, syncFile } from "./files.ts";
 
 export const INVENTORY = "inventory.cbor";

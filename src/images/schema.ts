@@ -89,7 +89,7 @@ export const pagemap = obj({
 export const files = obj({
   files: arr(obj({
     id: nonneg,
-    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd"),
+    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd", "eventfd", "timerfd", "signalfd", "epoll"),
     path: str,
     flags: nonneg,
     pos: nonneg,
@@ -101,9 +101,28 @@ export const files = obj({
     pipeId: optional(nonneg),
     /** kind "memfd": the memfd's shared memory object, a key of `shmem`. */
     shmemId: optional(nonneg),
+    /** kind "fifo": the named FIFO's buffer, a key of `fifos`. */
+    fifoId: optional(nonneg),
+    /** kind "eventfd": the counter (0 .. 2^64-2) and EFD_SEMAPHORE. */
+    eventfd: optional(obj({ count: big, semaphore: bool })),
+    /**
+     * kind "timerfd": its clock, expirations not read yet, the flags of its
+     * timerfd_settime, and the time left to the next expiration and the
+     * period, in nanoseconds (both 0: disarmed).
+     */
+    timerfd: optional(obj({ clockid: nonneg, ticks: big, settimeFlags: nonneg, valueNs: big, intervalNs: big })),
+    /** kind "signalfd": the signals it reads (bit N-1 = signal N). */
+    signalfd: optional(obj({ sigmask: big })),
+    /**
+     * kind "epoll": every registration, as the fd number it was made under
+     * (in a task that holds the epoll) and the file it is on (an `id` here).
+     */
+    epoll: optional(arr(obj({ tfd: nonneg, events: nonneg, data: big, fileId: nonneg }))),
   })),
   /** Every pipe the tree holds an end of: capacity and the bytes buffered at dump time. */
   pipes: optional(arr(obj({ id: nonneg, size: nonneg, data: bytes }))),
+  /** Every named FIFO the tree holds open: capacity and buffered bytes, like `pipes` (ids are dump-local). */
+  fifos: optional(arr(obj({ id: nonneg, size: nonneg, data: bytes }))),
   /**
    * Every shared memory object (anonymous shared mapping, memfd) the tree maps
    * or holds: its size and its non-zero pages, stored in shmem-ID.img.

@@ -118,11 +118,68 @@ const pagemap: Check<PagemapImage> = (b) => {
   return null;
 };
 
+const U64_END = 1n << 64n;
+/** Clocks timerfd_create accepts: REALTIME, MONOTONIC, BOOTTIME, REALTIME_ALARM, BOOTTIME_ALARM. */
+const TIMERFD_CLOCKS = [0, 1, 7, 8, 9];
+const inU64 = (v: bigint) => v >= 0n && v < U64_END;
+
+type FileRecord = FilesImage["files"][number];
+
+/** The kind's own record is there and in range; references stay inside files.cbor. */
+function checkFileKind(f: FileRecord, ids: ReadonlySet<number>, fifos: ReadonlySet<number>): string | null {
+  switch (f.kind) {
+    case "fifo":
+      if (f.fifoId === undefined || !fifos.has(f.fifoId)) return `fifo without a record in fifos (fifoId ${f.fifoId})`;
+      return null;
+    case "eventfd":
+      if (!f.eventfd) return "eventfd without its counter";
+      if (f.eventfd.count < 0n || f.eventfd.count >= U64_END - 1n) return `eventfd count ${f.eventfd.count} out of range`;
+      return null;
+    case "timerfd": {
+      const t = f.timerfd;
+      if (!t) return "timerfd without its timer";
+      if (!TIMERFD_CLOCKS.includes(t.clockid)) return `timerfd clock ${t.clockid} is not one timerfd_create accepts`;
+      if (t.settimeFlags > 3) return `timerfd settime flags ${t.settimeFlags} out of range`;
+      if (!inU64(t.ticks) || t.valueNs < 0n || t.valueNs >= 1n << 63n || t.intervalNs < 0n || t.intervalNs >= 1n << 63n) {
+        return "timerfd ticks or times out of range";
+      }
+      return null;
+    }
+    case "signalfd":
+      if (!f.signalfd || !inU64(f.signalfd.sigmask)) return "signalfd without a 64-bit mask";
+      return null;
+    case "epoll": {
+      if (!f.epoll) return "epoll without its registrations";
+      for (const [i, r] of f.epoll.entries()) {
+        if (!ids.has(r.fileId) || r.fileId === f.id) return `epoll[${i}]: registered file ${r.fileId} is not another file of files.cbor`;
+        if (r.tfd >= MAX_FD || r.events > 0xffffffff || !inU64(r.data)) return `epoll[${i}]: fd, events or data out of range`;
+      }
+      const dup = f.epoll.find((r, i) => f.epoll!.findIndex((q) => q.tfd === r.tfd && q.fileId === r.fileId) !== i);
+      if (dup) return `epoll: fd ${dup.tfd} on file ${dup.fileId} registered twice`;
+      return null;
+    }
+    default:
+      return null;
+  }
+}
+
 const files: Check<FilesImage> = (b) => {
   const dup = firstDuplicate(b.files.map((f) => f.id));
   if (dup !== undefined) return `files: id ${dup} appears twice`;
   const empty = b.files.findIndex((f) => f.path === "");
   if (empty >= 0) return `files[${empty}]: empty path`;
+  for (const [name, list] of [["pipes", b.pipes ?? []], ["fifos", b.fifos ?? []]] as const) {
+    const d = firstDuplicate(list.map((p) => p.id));
+    if (d !== undefined) return `${name}: id ${d} appears twice`;
+    const over = list.findIndex((p) => p.data.length > p.size);
+    if (over >= 0) return `${name}[${over}]: ${list[over]!.data.length} bytes buffered in a pipe of ${list[over]!.size}`;
+  }
+  const ids = new Set(b.files.map((f) => f.id));
+  const fifos = new Set((b.fifos ?? []).map((p) => p.id));
+  for (const [i, f] of b.files.entries()) {
+    const problem = checkFileKind(f, ids, fifos);
+    if (problem !== null) return `files[${i}]: ${problem}`;
+  }
   return null;
 };
 

@@ -34,6 +34,12 @@ const symbols = {
   cr_peek_pipe: { args: [i32, P, usize, P], returns: i32 },
   cr_restore_status: { args: [i32, P], returns: i32 },
   cr_wait: { args: [i32, P, i32], returns: i32 },
+  cr_fill_fifo: { args: [i32, u32, P, usize], returns: i32 },
+  cr_make_eventfd: { args: [u64, u32, i32], returns: i32 },
+  cr_make_timerfd: { args: [u32, u32, u64, u64, u64, i32], returns: i32 },
+  cr_make_signalfd: { args: [u64, i32], returns: i32 },
+  cr_make_epoll: { args: [i32], returns: i32 },
+  cr_epoll_target_is: { args: [i32, i32, i32, u32], returns: i32 },
 } as const;
 
 type Lib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
@@ -298,6 +304,51 @@ export function peekPipe(fd: number, pid: number): { data: Uint8Array; size: num
   const size = new Uint32Array(1);
   const n = checked(native().cr_peek_pipe(fd, ptr(buf), buf.length, ptr(size)), "dump pipe", pid);
   return { data: buf.slice(0, n), size: size[0]! };
+}
+
+/** Put `data` back into the named FIFO that `fd` (cr's O_RDWR description of it) is open on, growing it to `size`. */
+export function fillFifo(fd: number, size: number, data: Uint8Array): void {
+  const d = data.length ? data : new Uint8Array(1);
+  checked(native().cr_fill_fifo(fd, size, ptr(d), data.length), "restore FIFOs");
+}
+
+/** An eventfd holding `count` (EFD_SEMAPHORE when `semaphore`), at a number >= minFd, non-blocking. */
+export function makeEventfd(count: bigint, semaphore: boolean, minFd: number): number {
+  return checked(native().cr_make_eventfd(count, semaphore ? 1 : 0, minFd), "restore eventfd");
+}
+
+export interface TimerfdSpec {
+  clockid: number;
+  settimeFlags: number;
+  valueNs: bigint;
+  intervalNs: bigint;
+  ticks: bigint;
+}
+
+/** A timerfd re-armed with the time it had left (see zig/lib/fdkinds.zig), at a number >= minFd, non-blocking. */
+export function makeTimerfd(t: TimerfdSpec, minFd: number): number {
+  return checked(native().cr_make_timerfd(t.clockid, t.settimeFlags, t.valueNs, t.intervalNs, t.ticks, minFd), "restore timerfd");
+}
+
+/** A signalfd for the signals of `mask`, at a number >= minFd, non-blocking. */
+export function makeSignalfd(mask: bigint, minFd: number): number {
+  return checked(native().cr_make_signalfd(mask, minFd), "restore signalfd");
+}
+
+/** An empty epoll instance at a number >= minFd. */
+export function makeEpoll(minFd: number): number {
+  return checked(native().cr_make_epoll(minFd), "restore epoll");
+}
+
+/**
+ * kcmp(KCMP_EPOLL_TFD): whether fd `tfd` of `pid` is the file that epoll
+ * `epfd` of `pid` registered (its `toff`-th registration under that number).
+ * False too when `tfd` is not open or there is no such registration.
+ */
+export function epollTargetIs(pid: number, epfd: number, tfd: number, toff: number): boolean {
+  const rc = native().cr_epoll_target_is(pid, epfd, tfd, toff);
+  if (rc === -2 || rc === -9) return false; // ENOENT, EBADF
+  return checked(rc, "kcmp", pid) === 0;
 }
 
 /** null when the task reached rt_sigreturn, else the failure it reported. */

@@ -1,9 +1,12 @@
 // Every open file description the restored tree needs, created by cr itself
 // before the first fork (files re-opened at their position, pipes re-created
-// with their buffered bytes, shared memory objects as memfds): the tasks only dup them to their fd numbers, so
-// descriptions shared by dup or fork stay shared, and a file that cannot be
-// opened fails the restore before any process exists.
-import { closeSync, openSync, readSync, writeSync } from "node:fs";
+// and named FIFOs re-opened with their buffered bytes, shared memory objects
+// as memfds, eventfds, timerfds, signalfds and empty epolls from their
+// recorded state): the tasks only dup them to their fd numbers (and make
+// their epoll registrations, see EpollRegistration), so descriptions shared
+// by dup or fork stay shared, and a file that cannot be opened fails the
+// restore before any process exists.
+import { closeSync, openSync, readSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { CrError } from "../errors.ts";
 import type { FilesImage } from "../images/index.ts";
@@ -11,7 +14,7 @@ import { shmemFile } from "../images/index.ts";
 import * as native from "../native/index.ts";
 
 const O_ACCMODE = 3, O_WRONLY = 1, O_RDWR = 2;
-const O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000;
+const O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000, O_NONBLOCK = 0o4000;
 /** Open flags that only mattered when the file was first opened: never re-applied. */
 const REOPEN_FLAGS = ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
 
@@ -31,6 +34,26 @@ export function closeAll(fds: number[]): void {
 }
 
 type Shmem = NonNullable<FilesImage["shmem"]>[number];
+type FileRecord = FilesImage["files"][number];
+
+/** An eventfd, timerfd, signalfd or (empty) epoll as recorded, at a number >= minFd. */
+function makeAnon(f: FileRecord, minFd: number): number {
+  const missing = () => new CrError("restore", `files.cbor: ${f.kind} ${f.id} without its state`);
+  switch (f.kind) {
+    case "eventfd":
+      if (!f.eventfd) throw missing();
+      return native.makeEventfd(f.eventfd.count, f.eventfd.semaphore, minFd);
+    case "timerfd":
+      if (!f.timerfd) throw missing();
+      return native.makeTimerfd(f.timerfd, minFd);
+    case "signalfd":
+      if (!f.signalfd) throw missing();
+      return native.makeSignalfd(f.signalfd.sigmask, minFd);
+    default:
+      return native.makeEpoll(minFd);
+  }
+}
+const ANON = new Set<FileRecord["kind"]>(["eventfd", "timerfd", "signalfd", "epoll"]);
 const PAGE = 4096;
 
 /** A memfd holding shared memory object `o`, its pages read from DIR/shmem-ID.img. */
@@ -80,6 +103,32 @@ export function openSharedFiles(files: FilesImage, ids: ReadonlySet<number>, shm
     }
     return fd;
   };
+  const fifos = new Map((files.fifos ?? []).map((p) => [p.id, p]));
+  const heldFifos = new Set<number>();
+  /**
+   * cr's own O_RDWR description of FIFO `f`, opened once per FIFO before the
+   * tree's: it holds the FIFO open as reader and writer, so that opening the
+   * tree's read-only or write-only descriptions neither blocks nor fails, and
+   * takes the buffered bytes back. Closed with the rest once the tree is
+   * forked; the tree's own descriptions keep the FIFO (and its bytes) then.
+   */
+  const holdFifo = (f: FileRecord): void => {
+    const fifo = f.fifoId === undefined ? undefined : fifos.get(f.fifoId);
+    if (!fifo) throw new CrError("restore", `files.cbor: FIFO ${f.id} without a fifo record`);
+    if (heldFifos.has(fifo.id)) return;
+    // Opening something else read-write could have effects of its own.
+    let isFifo = false;
+    try {
+      isFifo = statSync(f.path).isFIFO();
+    } catch (e) {
+      throw new CrError("restore", `cannot find the named FIFO ${f.path}`, { cause: e });
+    }
+    if (!isFifo) throw new CrError("restore", `${f.path} is no longer a named FIFO`);
+    const holder = native.openFile(f.path, O_RDWR | O_NONBLOCK, 0, minFd);
+    opened.push(holder);
+    heldFifos.add(fifo.id);
+    native.fillFifo(holder, fifo.size, fifo.data);
+  };
   const made = new Map<number, { ends: [number, number]; taken: [boolean, boolean] }>();
   const opened: number[] = [];
   const pairs: { id: number; fd: number }[] = [];
@@ -112,7 +161,12 @@ export function openSharedFiles(files: FilesImage, ids: ReadonlySet<number>, shm
         if (f.shmemId === undefined) throw new CrError("restore", `files.cbor: memfd ${id} without its object`);
         fd = native.openFile(`/proc/self/fd/${memfdOf(f.shmemId)}`, f.flags & REOPEN_FLAGS, f.pos, minFd);
         opened.push(fd);
+      } else if (ANON.has(f.kind)) {
+        fd = makeAnon(f, minFd);
+        opened.push(fd);
+        native.setFileFlags(fd, f.flags & ~O_ACCMODE);
       } else {
+        if (f.kind === "fifo") holdFifo(f);
         fd = native.openFile(f.path, f.flags & REOPEN_FLAGS, f.kind === "reg" ? f.pos : 0, minFd);
         opened.push(fd);
       }

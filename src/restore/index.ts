@@ -116,6 +116,7 @@ export function restore(opts: RestoreOptions): { pid: number } {
     const tree = buildTreeBuffer(order.map((o) => ({
       pid: o.task.pid, parent: o.parent, zombie: o.task.state === "zombie", exitStatus: o.task.exitCode ?? 0,
       plan: plans.get(o.task.pid) ?? zombiePlan(o.task.pid, o.sid, o.pgid, serviceFdBase),
+      epolls: images.epolls.get(o.task.pid) ?? [],
     })), shared.fds, serviceFdBase);
     opts.log(`tree of ${order.length} task(s), ${shared.fds.length} shared fd(s), restorer hole at 0x${hole.start.toString(16)}`);
     spawned = native.restoreTree(tree, rootPid);

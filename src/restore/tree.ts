@@ -1,9 +1,10 @@
 // The restore tree: the order tasks are created in (parents first), the
 // session and group each one sets up, and the one buffer (abi.TreeHeader,
-// task table, shared fd table, plans) libcr forks the whole tree from. Pure.
+// task table, shared fd table, plans, epoll registrations) libcr forks the
+// whole tree from. Pure.
 import { CrError } from "../errors.ts";
 import * as abi from "../native/abi.ts";
-import type { TreeImage } from "../images/index.ts";
+import type { EpollRegistration, TreeImage } from "../images/index.ts";
 
 type TreeTask = TreeImage["tasks"][number];
 
@@ -75,6 +76,8 @@ export interface TreeBufferTask {
   zombie: boolean;
   exitStatus: number;
   plan: Uint8Array;
+  /** Made by the task once its fds are in place. */
+  epolls: readonly EpollRegistration[];
 }
 
 /** The buffer of abi.TreeHeader for `tasks` (in order) and the shared fds (ascending). */
@@ -87,6 +90,13 @@ export function buildTreeBuffer(tasks: TreeBufferTask[], sharedFds: number[], se
   const planOffs = tasks.map((t) => {
     const o = off;
     off = align8(off + t.plan.length);
+    return o;
+  });
+  const epollOffs = tasks.map((t) => {
+    if (t.epolls.length === 0) return 0;
+    if (t.epolls.length > abi.MAX_EPOLL_REGS) throw new CrError("restore", `${t.epolls.length} epoll registrations`, { pid: t.pid });
+    const o = off;
+    off += t.epolls.length * abi.TreeEpoll.size;
     return o;
   });
   const bytes = new Uint8Array(off);
@@ -108,6 +118,16 @@ export function buildTreeBuffer(tasks: TreeBufferTask[], sharedFds: number[], se
     dv.setUint32(o + T.zombie, t.zombie ? 1 : 0, true);
     dv.setInt32(o + T.exit_status, t.exitStatus, true);
     bytes.set(t.plan, planOffs[i]!);
+    dv.setUint32(o + T.epoll_off, epollOffs[i]!, true);
+    dv.setUint32(o + T.epoll_count, t.epolls.length, true);
+    t.epolls.forEach((e, k) => {
+      const E = abi.TreeEpoll;
+      const at = epollOffs[i]! + k * E.size;
+      dv.setInt32(at + E.epfd, e.epfd, true);
+      dv.setInt32(at + E.tfd, e.tfd, true);
+      dv.setUint32(at + E.events, e.events, true);
+      dv.setBigUint64(at + E.data, e.data, true);
+    });
   });
   sharedFds.forEach((fd, i) => dv.setInt32(sharedOff + i * 4, fd, true));
   return bytes;

@@ -3,7 +3,9 @@
 import type {
   FilesImage, InventoryImage, ManifestImage, PagemapImage, TaskImage, TreeImage,
 } from "../images/index.ts";
-import { handler, hex, openFlags, prot, registers, saFlags, sigset, signal, size } from "./names.ts";
+import {
+  clock, epollEvents, handler, hex, openFlags, prot, registers, saFlags, seconds, sigset, signal, size,
+} from "./names.ts";
 
 /** Left-aligned columns from rows of cells. */
 export function table(rows: string[][], indent = "  "): string[] {
@@ -33,10 +35,50 @@ export function formatManifest(m: ManifestImage): string[] {
   return [`${m.files.length} files, ${m.hashAlg}`, ...table(m.files.map((f) => [f.name, `${f.size} B`, f.hash]))];
 }
 
+type FileRecord = FilesImage["files"][number];
+
+/** What a kind of file carries besides its path and flags, in a few words. */
+export function fileDetail(x: FileRecord, files: FilesImage | undefined): string {
+  const buffered = (list: FilesImage["pipes"], id: number | undefined) => {
+    const p = list?.find((q) => q.id === id);
+    return p ? `${size(p.data.length)} buffered of ${size(p.size)}` : "";
+  };
+  switch (x.kind) {
+    case "pipe":
+      return buffered(files?.pipes, x.pipeId);
+    case "fifo":
+      return buffered(files?.fifos, x.fifoId);
+    case "eventfd":
+      return x.eventfd ? `count ${x.eventfd.count}${x.eventfd.semaphore ? ", semaphore" : ""}` : "";
+    case "timerfd": {
+      const t = x.timerfd;
+      if (!t) return "";
+      const armed = t.valueNs === 0n && t.intervalNs === 0n ? "disarmed"
+        : `${t.valueNs === 0n ? "expired" : `next in ${seconds(t.valueNs)}`}${t.intervalNs ? `, every ${seconds(t.intervalNs)}` : ""}`;
+      return `${clock(t.clockid)}${t.settimeFlags & 1 ? " (absolute)" : ""}, ${armed}, ${t.ticks} unread`;
+    }
+    case "signalfd":
+      return x.signalfd ? `signals ${sigset(x.signalfd.sigmask)}` : "";
+    case "epoll":
+      return x.epoll?.length ? `watches fds ${x.epoll.map((r) => r.tfd).join(",")}` : "watches nothing";
+    default:
+      return "";
+  }
+}
+
 export function formatFiles(f: FilesImage): string[] {
-  const rows = [["ID", "KIND", "FLAGS", "POS", "PATH"]];
-  for (const x of f.files) rows.push([String(x.id), x.kind, openFlags(x.flags), String(x.pos), x.path]);
-  return table(rows);
+  const rows = [["ID", "KIND", "FLAGS", "POS", "DETAIL", "PATH"]];
+  for (const x of f.files) rows.push([String(x.id), x.kind, openFlags(x.flags), String(x.pos), fileDetail(x, f), x.path]);
+  return [...table(rows), ...formatEpolls(f)];
+}
+
+/** Every epoll registration (epoll and registered file by files.cbor id), or nothing when there is none. */
+export function formatEpolls(f: FilesImage): string[] {
+  const regs = [["EPOLL", "FD", "FILE", "EVENTS", "DATA"]];
+  for (const x of f.files) {
+    for (const r of x.epoll ?? []) regs.push([String(x.id), String(r.tfd), String(r.fileId), epollEvents(r.events), hex(r.data)]);
+  }
+  return regs.length > 1 ? ["epoll registrations:", ...table(regs)] : [];
 }
 
 export function formatPagemap(p: PagemapImage, pageSize: number): string[] {
@@ -70,11 +112,11 @@ function formatVmas(t: TaskImage, pagemap: PagemapImage | undefined, pageSize: n
 
 function formatFds(t: TaskImage, files: FilesImage | undefined): string[] {
   const byId = new Map(files?.files.map((f) => [f.id, f]));
-  const rows = [["FD", "KIND", "FLAGS", "POS", "PATH"]];
+  const rows = [["FD", "KIND", "FLAGS", "POS", "DETAIL", "PATH"]];
   for (const fd of t.fds) {
     const f = byId.get(fd.fileId);
     const flags = f ? openFlags(f.flags) + (fd.cloexec ? "|O_CLOEXEC" : "") : fd.cloexec ? "O_CLOEXEC" : "";
-    rows.push([String(fd.fd), f?.kind ?? `file ${fd.fileId}`, flags, f ? String(f.pos) : "", f?.path ?? ""]);
+    rows.push([String(fd.fd), f?.kind ?? `file ${fd.fileId}`, flags, f ? String(f.pos) : "", f ? fileDetail(f, files) : "", f?.path ?? ""]);
   }
   return table(rows, "    ");
 }

@@ -6,7 +6,7 @@ import { basename, dirname } from "node:path";
 import { CrError } from "../errors.ts";
 import * as img from "../images/index.ts";
 import {
-  formatFiles, formatInventory, formatManifest, formatPagemap, formatTask, formatTree,
+  formatEpolls, formatFiles, formatInventory, formatManifest, formatPagemap, formatTask, formatTree,
 } from "./format.ts";
 import { pagemapJson, toJson, type Json } from "./json.ts";
 import { size } from "./names.ts";
@@ -53,7 +53,8 @@ function showDir(dir: string, opts: ShowOptions): string {
     manifest ? `manifest: ${manifest.files.length} files, ${manifest.hashAlg}, ${opts.verify ? "verified" : "not verified (--verify checks it)"}`
       : "manifest: missing",
     `files: ${set.files.files.length} open file descriptions, ${set.files.pipes?.length ?? 0} pipes, ` +
-      `${set.files.shmem?.length ?? 0} shared memory objects`,
+      `${set.files.fifos?.length ?? 0} FIFOs, ${set.files.shmem?.length ?? 0} shared memory objects`,
+    ...formatEpolls(set.files),
     "process tree:",
     ...formatTree(set.tree, comm),
   ];

@@ -73,3 +73,18 @@ export function registers(regs: Uint8Array): [string, bigint][] | undefined {
   const dv = new DataView(regs.buffer, regs.byteOffset, regs.byteLength);
   return USER_REGS_FIELDS.map((name, i) => [name, dv.getBigUint64(i * 8, true)]);
 }
+
+const CLOCKS: Record<number, string> = {
+  0: "CLOCK_REALTIME", 1: "CLOCK_MONOTONIC", 7: "CLOCK_BOOTTIME", 8: "CLOCK_REALTIME_ALARM", 9: "CLOCK_BOOTTIME_ALARM",
+};
+export const clock = (id: number) => CLOCKS[id] ?? `clock ${id}`;
+
+/** Nanoseconds as seconds, to the microsecond. */
+export const seconds = (ns: bigint) => `${(Number(ns / 1000n) / 1e6).toString()} s`;
+
+const EPOLL_EVENTS: [number, string][] = [
+  [0x1, "IN"], [0x2, "PRI"], [0x4, "OUT"], [0x8, "ERR"], [0x10, "HUP"], [0x40, "RDNORM"], [0x80, "RDBAND"],
+  [0x100, "WRNORM"], [0x200, "WRBAND"], [0x400, "MSG"], [0x2000, "RDHUP"], [0x10000000, "EXCLUSIVE"],
+  [0x20000000, "WAKEUP"], [0x40000000, "ONESHOT"], [0x80000000, "ET"],
+];
+export const epollEvents = (events: number) => (events === 0 ? "0" : flagNames(events, EPOLL_EVENTS, []));

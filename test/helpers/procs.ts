@@ -44,6 +44,25 @@ export function procState(pid: number): string | null {
   }
 }
 
+/** The pid tracing `pid` (0: none). */
+/** The pid tracing `pid` (0: none; also 0 once it is gone: nobody traces it). */
+export function tracerOf(pid: number): number {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return 0;
+  }
+  return Number(/TracerPid:\s+(\d+)/.exec(status)?.[1] ?? -1);
+}
+
+/** The only line of `s` (cr's failures print exactly one). */
+export function oneLine(s: string): string {
+  const lines = s.trim().split("\n");
+  if (lines.length !== 1) throw new Error(`expected one line, got ${lines.length}: ${JSON.stringify(s)}`);
+  return lines[0]!;
+}
+
 export function alive(pid: number): boolean {
   const s = procState(pid);
   return s !== null && s !== "Z";

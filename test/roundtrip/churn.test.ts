@@ -6,17 +6,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { alive, cleanup, cr, tempDir, track, waitDumpedGone, waitFor } from "../helpers/procs.ts";
+import { alive, cleanup, cr, tempDir, tracerOf, track, waitDumpedGone, waitFor } from "../helpers/procs.ts";
 
 afterEach(cleanup);
-
-function tracerOf(pid: number): number {
-  try {
-    return Number(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? -1);
-  } catch {
-    return 0; // gone: nobody traces it
-  }
-}
 
 /** Every task and thread under `pid` now (those that exit meanwhile are skipped). */
 function treeTids(pid: number): number[] {

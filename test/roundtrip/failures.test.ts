@@ -4,21 +4,10 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, truncateSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, cr, readProgress, startWorkload, tempDir, track, waitFor, waitGone,
+  alive, cleanup, cr, oneLine, readProgress, startWorkload, tempDir, tracerOf, track, waitFor, waitGone,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
-
-function tracerOf(pid: number): number {
-  const m = /TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m?.[1] ?? -1);
-}
-
-function oneLine(s: string): string {
-  const lines = s.trim().split("\n");
-  expect(lines.length).toBe(1);
-  return lines[0]!;
-}
 
 /** A dumped (killed) sleeper: its images and its now-free pid. */
 function dumpedSleeper(): { pid: number; images: string; dir: string } {
@@ -57,15 +46,15 @@ describe("dump failures leave the process untouched", () => {
     waitFor(() => readProgress(dir) >= at + 5, 10_000, "progress after the failed dump");
   }
 
-  test("an unsupported fd (a named FIFO) is named, with its pid, and the process runs on", () => {
+  test("an unsupported fd (a named FIFO unlinked since it was opened) is named, with its pid, and the process runs on", () => {
     const dir = tempDir();
     const fifo = join(dir, "fifo");
     expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
     const bin = join(import.meta.dir, "../workloads/bin/sleeper");
-    const p = Bun.spawn(["sh", "-c", `exec "${bin}" "${dir}" 1<>"${fifo}"`], { stdio: ["ignore", "ignore", "ignore"] });
+    const p = Bun.spawn(["sh", "-c", `exec 1<>"${fifo}"; rm "${fifo}"; exec "${bin}" "${dir}"`], { stdio: ["ignore", "ignore", "ignore"] });
     track(p.pid);
     waitFor(() => existsSync(join(dir, "ready")), 10_000, "sleeper with a FIFO");
-    expectUnsupportedFd(p.pid, dir, fifo);
+    expectUnsupportedFd(p.pid, dir, `${fifo} (deleted)`);
   });
 
   test("an unsupported fd (a socket) is named, with its pid, and the process runs on", () => {

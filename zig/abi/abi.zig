@@ -404,7 +404,25 @@ pub const TreeTask = extern struct {
     /// 1: re-create as a zombie that ended with `exit_status` (a wait status).
     zombie: u32,
     exit_status: i32,
+    /// The task's epoll registrations: `epoll_count` TreeEpoll at `epoll_off`
+    /// of the tree buffer (0, 0 when none).
+    epoll_off: u32,
+    epoll_count: u32,
 };
+
+/// One epoll registration a restored task makes itself, once its own fds are
+/// in place (the kernel keys a registration by the file and the fd number in
+/// the process that makes it, so cr cannot make it before the fork).
+pub const TreeEpoll = extern struct {
+    /// The epoll and the file to register, as the task's fd numbers.
+    epfd: i32,
+    tfd: i32,
+    events: u32,
+    _pad: u32,
+    data: u64,
+};
+
+pub const MAX_EPOLL_REGS: u32 = 1 << 20;
 
 pub const MAX_TASKS: u32 = 1 << 15;
 pub const MAX_SHARED_FDS: u32 = 1 << 16;
@@ -447,6 +465,7 @@ pub const RestoreStep = enum(u32) {
     thread = 20,
     posix_timer = 21,
     creds = 22,
+    epoll = 23,
 };
 
 /// The sizes and offsets the TypeScript mirror checks (see cr_abi_layout).
@@ -503,6 +522,8 @@ pub const Layout = extern struct {
     size_plan_posix_timer: u32,
     off_plan_creds: u32,
     size_plan_creds: u32,
+    size_tree_epoll: u32,
+    off_tree_task_epoll_off: u32,
 };
 
 pub fn layout() Layout {
@@ -559,6 +580,8 @@ pub fn layout() Layout {
         .size_plan_posix_timer = @sizeOf(PlanPosixTimer),
         .off_plan_creds = @offsetOf(PlanHeader, "creds"),
         .size_plan_creds = @sizeOf(PlanCreds),
+        .size_tree_epoll = @sizeOf(TreeEpoll),
+        .off_tree_task_epoll_off = @offsetOf(TreeTask, "epoll_off"),
     };
 }
 
@@ -595,4 +618,5 @@ comptime {
     std.debug.assert(@sizeOf(PlanPosixTimer) == 64);
     std.debug.assert(@offsetOf(ParasiteArgs, "state") % 8 == 0);
     std.debug.assert(RESTORER_THREAD_AREA % 4096 == 0 and RESTORER_FRAME_RESERVE % 16 == 0);
+    std.debug.assert(@sizeOf(TreeEpoll) % 8 == 0);
 }

@@ -7,8 +7,8 @@ const std = @import("std");
 const sys = @import("sys.zig");
 const err = @import("err.zig");
 
-const O_CLOEXEC: u32 = 0o2000000;
-const O_NONBLOCK: u32 = 0o4000;
+pub const O_CLOEXEC: u32 = 0o2000000;
+pub const O_NONBLOCK: u32 = 0o4000;
 const F_DUPFD_CLOEXEC: usize = 1030;
 const F_SETFL: usize = 4;
 const F_GETPIPE_SZ: usize = 1032;
@@ -17,7 +17,7 @@ const SPLICE_F_NONBLOCK: usize = 2;
 const KCMP_FILE: usize = 0;
 
 /// Move `fd` to the lowest free number >= `min` (close-on-exec), closing it.
-fn moveAtLeast(fd: usize, min: i32) i32 {
+pub fn moveAtLeast(fd: usize, min: i32) i32 {
     const rc = sys.syscall3(.fcntl, fd, F_DUPFD_CLOEXEC, @intCast(min));
     _ = sys.syscall1(.close, fd);
     if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "cannot move fd {d} above {d}", .{ fd, min });
@@ -44,7 +44,7 @@ pub fn makePipe(size: u32, data: []const u8, min: i32, out: *[2]i32) i32 {
     var p: [2]i32 = undefined;
     const rc = sys.syscall2(.pipe2, @intFromPtr(&p), O_CLOEXEC | O_NONBLOCK);
     if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "pipe2 failed", .{});
-    const r = fill(p, size, data);
+    const r = fill(p[0], p[1], size, data);
     if (r != 0) {
         sys.close(p[0]);
         sys.close(p[1]);
@@ -63,25 +63,40 @@ pub fn makePipe(size: u32, data: []const u8, min: i32, out: *[2]i32) i32 {
     return 0;
 }
 
-fn fill(p: [2]i32, size: u32, data: []const u8) i32 {
-    const cur = sys.syscall2(.fcntl, sys.fdArg(p[0]), F_GETPIPE_SZ);
+/// Grow the pipe to `size` bytes and put `data` in it through `wfd` (both ends
+/// non-blocking: data that does not fit is an error, not a hang); then both
+/// descriptions go back to blocking.
+fn fill(rfd: i32, wfd: i32, size: u32, data: []const u8) i32 {
+    const cur = sys.syscall2(.fcntl, sys.fdArg(rfd), F_GETPIPE_SZ);
     if (!sys.isErr(cur) and cur < size) {
-        const rc = sys.syscall3(.fcntl, sys.fdArg(p[0]), F_SETPIPE_SZ, size);
+        const rc = sys.syscall3(.fcntl, sys.fdArg(rfd), F_SETPIPE_SZ, size);
         if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "cannot grow a pipe to {d} bytes", .{size});
     }
-    // Both ends are non-blocking: data that does not fit is an error, not a hang.
     var done: usize = 0;
     var rounds: u32 = 0;
     while (done < data.len and rounds < 1 << 20) : (rounds += 1) {
-        const n = sys.syscall3(.write, sys.fdArg(p[1]), @intFromPtr(data.ptr + done), data.len - done);
+        const n = sys.syscall3(.write, sys.fdArg(wfd), @intFromPtr(data.ptr + done), data.len - done);
         if (sys.isErr(n)) return err.fail(sys.errnoOf(n), "cannot put {d} bytes back into a pipe of {d}", .{ data.len, size });
         done += n;
     }
     std.debug.assert(done == data.len);
     // The tasks' own flags (O_NONBLOCK or not) are set per description later.
-    _ = sys.syscall3(.fcntl, sys.fdArg(p[0]), F_SETFL, 0);
-    _ = sys.syscall3(.fcntl, sys.fdArg(p[1]), F_SETFL, 0);
+    _ = sys.syscall3(.fcntl, sys.fdArg(rfd), F_SETFL, 0);
+    _ = sys.syscall3(.fcntl, sys.fdArg(wfd), F_SETFL, 0);
     return 0;
+}
+
+/// Put the bytes a named FIFO held at dump time back into it, through `fd`:
+/// cr's own O_RDWR description of the FIFO, which also keeps the FIFO open
+/// (as reader and writer) while the tree's own descriptions are opened.
+pub fn fillFifo(fd: i32, size: u32, data: []const u8) i32 {
+    // Only a pipe has a pipe size: anything else at the FIFO's path (replaced
+    // since the dump) must not be written to.
+    const cap = sys.syscall2(.fcntl, sys.fdArg(fd), F_GETPIPE_SZ);
+    if (sys.isErr(cap)) return err.fail(sys.errnoOf(cap), "fd {d} is not a FIFO", .{fd});
+    const fl = sys.syscall3(.fcntl, sys.fdArg(fd), F_SETFL, O_NONBLOCK);
+    if (sys.isErr(fl)) return err.fail(sys.errnoOf(fl), "fcntl(F_SETFL) of FIFO fd {d} failed", .{fd});
+    return fill(fd, fd, size, data);
 }
 
 /// Set the status flags (O_NONBLOCK, O_APPEND ...) of an open file description.

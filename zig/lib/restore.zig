@@ -10,6 +10,7 @@ const abi = @import("abi");
 const sys = @import("sys.zig");
 const err = @import("err.zig");
 const pt = @import("ptrace.zig");
+const fdkinds = @import("fdkinds.zig");
 
 const O_CLOEXEC: u32 = 0o2000000;
 const F_DUPFD: usize = 0;
@@ -48,6 +49,12 @@ const Tree = struct {
         const task = t.tasks()[i];
         return t.buf[task.plan_off..][0..task.plan_len];
     }
+
+    fn epolls(t: Tree, i: usize) []abi.TreeEpoll {
+        const task = t.tasks()[i];
+        const p: [*]abi.TreeEpoll = @ptrCast(@alignCast(t.buf.ptr + task.epoll_off));
+        return p[0..task.epoll_count];
+    }
 };
 
 const TreeError = error{Malformed};
@@ -84,6 +91,7 @@ fn viewTree(buf: []u8, blob_len: usize) TreeError!Tree {
             if (f.target_fd >= h.service_fd_base) return error.Malformed;
             if (f.target_fd >= 0 and f.shared < 0) return error.Malformed;
         }
+        try checkEpolls(t, i);
     }
     return t;
 }
@@ -92,6 +100,19 @@ fn viewTree(buf: []u8, blob_len: usize) TreeError!Tree {
 pub fn holeNeeded(blob_len: usize, plan_len: usize, threads: usize) usize {
     return std.mem.alignForward(usize, blob_len, 4096) + std.mem.alignForward(usize, plan_len, 4096) +
         threads * abi.RESTORER_THREAD_AREA + abi.RESTORER_STACK;
+}
+
+/// A task's epoll registrations lie in the buffer and name only fds the task
+/// will have (below the service base); a zombie makes none.
+fn checkEpolls(t: Tree, i: usize) TreeError!void {
+    const task = t.tasks()[i];
+    if (task.epoll_count == 0) return;
+    if (task.zombie != 0 or task.epoll_count > abi.MAX_EPOLL_REGS or task.epoll_off % 8 != 0) return error.Malformed;
+    if (@as(u64, task.epoll_off) + @as(u64, task.epoll_count) * @sizeOf(abi.TreeEpoll) > t.buf.len) return error.Malformed;
+    for (t.epolls(i)) |e| {
+        if (e.epfd < 0 or e.tfd < 0 or e.epfd == e.tfd) return error.Malformed;
+        if (e.epfd >= t.h.service_fd_base or e.tfd >= t.h.service_fd_base) return error.Malformed;
+    }
 }
 
 /// Fork the root task of `buf` (which forks the rest). Returns the root's pid
@@ -275,6 +296,9 @@ fn taskStage(t: Tree, i: usize, blob: []const u8) noreturn {
         _ = st.check(sys.syscall3(.dup3, sys.fdArg(shared[@intCast(f.shared)]), sys.fdArg(f.target_fd), flags), .dup_fd, @intCast(k));
         f.fd = f.target_fd;
     }
+    // Epoll registrations are keyed by (file, fd number in the process that
+    // makes them): only now, with its own fds in place, can the task make them.
+    for (t.epolls(i), 0..) |*e, k| _ = st.check(fdkinds.addEpoll(e), .epoll, @intCast(k));
     if (h.cwd_file >= 0) _ = st.check(sys.syscall1(.fchdir, sys.fdArg(fs[@intCast(h.cwd_file)].fd)), .chdir, 0);
 
     // The hole: [restorer blob | plan copy | thread areas | stack] (see

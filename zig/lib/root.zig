@@ -12,6 +12,7 @@ const pages = @import("pages.zig");
 const restore = @import("restore.zig");
 const probe = @import("probe.zig");
 const fds = @import("fds.zig");
+const fdkinds = @import("fdkinds.zig");
 
 export fn cr_abi_layout(out: *abi.Layout) void {
     out.* = abi.layout();
@@ -153,6 +154,36 @@ export fn cr_peek_pipe(fd: i32, out: [*]u8, cap: usize, size: *u32) i32 {
     return fds.peekPipe(fd, out[0..cap], size);
 }
 
+export fn cr_fill_fifo(fd: i32, size: u32, data: [*]const u8, len: usize) i32 {
+    err.clear();
+    return fds.fillFifo(fd, size, data[0..len]);
+}
+
+export fn cr_make_eventfd(count: u64, semaphore: u32, min_fd: i32) i32 {
+    err.clear();
+    return fdkinds.makeEventfd(count, semaphore != 0, min_fd);
+}
+
+export fn cr_make_timerfd(clockid: u32, settime_flags: u32, value_ns: u64, interval_ns: u64, ticks: u64, min_fd: i32) i32 {
+    err.clear();
+    return fdkinds.makeTimerfd(clockid, settime_flags, value_ns, interval_ns, ticks, min_fd);
+}
+
+export fn cr_make_signalfd(mask: u64, min_fd: i32) i32 {
+    err.clear();
+    return fdkinds.makeSignalfd(mask, min_fd);
+}
+
+export fn cr_make_epoll(min_fd: i32) i32 {
+    err.clear();
+    return fdkinds.makeEpoll(min_fd);
+}
+
+export fn cr_epoll_target_is(pid: i32, epfd: i32, tfd: i32, toff: u32) i32 {
+    err.clear();
+    return fdkinds.epollTargetIs(pid, epfd, tfd, toff);
+}
+
 /// wait4 for one child; returns the raw status in `status`.
 export fn cr_wait(pid: i32, status: *i32, flags: i32) i32 {
     while (true) {
@@ -188,4 +219,9 @@ test "error detail is kept and returned as -errno" {
     var out: [64]u8 = undefined;
     const n = err.copyTo(&out, out.len);
     try std.testing.expectEqualStrings("task 42 gone", out[0..n]);
+}
+
+test {
+    // Tests of the files that have their own.
+    _ = fdkinds;
 }

@@ -1,0 +1,90 @@
+// /proc/PID/fdinfo parsers, on fixtures captured from a 6.18 kernel (and a
+// few edited to what older kernels or odd states print).
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  parseEpollTargets, parseEventfd, parseFdinfo, parseSignalfd, parseTimerfd,
+} from "../../src/proc/fdinfo.ts";
+
+const fixture = (name: string) => readFileSync(join(import.meta.dir, "../fixtures/proc", `fdinfo-${name}`), "utf8");
+const info = (name: string) => parseFdinfo(fixture(name));
+
+describe("common lines", () => {
+  test("pos, flags (octal), mnt_id, ino", () => {
+    const i = info("regular");
+    expect([i.pos, i.flags, i.mntId, i.ino]).toEqual([5, 0o2100001, 27, 10060026]);
+    expect(info("fifo").flags).toBe(0o104000);
+  });
+  test("no pos/flags is refused", () => {
+    expect(() => parseFdinfo("mnt_id: 3\n")).toThrow("without pos/flags");
+  });
+});
+
+describe("eventfd", () => {
+  test("count is hex, the semaphore flag is read", () => {
+    expect(parseEventfd(info("eventfd"))).toEqual({ count: 5n, semaphore: false });
+    expect(parseEventfd(info("eventfd-semaphore"))).toEqual({ count: 5n, semaphore: true });
+  });
+  test("older kernels: no semaphore line; the largest count 2^64-2", () => {
+    expect(parseEventfd(info("eventfd-old"))).toEqual({ count: (1n << 64n) - 2n, semaphore: undefined });
+  });
+  test("bad lines are refused", () => {
+    expect(() => parseEventfd(parseFdinfo("pos: 0\nflags: 02\n"))).toThrow("eventfd-count missing");
+    expect(() => parseEventfd(parseFdinfo("pos: 0\nflags: 02\neventfd-count: xyz\n"))).toThrow("not a number");
+    expect(() => parseEventfd(parseFdinfo("pos: 0\nflags: 02\neventfd-count: ffffffffffffffff\n"))).toThrow("maximum");
+    expect(() => parseEventfd(parseFdinfo("pos: 0\nflags: 02\neventfd-count: 1\neventfd-semaphore: 2\n"))).toThrow("semaphore");
+  });
+});
+
+describe("timerfd", () => {
+  test("an armed periodic timer: remaining time and interval in ns", () => {
+    expect(parseTimerfd(info("timerfd"))).toEqual({
+      clockid: 1, ticks: 0n, settimeFlags: 0, valueNs: 89_261_900_535n, intervalNs: 2_500_000_000n,
+    });
+  });
+  test("an expired periodic timer not read yet: value 0, ticks pending", () => {
+    const t = parseTimerfd(info("timerfd-expired"));
+    expect([t.valueNs, t.ticks, t.intervalNs]).toEqual([0n, 1n, 2_500_000_000n]);
+  });
+  test("settime flags are octal", () => {
+    const text = fixture("timerfd").replace("settime flags: 00", "settime flags: 03");
+    expect(parseTimerfd(parseFdinfo(text)).settimeFlags).toBe(3);
+  });
+  test("bad lines are refused", () => {
+    const t = fixture("timerfd");
+    expect(() => parseTimerfd(parseFdinfo(t.replace("it_value: (89, 261900535)", "it_value: 89")))).toThrow("it_value");
+    expect(() => parseTimerfd(parseFdinfo(t.replace("it_interval: (2, 500000000)", "it_interval: (2, 1000000000)")))).toThrow("nanoseconds");
+    expect(() => parseTimerfd(parseFdinfo(t.replace("clockid: 1\n", "")))).toThrow("clockid missing");
+  });
+});
+
+describe("signalfd", () => {
+  test("the mask is hex, bit N-1 = signal N", () => {
+    // 0xa00: signals 10 (SIGUSR1) and 12 (SIGUSR2).
+    expect(parseSignalfd(info("signalfd"))).toBe((1n << 9n) | (1n << 11n));
+  });
+  test("no mask is refused", () => {
+    expect(() => parseSignalfd(parseFdinfo("pos: 0\nflags: 02\n"))).toThrow("sigmask missing");
+  });
+});
+
+describe("epoll", () => {
+  test("one target per tfd line, in the kernel's order", () => {
+    expect(parseEpollTargets(fixture("epoll"))).toEqual([
+      { tfd: 4, events: 0x19, data: 4n, ino: 0x40e, sdev: 0x10 },
+      { tfd: 5, events: 0x8000001d, data: 5n, ino: 0x4f9f, sdev: 0xf },
+      { tfd: 7, events: 0x19, data: 0x7fb400000007n, ino: 0x40e, sdev: 0x10 },
+    ]);
+  });
+  test("a fired EPOLLONESHOT keeps only its private bits; 64-bit data", () => {
+    expect(parseEpollTargets(fixture("epoll-oneshot"))).toEqual([
+      { tfd: 4, events: 0x40000000, data: 7n, ino: 0x40e, sdev: 0x10 },
+      { tfd: 3, events: 0x80000019, data: 0x1234567890abcdefn, ino: 0x40e, sdev: 0x10 },
+    ]);
+  });
+  test("no registration: empty; a mangled line is refused", () => {
+    expect(parseEpollTargets(fixture("eventfd"))).toEqual([]);
+    expect(() => parseEpollTargets(`${fixture("epoll")}tfd: 9 events: zz\n`)).toThrow("does not parse");
+  });
+});

@@ -1,0 +1,83 @@
+// files.cbor records of the kinds with state of their own (named FIFOs,
+// eventfd, timerfd, signalfd, epoll): a valid set decodes as written, and each
+// record that type-checks but makes no sense is refused with its reason.
+import { describe, expect, test } from "bun:test";
+import { CrError } from "../../src/errors.ts";
+import { decodeImage, encodeImage, type FilesImage } from "../../src/images/index.ts";
+
+function valid(): FilesImage {
+  return {
+    files: [
+      { id: 1, kind: "fifo", path: "/tmp/f", flags: 0, pos: 0, fifoId: 1 },
+      { id: 2, kind: "eventfd", path: "anon_inode:[eventfd]", flags: 2, pos: 0, eventfd: { count: (1n << 64n) - 2n, semaphore: true } },
+      {
+        id: 3, kind: "timerfd", path: "anon_inode:[timerfd]", flags: 2, pos: 0,
+        timerfd: { clockid: 7, ticks: 3n, settimeFlags: 1, valueNs: 5_000_000_000n, intervalNs: 10_000_000n },
+      },
+      { id: 4, kind: "signalfd", path: "anon_inode:[signalfd]", flags: 2, pos: 0, signalfd: { sigmask: 1n << 63n } },
+      {
+        id: 5, kind: "epoll", path: "anon_inode:[eventpoll]", flags: 2, pos: 0,
+        epoll: [{ tfd: 2, events: 0x80000019, data: (1n << 64n) - 1n, fileId: 2 }, { tfd: 3, events: 1, data: 0n, fileId: 3 }],
+      },
+    ],
+    pipes: [],
+    fifos: [{ id: 1, size: 65536, data: new Uint8Array([1, 2, 3]) }],
+    shmem: [],
+  };
+}
+
+const decode = (f: FilesImage) => decodeImage("files", encodeImage("files", f), "files.cbor");
+
+function refused(edit: (f: FilesImage) => void, reason: string): void {
+  const f = valid();
+  edit(f);
+  let err: unknown;
+  try {
+    decode(f);
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(CrError);
+  expect((err as CrError).message).toContain(reason);
+}
+
+type File = FilesImage["files"][number];
+const at = (f: FilesImage, id: number): File => f.files.find((x) => x.id === id)!;
+
+test("a valid set of every kind decodes as written", () => {
+  expect(decode(valid())).toEqual(valid());
+});
+
+describe("records that make no sense are refused", () => {
+  test("a FIFO without its buffer, or a buffer larger than its pipe", () => {
+    refused((f) => delete at(f, 1).fifoId, "fifo without a record in fifos");
+    refused((f) => (at(f, 1).fifoId = 9), "fifo without a record in fifos");
+    refused((f) => (f.fifos![0]!.size = 2), "3 bytes buffered in a pipe of 2");
+    refused((f) => f.fifos!.push({ id: 1, size: 1, data: new Uint8Array(0) }), "fifos: id 1 appears twice");
+  });
+  test("an eventfd without its counter, or past its maximum", () => {
+    refused((f) => delete at(f, 2).eventfd, "eventfd without its counter");
+    refused((f) => (at(f, 2).eventfd!.count = (1n << 64n) - 1n), "out of range");
+    refused((f) => (at(f, 2).eventfd!.count = -1n), "out of range");
+  });
+  test("a timerfd without its timer, on a clock timerfd has not, or with times out of range", () => {
+    refused((f) => delete at(f, 3).timerfd, "timerfd without its timer");
+    refused((f) => (at(f, 3).timerfd!.clockid = 2), "timerfd clock 2");
+    refused((f) => (at(f, 3).timerfd!.settimeFlags = 4), "settime flags 4");
+    refused((f) => (at(f, 3).timerfd!.valueNs = -1n), "out of range");
+    refused((f) => (at(f, 3).timerfd!.intervalNs = 1n << 63n), "out of range");
+  });
+  test("a signalfd without a 64-bit mask", () => {
+    refused((f) => delete at(f, 4).signalfd, "signalfd without");
+    refused((f) => (at(f, 4).signalfd!.sigmask = 1n << 64n), "signalfd without");
+  });
+  test("an epoll registration of a missing file, of itself, twice, or out of range", () => {
+    refused((f) => delete at(f, 5).epoll, "epoll without its registrations");
+    refused((f) => (at(f, 5).epoll![0]!.fileId = 42), "registered file 42");
+    refused((f) => (at(f, 5).epoll![0]!.fileId = 5), "registered file 5");
+    refused((f) => at(f, 5).epoll!.push({ ...at(f, 5).epoll![0]! }), "fd 2 on file 2 registered twice");
+    refused((f) => (at(f, 5).epoll![0]!.events = 2 ** 32), "out of range");
+    refused((f) => (at(f, 5).epoll![0]!.data = 1n << 64n), "out of range");
+    refused((f) => (at(f, 5).epoll![0]!.tfd = 1 << 20), "out of range");
+  });
+});
