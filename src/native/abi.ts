@@ -56,7 +56,7 @@ export const PLAN_MAGIC = 0x6372706c616e3031n;
 export const MAX_SPECIAL = 4;
 
 export const PlanHeader = {
-  size: 2584,
+  size: 2848,
   magic: 0,
   total_len: 8,
   abi_version: 16,
@@ -87,12 +87,16 @@ export const PlanHeader = {
   posix_timers_off: 2456,
   posix_timers_count: 2460,
   creds: 2464,
-  sid: 2552,
-  pgid: 2556,
-  sigpending_off: 2560,
-  sigpending_count: 2564,
-  umask: 2568,
+  rlimits: 2552,
+  rlimits_set: 2808,
+  sid: 2816,
+  pgid: 2820,
+  sigpending_off: 2824,
+  sigpending_count: 2828,
+  umask: 2832,
 } as const;
+
+export const RLIM_NLIMITS = 16;
 
 export const PlanCreds = {
   size: 88, uid: 0, gid: 16, groups_off: 32, groups_count: 36, cap_inh: 40, cap_prm: 48, cap_eff: 56, cap_bnd: 64,
@@ -156,7 +160,7 @@ export const RESTORE_STEPS: Record<number, string> = {
   7: "move vdso/vvar", 8: "map VMA", 9: "fill pages", 10: "protect VMA", 11: "prctl(PR_SET_MM_MAP)",
   12: "rt_sigaction", 13: "setitimer", 14: "rseq", 15: "misc", 16: "rt_sigreturn", 17: "setsid/setpgid",
   18: "fork a child", 19: "re-create a zombie", 20: "thread", 21: "POSIX timer",
-  23: "epoll_ctl (register a file in an epoll)",
+  23: "epoll_ctl (register a file in an epoll)", 24: "prlimit",
 };
 
 export const CHECK_FIELDS = [
@@ -179,7 +183,7 @@ export const LAYOUT_FIELDS = [
   "off_plan_thread_rseq_ptr", "off_plan_thread_sigmask", "off_plan_thread_altstack", "off_plan_thread_tid_address",
   "off_plan_thread_comm", "size_thread_extra", "restorer_thread_area", "off_parasite_posix_timers",
   "size_parasite_args", "off_parasite_args_timer_ids", "off_parasite_args_state", "off_plan_posix_timers_off",
-  "size_plan_posix_timer", "off_plan_creds", "size_plan_creds",
+  "size_plan_posix_timer", "off_plan_creds", "size_plan_creds", "off_plan_rlimits",
   "size_tree_epoll", "off_tree_task_epoll_off",
 ] as const;
 
@@ -238,6 +242,7 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   size_plan_posix_timer: PlanPosixTimer.size,
   off_plan_creds: PlanHeader.creds,
   size_plan_creds: PlanCreds.size,
+  off_plan_rlimits: PlanHeader.rlimits,
   size_tree_epoll: TreeEpoll.size,
   off_tree_task_epoll_off: TreeTask.epoll_off,
 };

@@ -254,6 +254,13 @@ export function buildPlan(inp: PlanInput): Uint8Array {
   u32(H.creds + C.no_new_privs, cr.noNewPrivs ? 1 : 0);
   // Images without it: what a task of these ids would have had by default.
   u32(H.creds + C.dumpable, cr.dumpable ?? 1);
+  let rlimitsSet = 0;
+  for (const l of task.rlimits) {
+    if (l.resource >= abi.RLIM_NLIMITS) continue;
+    u64(H.rlimits + 16 * l.resource, l.cur); u64(H.rlimits + 16 * l.resource + 8, l.max);
+    rlimitsSet |= 1 << l.resource;
+  }
+  u32(H.rlimits_set, rlimitsSet);
   i32(H.sid, inp.sid); i32(H.pgid, inp.pgid);
   u32(H.sigpending_off, pendingOff); u32(H.sigpending_count, task.sharedPending.length);
   u32(H.umask, task.umask);

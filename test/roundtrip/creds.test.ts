@@ -1,6 +1,6 @@
-// Credentials: a task comes back with exactly the ids, groups, capability
-// sets, no_new_privs and dumpable flag it had (in every thread), never with
-// the restorer's root; a seccomp-filtered task is refused (restoring it
+// Credentials and limits: a task comes back with exactly the ids, groups,
+// capability sets, no_new_privs and dumpable flag it had (in every thread),
+// never with the restorer's root, and with its resource limits; a seccomp-filtered task is refused (restoring it
 // without its filter would drop its sandbox).
 import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, readdirSync, readFileSync } from "node:fs";
@@ -92,6 +92,23 @@ describe("credentials", () => {
     const st = credsOf(pid)[String(pid)]!;
     expect(st).toContain("NoNewPrivs:\t1");
     expect(st.find((l) => l.startsWith("CapAmb"))).toBe("CapAmb:\t0000000000000400");
+  });
+
+  test("resource limits (soft and hard) come back exactly", () => {
+    const dir = tempDir();
+    const pid = startCounter(dir, ["prlimit", "--nofile=100:200", "--core=0:1000000", "--stack=4194304:unlimited", "--nproc=500:600", "--as=8000000000:unlimited"]);
+    waitFor(() => progress(dir) >= 3, 10_000, "the counter to run");
+    const before = readFileSync(`/proc/${pid}/limits`, "utf8");
+    expect(before).toContain("Max open files            100                  200");
+    const images = tempDir("cr-images-");
+    expect(cr(["dump", "-t", String(pid), "-D", images]).status).toBe(0);
+    waitGone(pid);
+    const r = cr(["restore", "-D", images, "-d"]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(readFileSync(`/proc/${pid}/limits`, "utf8")).toBe(before);
+    const at = progress(dir);
+    waitFor(() => progress(dir) >= at + 5, 10_000, "the restored counter to go on");
   });
 
   test("a seccomp-filtered task is refused by name and runs on", () => {

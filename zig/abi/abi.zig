@@ -277,6 +277,10 @@ pub const PlanHeader = extern struct {
     posix_timers_count: u32,
     /// Credentials every thread takes last, once nothing privileged is left to do.
     creds: PlanCreds,
+    /// Resource limits (prlimit64), RLIMIT_* order; bit N of `rlimits_set` says resource N is set.
+    rlimits: [RLIM_NLIMITS]Rlimit,
+    rlimits_set: u32,
+    _pad2: u32,
 
     /// Session / process group to join after clone (0: keep).
     sid: i32,
@@ -329,6 +333,13 @@ pub const PlanCreds = extern struct {
     cap_amb: u64,
     no_new_privs: u32,
     dumpable: u32,
+};
+
+pub const RLIM_NLIMITS: usize = 16;
+
+pub const Rlimit = extern struct {
+    cur: u64,
+    max: u64,
 };
 
 /// Most supplementary groups the kernel allows (NGROUPS_MAX).
@@ -466,6 +477,7 @@ pub const RestoreStep = enum(u32) {
     posix_timer = 21,
     creds = 22,
     epoll = 23,
+    rlimit = 24,
 };
 
 /// The sizes and offsets the TypeScript mirror checks (see cr_abi_layout).
@@ -522,6 +534,7 @@ pub const Layout = extern struct {
     size_plan_posix_timer: u32,
     off_plan_creds: u32,
     size_plan_creds: u32,
+    off_plan_rlimits: u32,
     size_tree_epoll: u32,
     off_tree_task_epoll_off: u32,
 };
@@ -580,6 +593,7 @@ pub fn layout() Layout {
         .size_plan_posix_timer = @sizeOf(PlanPosixTimer),
         .off_plan_creds = @offsetOf(PlanHeader, "creds"),
         .size_plan_creds = @sizeOf(PlanCreds),
+        .off_plan_rlimits = @offsetOf(PlanHeader, "rlimits"),
         .size_tree_epoll = @sizeOf(TreeEpoll),
         .off_tree_task_epoll_off = @offsetOf(TreeTask, "epoll_off"),
     };

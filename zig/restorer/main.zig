@@ -84,6 +84,7 @@ export fn restorer_main(plan: *abi.PlanHeader) callconv(.c) noreturn {
     setMm(&c);
     setSignals(&c);
     setProcessState(&c);
+    setRlimits(&c);
     queuePending(&c, plan.sigpending_off, plan.sigpending_count, false);
     startThreads(&c);
     // After the threads: a timer may notify one of them.
@@ -225,6 +226,16 @@ fn setSignals(c: *const Ctx) void {
 fn setProcessState(c: *const Ctx) void {
     _ = sys.syscall1(sys.SYS_umask, c.h.umask);
     _ = c.check(sys.syscall1(sys.SYS_personality, c.h.personality), .misc, 1);
+}
+
+/// The resource limits, process-wide, late: a lower RLIMIT_AS or RLIMIT_DATA
+/// must not stop the restorer's own mappings. Still privileged (raising a hard
+/// limit needs CAP_SYS_RESOURCE), so before the credentials.
+fn setRlimits(c: *const Ctx) void {
+    for (&c.h.rlimits, 0..) |*l, r| {
+        if ((c.h.rlimits_set >> @intCast(r)) & 1 == 0) continue;
+        _ = c.check(sys.syscall4(sys.SYS_prlimit64, 0, r, @intFromPtr(l), 0), .rlimit, @intCast(r));
+    }
 }
 
 /// What each thread sets for itself: name, clear-tid address, robust list, rseq.
