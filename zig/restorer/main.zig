@@ -74,7 +74,7 @@ const Ctx = struct {
 export fn restorer_main(plan: *abi.PlanHeader) callconv(.c) noreturn {
     const c = Ctx{ .h = plan, .base = @ptrCast(plan) };
     if (plan.magic != abi.PLAN_MAGIC) c.fail(@bitCast(@as(isize, -22)), .misc, 0);
-    checkThreads(&c);
+    checkPlan(&c);
 
     unmapOld(&c);
     moveSpecials(&c);
@@ -98,9 +98,10 @@ export fn restorer_thread(plan: *abi.PlanHeader, k: usize) callconv(.c) noreturn
     leave(&c, k);
 }
 
-/// The thread table must name the task's pid first and every area must fit
-/// in the hole below the main stack: checked before anything is torn down.
-fn checkThreads(c: *const Ctx) void {
+/// The tables the restorer reads lie inside the plan, the thread table names
+/// the task's pid first and every thread area fits in the hole below the main
+/// stack: checked before anything is torn down.
+fn checkPlan(c: *const Ctx) void {
     const h = c.h;
     const bad: usize = @bitCast(@as(isize, -22));
     if (h.threads_count == 0 or h.threads_count > abi.MAX_THREADS) c.fail(bad, .thread, 0);
