@@ -122,6 +122,39 @@ describe("deleted files", () => {
     expectRunsOnAndPasses({ pid: p.pid, dir });
   });
 
+  test("a shared library replaced by an \"upgrade\" while mapped: the old one comes back from its ghost, the new file is left alone", () => {
+    const dir = tempDir("cr-lib-");
+    const lib = join(dir, "libz.so.1");
+    copyFileSync("/usr/lib/x86_64-linux-gnu/libz.so.1", lib);
+    const p = Bun.spawn(["python3", "-c", [
+      "import ctypes, os, time",
+      `lib = ctypes.CDLL('${lib}')`,
+      "lib.crc32.restype = ctypes.c_ulong",
+      // The upgrade: the mapped file is unlinked and a new one takes its name.
+      `os.unlink('${lib}')`,
+      `open('${lib}', 'w').write('new version')`,
+      "n = 0",
+      "while True:",
+      "    assert lib.crc32(0, b'hello', 5) == 907060870",
+      "    n += 1",
+      `    open('${dir}/p.tmp', 'w').write(str(n))`,
+      `    os.rename('${dir}/p.tmp', '${dir}/progress')`,
+      "    time.sleep(0.01)",
+    ].join("\n")], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
+    track(p.pid);
+    waitFor(() => readProgress(dir) >= 3, 10_000, "python calling into the deleted library");
+    const images = dumpKill(p.pid);
+    expect(files(images).ghosts?.map((g) => g.path)).toEqual([lib]);
+    restoreDetached(images, p.pid);
+    const at = readProgress(dir);
+    waitFor(() => readProgress(dir) >= at + 5, 10_000, "python to go on calling into the library");
+    expect(readFileSync(lib, "utf8")).toBe("new version");
+    expect(readdirSync(dir).sort()).toEqual(["libz.so.1", "progress"]);
+    const maps = readFileSync(`/proc/${p.pid}/maps`, "utf8").split("\n").filter((l) => l.includes(dir));
+    expect(maps.length).toBeGreaterThan(0);
+    for (const l of maps) expect(l).toMatch(/\/libz\.so\.1\.cr\.\d+-1\.ghost \(deleted\)$/);
+  });
+
   test("a deleted file over --ghost-limit fails the dump naming it, and the process runs on untraced", () => {
     const w = startWorkload("ghost");
     waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress before the dump");
