@@ -3,7 +3,9 @@
 // itself), a deleted exe, the ghost limit, and what stays refused. After a
 // restore, succeeded or failed, nothing cr made may be left on disk.
 import { afterEach, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, readdirSync, readFileSync, readlinkSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, unlinkSync, writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import * as img from "../../src/images/index.ts";
 import {
@@ -179,6 +181,32 @@ describe("deleted files", () => {
     const r = cr(["dump", "-t", "1", "-D", tempDir(), "--ghost-limit", "lots"]);
     expect(r.status).toBe(2);
     expect(oneLine(r.stderr)).toContain("--ghost-limit");
+  });
+
+  test("a tree: parent and child share one description of a deleted file, and still do after restore", () => {
+    const dir = tempDir("cr-ghost-tree-");
+    mkdirSync(join(dir, "a"));
+    mkdirSync(join(dir, "b"));
+    const sleeper = join(WORKLOADS, "sleeper");
+    // fd 3 is opened once, before the fork: one description, two tasks.
+    const p = Bun.spawn(["sh", "-c", `echo data > "${dir}/gone" && exec 3<>"${dir}/gone" && rm "${dir}/gone" && ` +
+      `{ "${sleeper}" "${dir}/a" & exec "${sleeper}" "${dir}/b"; }`], { stdio: ["ignore", "ignore", "ignore"] });
+    track(p.pid);
+    waitFor(() => readProgress(join(dir, "a")) >= 2 && readProgress(join(dir, "b")) >= 2, 10_000, "both sleepers");
+    const child = Number(readFileSync(join(dir, "a/ready"), "utf8"));
+    track(child);
+    const images = dumpKill(p.pid);
+    waitGone(child);
+    const f = files(images);
+    expect(f.ghosts?.length).toBe(1);
+    expect(f.files.filter((x) => x.ghostId !== undefined).length).toBe(1);
+    restoreDetached(images, p.pid);
+    expect(alive(child)).toBe(true);
+    for (const pid of [p.pid, child]) expect(readlinkSync(`/proc/${pid}/fd/3`)).toBe(`${dir}/gone (deleted)`);
+    expect(statSync(`/proc/${child}/fd/3`).ino).toBe(statSync(`/proc/${p.pid}/fd/3`).ino);
+    expect(readdirSync(dir).sort()).toEqual(["a", "b"]);
+    expectRunsOnAndPasses({ pid: child, dir: join(dir, "a") });
+    expectRunsOnAndPasses({ pid: p.pid, dir: join(dir, "b") });
   });
 
   test("a deleted directory is still refused by name, and the process runs on", () => {
