@@ -6,6 +6,7 @@ import { CrError } from "./errors.ts";
 import { CR_VERSION } from "./version.ts";
 import { runCheck, formatCheck } from "./check.ts";
 import { dump } from "./dump/index.ts";
+import { DEFAULT_GHOST_LIMIT, formatSize, parseSize } from "./dump/ghost.ts";
 import { restore } from "./restore/index.ts";
 import * as native from "./native/index.ts";
 import { show } from "./show/index.ts";
@@ -25,6 +26,11 @@ function fail(e: unknown): never {
     if (verbose && e instanceof Error && e.stack) process.stderr.write(e.stack + "\n");
   }
   process.exit(1);
+}
+
+function usage(msg: string): never {
+  process.stderr.write(`cr: ${msg} (see cr --help)\n`);
+  process.exit(2);
 }
 
 function notYet(name: string): never {
@@ -47,17 +53,29 @@ cli.command("dump", "Checkpoint a running process into an image directory")
   .option("--shell-job", "Allow a process attached to the shell's session")
   .option("--tcp-established", "Checkpoint established TCP connections")
   .option("--no-sync", "Do not fsync the images (tmpfs, benchmarks)")
+  .option("--ghost-limit <size>", `Largest deleted file to save in the images (bytes, or with K/M/G; default ${formatSize(DEFAULT_GHOST_LIMIT)})`)
   .option("-v, --verbose", "Say what happens")
   .option("--json", "Machine-readable result")
-  .action((o: { tree?: string; imagesDir?: string; leaveRunning?: boolean; shellJob?: boolean; tcpEstablished?: boolean; sync?: boolean; verbose?: boolean; json?: boolean }) => {
+  .action((o: {
+    tree?: string; imagesDir?: string; leaveRunning?: boolean; shellJob?: boolean; tcpEstablished?: boolean; sync?: boolean;
+    ghostLimit?: string | number; verbose?: boolean; json?: boolean;
+  }) => {
     verbose = !!o.verbose;
     if (o.tree === undefined || o.imagesDir === undefined) fail(new CrError("dump", "need -t PID and -D DIR"));
     if (o.tcpEstablished) notYet("--tcp-established");
     const pid = Number(o.tree);
+    let ghostLimit = DEFAULT_GHOST_LIMIT;
+    if (o.ghostLimit !== undefined) {
+      try {
+        ghostLimit = parseSize(String(o.ghostLimit));
+      } catch (e) {
+        usage(`--ghost-limit: ${(e as Error).message}`);
+      }
+    }
     try {
       const r = dump({
         pid, dir: String(o.imagesDir), leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob,
-        tcpEstablished: false, sync: o.sync !== false, log,
+        tcpEstablished: false, sync: o.sync !== false, ghostLimit, log,
       });
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
     } catch (e) {

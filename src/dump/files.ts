@@ -1,7 +1,7 @@
 // Open files of the frozen tree: one table of open file descriptions for all
 // tasks (fds that share a description, by dup or by fork, are found with
 // kcmp and point to one entry), and each task's fds into it. Supported:
-// regular files, directories, character devices by path, pipes and named
+// regular files (deleted ones as ghosts, see ghost.ts), directories, character devices by path, pipes and named
 // FIFOs (with the bytes buffered in them, read without consuming them),
 // memfds (content in the ShmemTable), and eventfd, timerfd, signalfd and
 // epoll from what their fdinfo shows. Anything else stops the dump with the
@@ -15,6 +15,7 @@ import {
 } from "../proc/fdinfo.ts";
 import { listFds } from "../proc/read.ts";
 import type { ShmemTable } from "./shmem.ts";
+import { deletedFileEntry, isDeleted, type GhostTable } from "./ghost.ts";
 
 type FileEntry = FilesImage["files"][number];
 type PipeEntry = NonNullable<FilesImage["pipes"]>[number];
@@ -75,7 +76,7 @@ export class FileTable {
   /** By file id. */
   private readonly epolls = new Map<number, PendingEpoll>();
 
-  constructor(private readonly shmem: ShmemTable) {}
+  constructor(private readonly shmem: ShmemTable, private readonly ghosts: GhostTable) {}
 
   /** The id of an existing description that (pid, fd) shares, if any. */
   private known(key: string, pid: number, fd: number): number | undefined {
@@ -150,7 +151,7 @@ export class FileTable {
       }
     }
     if (!target.startsWith("/")) throw unsupported("this kind of file is not supported yet");
-    if (target.endsWith(" (deleted)")) throw unsupported("deleted files are not supported yet");
+    if (isDeleted(target, st)) return deletedFileEntry(this.ghosts, pid, fd, target, st, flags, info.pos);
     if (st.isFIFO()) {
       return { kind: "fifo", path: target, flags, pos: 0, mode: Number(st.mode), fifoId: this.addFifo(pid, fd, `${st.dev}:${st.ino}`, target) };
     }
@@ -249,6 +250,6 @@ export class FileTable {
 
   image(): FilesImage {
     const files = this.files.map((f) => (f.kind === "epoll" ? { ...f, epoll: this.epollEntries(f.id) } : f));
-    return { files, pipes: this.pipes, fifos: this.fifos, shmem: this.shmem.objects };
+    return { files, pipes: this.pipes, fifos: this.fifos, shmem: this.shmem.objects, ghosts: this.ghosts.ghosts };
   }
 }

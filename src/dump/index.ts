@@ -18,6 +18,7 @@ import { classifyVma, pagesToDump, PAGE } from "./memory.ts";
 import { syscallSite } from "../syscall-site.ts";
 import { FileTable } from "./files.ts";
 import { ShmemTable } from "./shmem.ts";
+import { DEFAULT_GHOST_LIMIT, exeOf, GhostTable, mapGhosts } from "./ghost.ts";
 
 const SIGCONT = 18, SIGSTOP = 19;
 
@@ -28,6 +29,8 @@ export interface DumpOptions {
   shellJob: boolean;
   tcpEstablished: boolean;
   sync: boolean;
+  /** Largest deleted file saved as a ghost, in bytes (default DEFAULT_GHOST_LIMIT). */
+  ghostLimit?: number;
   log: (msg: string) => void;
 }
 
@@ -90,12 +93,13 @@ export function dump(opts: DumpOptions): DumpResult {
     const tFrozen = performance.now();
     opts.log(`froze ${seized.length} thread(s) of ${tasks.length} task(s) in ${(tFrozen - tSeize).toFixed(1)} ms`);
     const shmem = new ShmemTable(opts.dir);
-    const table = new FileTable(shmem);
+    const ghosts = new GhostTable(opts.dir, opts.ghostLimit ?? DEFAULT_GHOST_LIMIT);
+    const table = new FileTable(shmem, ghosts);
     const names: string[] = [];
     let pagesBytes = 0;
     for (const t of tasks) {
       if (t.state === "zombie") continue;
-      pagesBytes += writeTaskImages(t, table, shmem, opts);
+      pagesBytes += writeTaskImages(t, table, shmem, ghosts, opts);
       names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
     }
     const tree: img.TreeImage = {
@@ -111,8 +115,9 @@ export function dump(opts: DumpOptions): DumpResult {
     writeImage(opts, img.FILES, img.encodeImage("files", table.image()));
     writeImage(opts, img.TREE, img.encodeImage("tree", tree));
     writeImage(opts, img.INVENTORY, img.encodeImage("inventory", inventory));
-    if (opts.sync) for (const name of shmem.fileNames()) img.syncFile(`${opts.dir}/${name}`);
-    img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names, ...shmem.fileNames()], { sync: opts.sync });
+    const contentFiles = [...shmem.fileNames(), ...ghosts.fileNames()];
+    if (opts.sync) for (const name of contentFiles) img.syncFile(`${opts.dir}/${name}`);
+    img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names, ...contentFiles], { sync: opts.sync });
     if (opts.leaveRunning) {
       release(seized.splice(0));
     } else {
@@ -136,7 +141,7 @@ function writeImage(opts: DumpOptions, name: string, bytes: Uint8Array): void {
   img.writeImageFile(opts.dir, name, bytes, { sync: opts.sync });
 }
 
-function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, opts: DumpOptions): number {
+function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghosts: GhostTable, opts: DumpOptions): number {
   const { pid, tids } = frozen;
   const proc = (rel: string) => readFileSync(`/proc/${pid}/${rel}`, "utf8");
   const stat = parseStat(proc("stat"));
@@ -147,8 +152,11 @@ function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, 
   }
   const maps = parseMaps(proc("maps"));
   const vmFlags = parseSmapsVmFlags(proc("smaps"));
-  const vmas = maps.map((m) => classifyVma(m, vmFlags.get(m.start), pid)).filter((v) => v.kind !== "vsyscall");
+  const classified = maps.map((m) => classifyVma(m, vmFlags.get(m.start), pid));
   const fds = table.collect(pid);
+  const exe = exeOf(ghosts, pid);
+  mapGhosts(ghosts, pid, maps, classified);
+  const vmas = classified.filter((v) => v.kind !== "vsyscall");
   for (const v of vmas) {
     if (v.kind === "shmem") shmem.add(v.shmemId!, v.path!, `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`, pid);
   }
@@ -189,7 +197,7 @@ function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, 
   const task: img.TaskImage = {
     pid,
     comm: stat.comm,
-    exe: readlinkSync(`/proc/${pid}/exe`),
+    ...exe,
     cwd: readlinkSync(`/proc/${pid}/cwd`),
     root: readlinkSync(`/proc/${pid}/root`),
     umask: status.umask ?? 0o022,

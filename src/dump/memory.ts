@@ -24,6 +24,8 @@ export interface DumpVma {
   dumped: boolean;
   /** kind "shmem": the shared memory object (its inode at dump time). */
   shmemId?: number;
+  /** kind "file" of a deleted file: its ghost (see mapGhosts in ghost.ts). */
+  ghostId?: number;
 }
 
 export interface PageRun {
@@ -55,9 +57,12 @@ export function classifyVma(m: MapsEntry, vmFlags: string[] | undefined, pid: nu
     const kind: VmaKind = m.path === "[heap]" ? "heap" : m.path === "[stack]" ? "stack" : "anon";
     return { ...base, flags: MAP_PRIVATE | MAP_ANONYMOUS | (growsDown ? MAP_GROWSDOWN : 0), kind, dumped: true };
   }
-  if (m.deleted || !m.path.startsWith("/")) {
-    throw new CrError("dump", `unsupported: ${what}${m.deleted ? " (deleted)" : ""} (deleted files and memfd mappings are not supported yet)`, { pid });
+  if (!m.path.startsWith("/")) throw new CrError("dump", `unsupported: ${what} (this kind of mapping is not supported yet)`, { pid });
+  if (m.deleted && m.path.startsWith("/memfd:")) {
+    throw new CrError("dump", `unsupported: ${what} (deleted) (private memfd mappings are not supported yet)`, { pid });
   }
+  // A deleted file (m.deleted) is mapped like any other: its content is a
+  // ghost file, which mapGhosts (ghost.ts) saves and links to the VMA.
   if (m.shared) {
     // The content lives in the file; only the mapping is re-created.
     return { ...base, flags: MAP_SHARED, kind: "file", path: m.path, dumped: false };

@@ -18,6 +18,39 @@ function isZeroPage(buf: Uint8Array, off: number): boolean {
   return true;
 }
 
+type PageRuns = ShmemEntry["pages"];
+
+/**
+ * Copy the first `size` bytes of `src` into `out`, back to back, skipping
+ * pages that are all zeros (holes and untouched memory read as such): the
+ * runs say where each saved page belongs. A last partial page is stored
+ * zero-padded to a full page; readers stop at `size`.
+ */
+export function copyNonZeroPages(src: number, out: number, size: number): { size: number; pages: PageRuns } {
+  const pages: PageRuns = [];
+  const buf = new Uint8Array(CHUNK);
+  let written = 0;
+  for (let at = 0; at < size; at += CHUNK) {
+    const want = Math.min(CHUNK, size - at);
+    const n = readSync(src, buf, 0, want, at);
+    // Shorter than its size: it shrank under us (or a read error): not a consistent copy.
+    if (n !== want) throw new Error(`short read at ${at + n} of ${size} bytes`);
+    for (let p = 0; p < n; p += PAGE) {
+      const len = Math.min(PAGE, n - p);
+      if (len === PAGE && isZeroPage(buf, p)) continue;
+      const page = buf.subarray(p, p + PAGE);
+      if (len < PAGE) page.fill(0, len);
+      const start = at + p;
+      const last = pages[pages.length - 1];
+      if (last && last.start + last.pages * PAGE === start) last.pages++;
+      else pages.push({ start, pages: 1, offset: written });
+      writeSync(out, page);
+      written += PAGE;
+    }
+  }
+  return { size, pages };
+}
+
 export class ShmemTable {
   readonly objects: ShmemEntry[] = [];
 
@@ -38,26 +71,13 @@ export class ShmemTable {
     }
     const out = openSync(join(this.dir, img.shmemFile(id)), "w", 0o600);
     try {
-      const size = fstatSync(src).size;
-      const pages: ShmemEntry["pages"] = [];
-      const buf = new Uint8Array(CHUNK);
-      let written = 0;
-      for (let at = 0; at < size; at += CHUNK) {
-        const n = readSync(src, buf, 0, Math.min(CHUNK, size - at), at);
-        for (let p = 0; p < n; p += PAGE) {
-          const len = Math.min(PAGE, n - p);
-          if (len === PAGE && isZeroPage(buf, p)) continue;
-          const page = buf.subarray(p, p + PAGE);
-          if (len < PAGE) page.fill(0, len);
-          const start = at + p;
-          const last = pages[pages.length - 1];
-          if (last && last.start + last.pages * PAGE === start) last.pages++;
-          else pages.push({ start, pages: 1, offset: written });
-          writeSync(out, page);
-          written += PAGE;
-        }
+      let copy;
+      try {
+        copy = copyNonZeroPages(src, out, fstatSync(src).size);
+      } catch (e) {
+        throw new CrError("dump", `cannot copy shared memory ${name}: ${(e as Error).message}`, { pid, cause: e });
       }
-      this.objects.push({ id, size, name, pages });
+      this.objects.push({ id, name, ...copy });
     } finally {
       closeSync(out);
       closeSync(src);

@@ -7,7 +7,7 @@
 import { CrError } from "../errors.ts";
 import { decodeImage } from "./codec.ts";
 import { readImageFile, statImageFile } from "./files.ts";
-import { FILES, INVENTORY, TREE, pagemapFile, pagesFile, shmemFile, taskFile } from "./index.ts";
+import { FILES, INVENTORY, TREE, ghostFile, pagemapFile, pagesFile, shmemFile, taskFile } from "./index.ts";
 import {
   checkPagemap, type FilesImage, type ImageKind, type InventoryImage, type PagemapImage, type TaskImage, type TreeImage,
 } from "./schema.ts";
@@ -65,16 +65,37 @@ function checkTask(pid: number, threads: number[], ti: TaskImages, files: FilesI
   if (problem !== null) throw bad(pagemapFile(pid), problem);
 }
 
+/** Saved non-zero pages of an object of `size` bytes against the image file holding them. */
+function runsProblem(dir: string, name: string, runs: PagemapImage["entries"], size: number, pageSize: number): string | null {
+  const problem = checkPagemap({ entries: runs }, pageSize, statImageFile(dir, name).size);
+  if (problem !== null) return `(${name}): ${problem}`;
+  const last = runs[runs.length - 1];
+  if (last && last.start + last.pages * pageSize > Math.ceil(size / pageSize) * pageSize) return `pages beyond its size ${size}`;
+  return null;
+}
+
 /** Each shared memory object's pages against its shmem-ID.img and its size. */
 function checkShmem(dir: string, files: FilesImage, pageSize: number): void {
   for (const o of files.shmem ?? []) {
-    const name = shmemFile(o.id);
-    const problem = checkPagemap({ entries: o.pages }, pageSize, statImageFile(dir, name).size);
-    if (problem !== null) throw bad(FILES, `shmem ${o.id} (${name}): ${problem}`);
-    const last = o.pages[o.pages.length - 1];
-    if (last && last.start + last.pages * pageSize > Math.ceil(o.size / pageSize) * pageSize) {
-      throw bad(FILES, `shmem ${o.id}: pages beyond its size ${o.size}`);
-    }
+    const problem = runsProblem(dir, shmemFile(o.id), o.pages, o.size, pageSize);
+    if (problem !== null) throw bad(FILES, `shmem ${o.id} ${problem}`);
+  }
+}
+
+/**
+ * Each ghost file's pages against its ghost-ID.img and its size, and every
+ * mapping and exe that names a ghost against files.cbor's ghosts.
+ */
+function checkGhostFiles(dir: string, files: FilesImage, tasks: Map<number, TaskImages>, pageSize: number): void {
+  for (const g of files.ghosts ?? []) {
+    const problem = runsProblem(dir, ghostFile(g.id), g.pages, g.size, pageSize);
+    if (problem !== null) throw bad(FILES, `ghost ${g.id} ${problem}`);
+  }
+  const ids = new Set((files.ghosts ?? []).map((g) => g.id));
+  for (const [pid, { task }] of tasks) {
+    if (task.exeGhostId !== undefined && !ids.has(task.exeGhostId)) throw bad(taskFile(pid), `exe: ghost ${task.exeGhostId} is not in ${FILES}`);
+    const v = task.mm.vmas.find((x) => x.ghostId !== undefined && !ids.has(x.ghostId));
+    if (v) throw bad(taskFile(pid), `mapping 0x${v.start.toString(16)}: ghost ${v.ghostId} is not in ${FILES}`);
   }
 }
 
@@ -125,5 +146,6 @@ export function loadImageSet(dir: string): ImageSet {
     checkTask(t.pid, t.threads, ti, files, inventory.pageSize);
     tasks.set(t.pid, ti);
   }
+  checkGhostFiles(dir, files, tasks, inventory.pageSize);
   return { inventory, tree, files, tasks, epolls: epollRegistrations(files, tasks) };
 }

@@ -12,3 +12,4 @@ export const taskFile = (pid: number) => `task-${pid}.cbor`;
 export const pagemapFile = (pid: number) => `pagemap-${pid}.cbor`;
 export const pagesFile = (pid: number) => `pages-${pid}.img`;
 export const shmemFile = (id: number) => `shmem-${id}.img`;
+export const ghostFile = (id: number) => `ghost-${id}.img`;

@@ -35,12 +35,16 @@ export const vma = obj({
   dumped: bool,
   /** kind "shmem": the shared memory object, a key of files.cbor's `shmem`. */
   shmemId: optional(nonneg),
+  /** kind "file" of a deleted file: the ghost file it maps, a key of files.cbor's `ghosts`. */
+  ghostId: optional(nonneg),
 });
 
 export const task = obj({
   pid: nonneg,
   comm: str,
   exe: str,
+  /** The exe was deleted: the ghost file that is its content, a key of files.cbor's `ghosts`. */
+  exeGhostId: optional(nonneg),
   cwd: str,
   root: str,
   umask: nonneg,
@@ -103,6 +107,8 @@ export const files = obj({
     shmemId: optional(nonneg),
     /** kind "fifo": the named FIFO's buffer, a key of `fifos`. */
     fifoId: optional(nonneg),
+    /** kind "reg" of a deleted file: its content, a key of `ghosts`; `path` is where it was. */
+    ghostId: optional(nonneg),
     /** kind "eventfd": the counter (0 .. 2^64-2) and EFD_SEMAPHORE. */
     eventfd: optional(obj({ count: big, semaphore: bool })),
     /**
@@ -131,6 +137,15 @@ export const files = obj({
     id: nonneg, size: nonneg, name: str,
     pages: arr(obj({ start: nonneg, pages: nonneg, offset: nonneg })),
   }))),
+  /**
+   * Every deleted ("ghost") regular file the tree holds by fd, maps or runs
+   * as its exe, once per file: the path it had, its size, mode, owner and
+   * mtime, and its non-zero pages, stored in ghost-ID.img like `shmem`'s.
+   */
+  ghosts: optional(arr(obj({
+    id: nonneg, path: str, size: nonneg, mode: nonneg, uid: nonneg, gid: nonneg, mtimeNs: big,
+    pages: arr(obj({ start: nonneg, pages: nonneg, offset: nonneg })),
+  }))),
 });
 
 export const manifest = obj({
@@ -148,6 +163,7 @@ export type TaskImage = ImageBody<"task">;
 export type VmaImage = ReturnType<typeof vma>;
 export type PagemapImage = ImageBody<"pagemap">;
 export type FilesImage = ImageBody<"files">;
+export type GhostImage = NonNullable<FilesImage["ghosts"]>[number];
 export type ManifestImage = ImageBody<"manifest">;
 
 /** Semantic checks beyond types: page alignment, order, bounds. Returns a problem or null. */

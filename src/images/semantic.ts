@@ -53,6 +53,7 @@ function checkVmas(vmas: TaskImage["mm"]["vmas"]): string | null {
     if (v.start < prevEnd) return `${at}: overlaps or out of order`;
     if (v.prot > 7) return `${at}: prot ${v.prot} is not a combination of read/write/exec`;
     if (v.kind === "file" && !v.path) return `${at}: file mapping without a path`;
+    if (v.ghostId !== undefined && v.kind !== "file") return `${at}: a ${v.kind} mapping cannot map a ghost file`;
     prevEnd = v.end;
   }
   return null;
@@ -163,6 +164,33 @@ function checkFileKind(f: FileRecord, ids: ReadonlySet<number>, fifos: ReadonlyS
   }
 }
 
+/** Where a ghost file is recreated: an absolute path without ".", ".." or empty components (nor NUL). */
+export function ghostPathProblem(path: string): string | null {
+  if (!path.startsWith("/") || path.includes("\0")) return `path ${JSON.stringify(path)} is not absolute`;
+  const parts = path.slice(1).split("/");
+  if (parts.some((p) => p === "" || p === "." || p === "..")) return `path ${JSON.stringify(path)} is not a plain absolute path`;
+  return null;
+}
+
+const S_IFMT = 0o170000, S_IFREG = 0o100000;
+
+function checkGhosts(b: FilesImage): string | null {
+  const ghosts = b.ghosts ?? [];
+  const dup = firstDuplicate(ghosts.map((g) => g.id));
+  if (dup !== undefined) return `ghosts: id ${dup} appears twice`;
+  for (const [i, g] of ghosts.entries()) {
+    const problem = ghostPathProblem(g.path) ?? ((g.mode & S_IFMT) !== S_IFREG ? `mode ${g.mode.toString(8)} is not a regular file's` : null);
+    if (problem !== null) return `ghosts[${i}]: ${problem}`;
+  }
+  const ids = new Set(ghosts.map((g) => g.id));
+  for (const [i, f] of b.files.entries()) {
+    if (f.ghostId === undefined) continue;
+    if (f.kind !== "reg") return `files[${i}]: a ${f.kind} cannot be a ghost file`;
+    if (!ids.has(f.ghostId)) return `files[${i}]: ghost ${f.ghostId} is not in ghosts`;
+  }
+  return null;
+}
+
 const files: Check<FilesImage> = (b) => {
   const dup = firstDuplicate(b.files.map((f) => f.id));
   if (dup !== undefined) return `files: id ${dup} appears twice`;
@@ -180,7 +208,7 @@ const files: Check<FilesImage> = (b) => {
     const problem = checkFileKind(f, ids, fifos);
     if (problem !== null) return `files[${i}]: ${problem}`;
   }
-  return null;
+  return checkGhosts(b);
 };
 
 const manifest: Check<ManifestImage> = (b) => {

@@ -2,16 +2,18 @@
 // before the first fork (files re-opened at their position, pipes re-created
 // and named FIFOs re-opened with their buffered bytes, shared memory objects
 // as memfds, eventfds, timerfds, signalfds and empty epolls from their
-// recorded state): the tasks only dup them to their fd numbers (and make
+// recorded state; deleted files recreated, opened and unlinked again, see
+// ghost.ts): the tasks only dup them to their fd numbers (and make
 // their epoll registrations, see EpollRegistration), so descriptions shared
 // by dup or fork stay shared, and a file that cannot be opened fails the
 // restore before any process exists.
-import { closeSync, openSync, readSync, statSync, writeSync } from "node:fs";
-import { join } from "node:path";
+import { statSync } from "node:fs";
 import { CrError } from "../errors.ts";
 import type { FilesImage } from "../images/index.ts";
 import { shmemFile } from "../images/index.ts";
 import * as native from "../native/index.ts";
+import { writeRuns } from "./runs.ts";
+import { openGhosts, type GhostFds, type GhostMapFds, type GhostUse } from "./ghost.ts";
 
 const O_ACCMODE = 3, O_WRONLY = 1, O_RDWR = 2;
 const O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000, O_NONBLOCK = 0o4000;
@@ -25,6 +27,8 @@ export interface SharedFds {
   index: Map<number, number>;
   /** Shared memory object id -> index in `fds` of its memfd (for mappings). */
   shmemIndex: Map<number, number>;
+  /** Ghost file id -> indexes in `fds` of its read-only and read-write fds (for mappings and the exe). */
+  ghostIndex: Map<number, GhostMapFds>;
   /** Every fd cr opened for this, table or not: close them all once the tree is forked. */
   opened: number[];
 }
@@ -54,28 +58,13 @@ function makeAnon(f: FileRecord, minFd: number): number {
   }
 }
 const ANON = new Set<FileRecord["kind"]>(["eventfd", "timerfd", "signalfd", "epoll"]);
-const PAGE = 4096;
 
 /** A memfd holding shared memory object `o`, its pages read from DIR/shmem-ID.img. */
 function makeShmem(o: Shmem, dir: string, minFd: number): number {
   const name = o.name.startsWith("/memfd:") ? o.name.slice("/memfd:".length) : "cr-shmem";
   const fd = native.makeMemfd(name, o.size, minFd);
   try {
-    const src = openSync(join(dir, shmemFile(o.id)), "r");
-    try {
-      const buf = new Uint8Array(1 << 20);
-      for (const run of o.pages) {
-        for (let done = 0; done < run.pages * PAGE;) {
-          const want = Math.min(buf.length, run.pages * PAGE - done);
-          const n = readSync(src, buf, 0, want, run.offset + done);
-          if (n !== want) throw new CrError("restore", `${shmemFile(o.id)}: short read at ${run.offset + done}`);
-          writeSync(fd, buf, 0, n, run.start + done);
-          done += n;
-        }
-      }
-    } finally {
-      closeSync(src);
-    }
+    writeRuns(fd, dir, shmemFile(o.id), o.pages, o.size);
   } catch (e) {
     native.closeFd(fd);
     throw e;
@@ -84,10 +73,14 @@ function makeShmem(o: Shmem, dir: string, minFd: number): number {
 }
 
 /**
- * Open the descriptions of `ids` and the shared memory objects `shmemIds`
- * (their content from DIR) at fd numbers >= minFd.
+ * Open the descriptions of `ids`, the shared memory objects `shmemIds` and
+ * the ghost files the mappings and exes need (`ghostUses`), their content
+ * from DIR, at fd numbers >= minFd.
  */
-export function openSharedFiles(files: FilesImage, ids: ReadonlySet<number>, shmemIds: ReadonlySet<number>, dir: string, minFd: number): SharedFds {
+export function openSharedFiles(
+  files: FilesImage, ids: ReadonlySet<number>, shmemIds: ReadonlySet<number>, dir: string, minFd: number,
+  ghostUses: ReadonlyMap<number, GhostUse> = new Map(), log: (msg: string) => void = () => {},
+): SharedFds {
   const byId = new Map(files.files.map((f) => [f.id, f]));
   const pipes = new Map((files.pipes ?? []).map((p) => [p.id, p]));
   const shmem = new Map((files.shmem ?? []).map((o) => [o.id, o]));
@@ -132,7 +125,11 @@ export function openSharedFiles(files: FilesImage, ids: ReadonlySet<number>, shm
   const made = new Map<number, { ends: [number, number]; taken: [boolean, boolean] }>();
   const opened: number[] = [];
   const pairs: { id: number; fd: number }[] = [];
+  let ghosts: GhostFds = { files: new Map(), maps: new Map(), opened: [] };
   try {
+    // Deleted files first: recreated, opened and unlinked again in one go.
+    ghosts = openGhosts(files, ids, ghostUses, dir, minFd, (f) => f.flags & REOPEN_FLAGS, log);
+    opened.push(...ghosts.opened);
     for (const id of [...ids].sort((a, b) => a - b)) {
       const f = byId.get(id);
       if (!f) throw new CrError("restore", `files.cbor has no file ${id}`);
@@ -165,6 +162,8 @@ export function openSharedFiles(files: FilesImage, ids: ReadonlySet<number>, shm
         fd = makeAnon(f, minFd);
         opened.push(fd);
         native.setFileFlags(fd, f.flags & ~O_ACCMODE);
+      } else if (f.ghostId !== undefined) {
+        fd = ghosts.files.get(id)!;
       } else {
         if (f.kind === "fifo") holdFifo(f);
         fd = native.openFile(f.path, f.flags & REOPEN_FLAGS, f.kind === "reg" ? f.pos : 0, minFd);
@@ -177,10 +176,15 @@ export function openSharedFiles(files: FilesImage, ids: ReadonlySet<number>, shm
     closeAll(opened);
     throw e;
   }
-  // One table: file descriptions (key: files.cbor id) and memfds (key: -1 - object id).
-  const all = [...pairs, ...[...memfds].map(([id, fd]) => ({ id: -1 - id, fd }))].sort((a, b) => a.fd - b.fd);
-  const index = new Map<number, number>();
-  const shmemIndex = new Map<number, number>();
-  all.forEach((p, i) => (p.id >= 0 ? index.set(p.id, i) : shmemIndex.set(-1 - p.id, i)));
-  return { fds: all.map((p) => p.fd), index, shmemIndex, opened };
+  // One table, ascending: file descriptions, memfds and ghosts' mapping fds (each fd is in one of them only).
+  const ghostMapFds = [...ghosts.maps.values()].flatMap((m) => [m.read, m.write].filter((fd) => fd !== undefined));
+  const fds = [...pairs.map((p) => p.fd), ...memfds.values(), ...ghostMapFds].sort((a, b) => a - b);
+  const at = new Map(fds.map((fd, i) => [fd, i]));
+  const slot = (fd: number | undefined) => (fd === undefined ? undefined : at.get(fd));
+  return {
+    fds, opened,
+    index: new Map(pairs.map((p) => [p.id, at.get(p.fd)!])),
+    shmemIndex: new Map([...memfds].map(([id, fd]) => [id, at.get(fd)!])),
+    ghostIndex: new Map([...ghosts.maps].map(([id, m]) => [id, { read: slot(m.read), write: slot(m.write) }])),
+  };
 }

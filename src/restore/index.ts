@@ -13,6 +13,7 @@ import * as img from "../images/index.ts";
 import { buildPlan, restorerHole, setPlanHole, zombiePlan, type Hole } from "./plan.ts";
 import { buildTreeBuffer, orderTasks } from "./tree.ts";
 import { closeAll, openSharedFiles } from "./files.ts";
+import { ghostUses } from "./ghost.ts";
 import { syscallSite } from "../syscall-site.ts";
 
 const SIGSTOP = 19;
@@ -97,14 +98,14 @@ export function restore(opts: RestoreOptions): { pid: number } {
   const ids = new Set(live.flatMap((t) => t.task.fds.map((f) => f.fileId)));
   const serviceFdBase = Math.max(3, ...live.flatMap((t) => t.task.fds.map((f) => f.fd + 1)));
   const shmemIds = new Set(live.flatMap((t) => t.task.mm.vmas.flatMap((v) => (v.kind === "shmem" && v.shmemId !== undefined ? [v.shmemId] : []))));
-  const shared = openSharedFiles(images.files, ids, shmemIds, opts.dir, serviceFdBase + 1);
+  const shared = openSharedFiles(images.files, ids, shmemIds, opts.dir, serviceFdBase + 1, ghostUses(live.map((t) => t.task)), opts.log);
   const selfMaps = parseMaps(readFileSync("/proc/self/maps", "utf8"));
   let spawned: native.SpawnResult;
   let hole: Hole;
   try {
     const plans = new Map(live.map((t) => [t.o.task.pid, buildPlan({
       pid: t.o.task.pid, sid: t.o.sid, pgid: t.o.pgid, task: t.task, pagemap: t.pagemap,
-      sharedIndex: shared.index, shmemIndex: shared.shmemIndex, serviceFdBase, pagesPath: resolve(opts.dir, img.pagesFile(t.o.task.pid)), selfMaps,
+      sharedIndex: shared.index, shmemIndex: shared.shmemIndex, ghostIndex: shared.ghostIndex, serviceFdBase, pagesPath: resolve(opts.dir, img.pagesFile(t.o.task.pid)), selfMaps,
     })]));
     const busy = [
       ...live.flatMap((t) => t.task.mm.vmas.map((v) => ({ start: v.start, end: v.end }))),

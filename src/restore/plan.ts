@@ -24,6 +24,8 @@ export interface PlanInput {
   sharedIndex: ReadonlyMap<number, number>;
   /** Index in the shared fd table of each shared memory object's memfd. */
   shmemIndex: ReadonlyMap<number, number>;
+  /** Index in the shared fd table of each ghost file's read-only and read-write fds (mappings, exe). */
+  ghostIndex?: ReadonlyMap<number, { read?: number | undefined; write?: number | undefined }>;
   /** The status pipe's fd number; the task's own fds are all below it. */
   serviceFdBase: number;
   pagesPath: string;
@@ -83,22 +85,39 @@ export function buildPlan(inp: PlanInput): Uint8Array {
     fl.push({ path, flags, target: -1, shared: -1, cloexec: true });
     return fl.length - 1;
   };
+  /** A file of the shared fd table the task uses for itself (a mapping, the exe), not as one of its fds. */
+  const sharedService = (shared: number) => {
+    fl.push({ path: "", flags: 0, target: -1, shared, cloexec: true });
+    return fl.length - 1;
+  };
+  /** A deleted file's fd: the task cannot open it by path, cr recreated and opened it (see restore/ghost.ts). */
+  const ghostService = (id: number, write: boolean) => {
+    const fds = inp.ghostIndex?.get(id);
+    const shared = write ? fds?.write : fds?.read;
+    if (shared === undefined) throw new CrError("restore", `ghost file ${id} has no ${write ? "read-write" : "read-only"} fd`, { pid: inp.pid });
+    return sharedService(shared);
+  };
   const pagesFile = service(inp.pagesPath, O_RDONLY);
-  const exeFile = service(task.exe, O_RDONLY);
+  const exeFile = task.exeGhostId === undefined ? service(task.exe, O_RDONLY) : ghostService(task.exeGhostId, false);
   const cwdFile = service(task.cwd, O_PATH | O_DIRECTORY);
+  // One service file per file and access mode: a writable shared mapping needs the file open read-write.
+  const mapKey = (v: (typeof task.mm.vmas)[number]) => {
+    const writableShared = (v.flags & 1) !== 0 && (v.prot & 2) !== 0;
+    return { key: `${writableShared ? "rw" : "ro"} ${v.ghostId === undefined ? v.path : `ghost ${v.ghostId}`}`, writableShared };
+  };
   const mapFile = new Map<string, number>();
   for (const v of task.mm.vmas) {
-    if (v.kind !== "file" || !v.path || mapFile.has(v.path)) continue;
-    const writableShared = (v.flags & 1) !== 0 && (v.prot & 2) !== 0;
-    mapFile.set(v.path, service(v.path, writableShared ? 2 : O_RDONLY));
+    if (v.kind !== "file" || !v.path) continue;
+    const { key, writableShared } = mapKey(v);
+    if (mapFile.has(key)) continue;
+    mapFile.set(key, v.ghostId === undefined ? service(v.path, writableShared ? 2 : O_RDONLY) : ghostService(v.ghostId, writableShared));
   }
   const shmemFile = new Map<number, number>();
   for (const v of task.mm.vmas) {
     if (v.kind !== "shmem" || v.shmemId === undefined || shmemFile.has(v.shmemId)) continue;
     const shared = inp.shmemIndex.get(v.shmemId);
     if (shared === undefined) throw new CrError("restore", `shared memory object ${v.shmemId} has no memfd`, { pid: inp.pid });
-    fl.push({ path: "", flags: 0, target: -1, shared, cloexec: true });
-    shmemFile.set(v.shmemId, fl.length - 1);
+    shmemFile.set(v.shmemId, sharedService(shared));
   }
   for (const fd of task.fds) {
     const shared = inp.sharedIndex.get(fd.fileId);
@@ -269,7 +288,7 @@ export function buildPlan(inp: PlanInput): Uint8Array {
   vmas.forEach((v, i) => {
     const o = vmasOff + i * abi.PlanVma.size;
     // Shared memory maps its memfd like a file.
-    const fileIndex = v.kind === "file" && v.path ? mapFile.get(v.path)! : v.kind === "shmem" ? shmemFile.get(v.shmemId!)! : -1;
+    const fileIndex = v.kind === "file" && v.path ? mapFile.get(mapKey(v).key)! : v.kind === "shmem" ? shmemFile.get(v.shmemId!)! : -1;
     u64(o + abi.PlanVma.start, v.start); u64(o + abi.PlanVma.end, v.end); u64(o + abi.PlanVma.pgoff, fileIndex >= 0 ? v.offset : 0);
     u32(o + abi.PlanVma.prot, v.prot); u32(o + abi.PlanVma.flags, v.flags);
     u32(o + abi.PlanVma.kind, fileIndex >= 0 ? 1 : 0);

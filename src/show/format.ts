@@ -61,6 +61,8 @@ export function fileDetail(x: FileRecord, files: FilesImage | undefined): string
       return x.signalfd ? `signals ${sigset(x.signalfd.sigmask)}` : "";
     case "epoll":
       return x.epoll?.length ? `watches fds ${x.epoll.map((r) => r.tfd).join(",")}` : "watches nothing";
+    case "reg":
+      return x.ghostId === undefined ? "" : `deleted: ghost ${x.ghostId}`;
     default:
       return "";
   }
@@ -69,8 +71,21 @@ export function fileDetail(x: FileRecord, files: FilesImage | undefined): string
 export function formatFiles(f: FilesImage): string[] {
   const rows = [["ID", "KIND", "FLAGS", "POS", "DETAIL", "PATH"]];
   for (const x of f.files) rows.push([String(x.id), x.kind, openFlags(x.flags), String(x.pos), fileDetail(x, f), x.path]);
-  return [...table(rows), ...formatEpolls(f)];
+  return [...table(rows), ...formatEpolls(f), ...formatGhosts(f)];
 }
+
+/** Every ghost (deleted file saved in ghost-ID.img), or nothing when there is none. */
+export function formatGhosts(f: FilesImage): string[] {
+  const rows = [["GHOST", "SIZE", "MODE", "OWNER", "SAVED", "PATH (deleted)"]];
+  for (const g of f.ghosts ?? []) {
+    const saved = g.pages.reduce((a, r) => a + r.pages, 0) * 4096;
+    rows.push([String(g.id), size(g.size), (g.mode & 0o7777).toString(8).padStart(4, "0"), `${g.uid}:${g.gid}`, size(saved), g.path]);
+  }
+  return rows.length > 1 ? ["ghost files:", ...table(rows)] : [];
+}
+
+/** " (deleted, ghost N)" after the path of something whose file was deleted. */
+const ghostNote = (id: number | undefined) => (id === undefined ? "" : ` (deleted, ghost ${id})`);
 
 /** Every epoll registration (epoll and registered file by files.cbor id), or nothing when there is none. */
 export function formatEpolls(f: FilesImage): string[] {
@@ -105,7 +120,7 @@ function formatVmas(t: TaskImage, pagemap: PagemapImage | undefined, pageSize: n
     const total = (v.end - v.start) / pageSize;
     const pages = !v.dumped ? "-" : pagemap ? `${pagesIn(pagemap, pageSize, v.start, v.end)}/${total}` : `?/${total}`;
     const kind = `${v.kind}${v.flags & 1 ? " shared" : ""}${v.growsDown ? " growsdown" : ""}`;
-    rows.push([hex(v.start), hex(v.end), size(v.end - v.start), prot(v.prot), kind, pages, v.path ?? ""]);
+    rows.push([hex(v.start), hex(v.end), size(v.end - v.start), prot(v.prot), kind, pages, (v.path ?? "") + ghostNote(v.ghostId)]);
   }
   return table(rows, "    ");
 }
@@ -165,7 +180,7 @@ export function formatTask({ task: t, pagemap, files, pageSize, regs }: TaskView
   const armed = timers.filter(([, v]) => v.valueUs !== 0 || v.intervalUs !== 0).map(([n, v]) => `${n} ${v.valueUs}/${v.intervalUs} us`);
   return [
     `task ${t.pid} (${t.comm})`,
-    `  exe ${t.exe}`,
+    `  exe ${t.exe}${ghostNote(t.exeGhostId)}`,
     `  cwd ${t.cwd}, root ${t.root}, umask ${t.umask.toString(8).padStart(3, "0")}, personality ${hex(t.personality)}`,
     `  uid ${c.uid.join(",")}, gid ${c.gid.join(",")}, groups ${c.groups.join(",") || "-"}, cap eff ${hex(c.capEff)}` +
       `${c.noNewPrivs ? ", no_new_privs" : ""}`,

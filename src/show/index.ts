@@ -6,7 +6,7 @@ import { basename, dirname } from "node:path";
 import { CrError } from "../errors.ts";
 import * as img from "../images/index.ts";
 import {
-  formatEpolls, formatFiles, formatInventory, formatManifest, formatPagemap, formatTask, formatTree,
+  formatEpolls, formatFiles, formatGhosts, formatInventory, formatManifest, formatPagemap, formatTask, formatTree,
 } from "./format.ts";
 import { pagemapJson, toJson, type Json } from "./json.ts";
 import { size } from "./names.ts";
@@ -53,8 +53,9 @@ function showDir(dir: string, opts: ShowOptions): string {
     manifest ? `manifest: ${manifest.files.length} files, ${manifest.hashAlg}, ${opts.verify ? "verified" : "not verified (--verify checks it)"}`
       : "manifest: missing",
     `files: ${set.files.files.length} open file descriptions, ${set.files.pipes?.length ?? 0} pipes, ` +
-      `${set.files.fifos?.length ?? 0} FIFOs, ${set.files.shmem?.length ?? 0} shared memory objects`,
+      `${set.files.fifos?.length ?? 0} FIFOs, ${set.files.shmem?.length ?? 0} shared memory objects, ${set.files.ghosts?.length ?? 0} ghost files`,
     ...formatEpolls(set.files),
+    ...formatGhosts(set.files),
     "process tree:",
     ...formatTree(set.tree, comm),
   ];
@@ -64,8 +65,22 @@ function showDir(dir: string, opts: ShowOptions): string {
   return lines.join("\n");
 }
 
+/** ghost-ID.img: checked against its record in files.cbor beside it. */
+function showGhostImage(dir: string, name: string, id: number, opts: ShowOptions): string {
+  const bytes = img.statImageFile(dir, name).size;
+  const ghost = read(dir, "files", img.FILES).ghosts?.find((g) => g.id === id);
+  if (!ghost) throw new CrError("image", `${name}: ${img.FILES} has no ghost ${id}`);
+  const problem = img.checkPagemap({ entries: ghost.pages }, pageSizeBeside(dir), bytes);
+  if (problem !== null) throw new CrError("image", `${name}: ${problem}`);
+  if (opts.json) return JSON.stringify(toJson({ file: name, size: bytes, ghost }), null, 2);
+  return [`${name}: ${bytes} bytes (${size(bytes)}) of the deleted file ${ghost.path}, in ${ghost.pages.length} runs:`,
+    ...formatGhosts({ files: [], ghosts: [ghost] }), ...formatPagemap({ entries: ghost.pages }, pageSizeBeside(dir))].join("\n");
+}
+
 /** One file, its kind from its name. */
 function showFile(dir: string, name: string, opts: ShowOptions): string {
+  const ghost = /^ghost-(\d+)\.img$/.exec(name);
+  if (ghost) return showGhostImage(dir, name, Number(ghost[1]), opts);
   const m = /^(task|pagemap|pages)-(\d+)\.(cbor|img)$/.exec(name);
   const out = <T>(value: T, text: (v: T) => string[]) => (opts.json ? JSON.stringify(toJson(value), null, 2) : [name, ...text(value)].join("\n"));
   if (name === img.INVENTORY) return out(read(dir, "inventory", name), formatInventory);
@@ -90,7 +105,7 @@ function showFile(dir: string, name: string, opts: ShowOptions): string {
     if (opts.json) return JSON.stringify({ file: name, size: bytes, ranges: pagemapJson(pagemap, pageSize) }, null, 2);
     return [`${name}: ${bytes} bytes (${size(bytes)}) of pages, per ${img.pagemapFile(pid)}:`, ...formatPagemap(pagemap, pageSize)].join("\n");
   }
-  throw new CrError("show", `${name}: not an image file name (inventory.cbor, tree.cbor, files.cbor, manifest.cbor, task-PID.cbor, pagemap-PID.cbor, pages-PID.img)`);
+  throw new CrError("show", `${name}: not an image file name (inventory.cbor, tree.cbor, files.cbor, manifest.cbor, task-PID.cbor, pagemap-PID.cbor, pages-PID.img, ghost-ID.img)`);
 }
 
 export function show(path: string, opts: ShowOptions): string {

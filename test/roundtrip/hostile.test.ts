@@ -1,9 +1,10 @@
-// Hostile images: one real image set (a sleeper dumped once with -R), corrupted
-// in thousands of ways. The in-process readers (show, and restore's
-// loadImages) must fail only with a CrError, and must fail whenever the
-// corruption is detectable; a sample goes through dist/cr show and dist/cr
-// restore, which must exit non-zero with one "cr: " line, no signal, no
-// "internal error", and (restore) no process at the dumped pid.
+// Hostile images: one real image set (a sleeper holding a deleted file, so
+// with a ghost file, dumped once with -R), corrupted in thousands of ways.
+// The in-process readers (show, and restore's loadImages) must fail only with
+// a CrError, and must fail whenever the corruption is detectable; a sample
+// goes through dist/cr show and dist/cr restore, which must exit non-zero
+// with one "cr: " line, no signal, no "internal error", and (restore) no
+// process at the dumped pid.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import {
@@ -15,7 +16,7 @@ import { CrError } from "../../src/errors.ts";
 import * as img from "../../src/images/index.ts";
 import { show } from "../../src/show/index.ts";
 import { loadImages } from "../../src/restore/index.ts";
-import { CR, cleanup, readProgress, startWorkload, tempDir, track, waitFor, waitGone } from "../helpers/procs.ts";
+import { CR, cleanup, readProgress, tempDir, track, waitFor, waitGone } from "../helpers/procs.ts";
 
 type Content = Uint8Array | { symlinkTo: string } | "dir" | "fifo" | null;
 interface Variant {
@@ -35,7 +36,14 @@ let orig = new Map<string, Uint8Array>();
 afterAll(cleanup);
 
 beforeAll(() => {
-  const w = startWorkload("sleeper");
+  // A sleeper holding a deleted file, so that the set has a ghost file too.
+  const dir = tempDir("cr-hostile-sleeper-");
+  const sleeper = join(import.meta.dir, "../workloads/bin/sleeper");
+  const p = Bun.spawn(["sh", "-c", `echo ghost data > "${dir}/gone" && exec 3<"${dir}/gone" && rm "${dir}/gone" && exec "${sleeper}" "${dir}"`], {
+    stdio: ["ignore", "ignore", "ignore"],
+  });
+  track(p.pid);
+  const w = { pid: p.pid, dir };
   waitFor(() => readProgress(w.dir) >= 2, 10_000, "progress");
   base = tempDir("cr-hostile-base-");
   const d = spawnSync(CR, ["dump", "-R", "--no-sync", "-t", String(w.pid), "-D", base], { encoding: "utf8", timeout: 60_000 });
@@ -295,6 +303,18 @@ function semantic(): Variant[] {
   edit("task without its file", ["body", "tasks", 0, "pid"], pid + 1, img.TREE);
   edit("threads without the pid", ["body", "tasks", 0, "threads"], [pid + 1], img.TREE);
   edit("duplicate file id", ["body", "files", 1, "id"], 1, img.FILES);
+  const ghostFd = (decoder.decode(orig.get(img.FILES)!) as { body: img.FilesImage }).body.files.findIndex((f) => f.ghostId !== undefined);
+  edit("fd on a missing ghost", ["body", "files", ghostFd, "ghostId"], 7, img.FILES);
+  edit("ghost path with ..", ["body", "ghosts", 0, "path"], "/tmp/../etc/gone", img.FILES);
+  edit("ghost path relative", ["body", "ghosts", 0, "path"], "tmp/gone", img.FILES);
+  edit("ghost of a directory", ["body", "ghosts", 0, "mode"], 0o40755, img.FILES);
+  edit("ghost smaller than its pages", ["body", "ghosts", 0, "size"], 0, img.FILES);
+  edit("ghost pages beyond its image", ["body", "ghosts", 0, "pages", 0, "pages"], 2, img.FILES);
+  edit("ghost id twice", ["body", "ghosts", 1], { id: 1, path: "/x", size: 0, mode: 0o100600, uid: 0, gid: 0, mtimeNs: 0n, pages: [] }, img.FILES);
+  edit("exe on a missing ghost", ["body", "exeGhostId"], 3);
+  const ghostImg = img.ghostFile(1);
+  out.push({ name: `truncate ${ghostImg} + manifest`, changes: [[ghostImg, orig.get(ghostImg)!.subarray(0, 100)]], rewrite: true, expectFail: true });
+  out.push({ name: `extend ${ghostImg} + manifest`, changes: [[ghostImg, new Uint8Array([...orig.get(ghostImg)!, ...new Uint8Array(4096)])]], rewrite: true, expectFail: true });
   edit("empty path", ["body", "files", 0, "path"], "", img.FILES);
   const mf = decoder.decode(orig.get(img.MANIFEST)!);
   out.push({ name: "manifest: unknown hash", changes: [[img.MANIFEST, encoder.encode(setPath(mf, ["body", "hashAlg"], "md5"))]], rewrite: false, expectFail: true });
