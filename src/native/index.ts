@@ -24,7 +24,7 @@ const symbols = {
   cr_run_parasite: { args: [P, u32, u64, P, usize, P, u32, P, P], returns: i32 },
   cr_dump_pages: { args: [i32, P, u32, i32, P], returns: i32 },
   cr_unmap_remote: { args: [P, u32, u64, u64, u64], returns: i32 },
-  cr_restore_tree: { args: [P, usize, P, usize, P], returns: i32 },
+  cr_restore_tree: { args: [P, usize, P, usize, P, P], returns: i32 },
   cr_open_file: { args: [P, u32, u32, u64, i32], returns: i32 },
   cr_make_pipe: { args: [u32, P, usize, i32, P], returns: i32 },
   cr_make_memfd: { args: [P, u64, i32], returns: i32 },
@@ -255,14 +255,17 @@ export function unmapRemote(tids: number[], syscallSite: number, addr: number, l
 export interface SpawnResult {
   pid: number;
   statusFd: number;
+  /** Write end of the go pipe: closing it lets every (ready) task of the tree run. */
+  goFd: number;
 }
 
 /** Create the tree described by `tree` (abi.TreeHeader + tables + plans); returns the root. */
 export function restoreTree(tree: Uint8Array, rootPid: number): SpawnResult {
   const blob = nativeBlobs().restorer;
   const rfd = new Int32Array(1);
-  const got = checked(native().cr_restore_tree(ptr(tree), tree.length, ptr(blob), blob.length, ptr(rfd)), "restore", rootPid);
-  return { pid: got, statusFd: rfd[0] ?? -1 };
+  const gfd = new Int32Array(1);
+  const got = checked(native().cr_restore_tree(ptr(tree), tree.length, ptr(blob), blob.length, ptr(rfd), ptr(gfd)), "restore", rootPid);
+  return { pid: got, statusFd: rfd[0] ?? -1, goFd: gfd[0] ?? -1 };
 }
 
 const cstr = (s: string) => new TextEncoder().encode(s + "\0");
@@ -351,7 +354,7 @@ export function epollTargetIs(pid: number, epfd: number, tfd: number, toff: numb
   return checked(rc, "kcmp", pid) === 0;
 }
 
-/** null when the task reached rt_sigreturn, else the failure it reported. */
+/** null when every task is ready (waiting for the go pipe), else the failure one reported. */
 export function restoreStatus(statusFd: number, pid: number): { err: number; step: number; index: number; pid: number } | null {
   const rec = new Uint8Array(abi.StatusRecord.size);
   const rc = checked(native().cr_restore_status(statusFd, ptr(rec)), "restore", pid);

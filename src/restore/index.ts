@@ -125,15 +125,28 @@ export function restore(opts: RestoreOptions): { pid: number } {
     // The tasks have their own copies now (or there are no tasks).
     closeAll(shared.opened);
   }
-  const failure = native.restoreStatus(spawned.statusFd, rootPid);
-  if (failure) {
+  // Kill before letting go: a task released by the go pipe would run.
+  const abandon = () => {
     killTree(order.map((o) => o.task.pid), rootPid);
+    native.closeFd(spawned.goFd);
+  };
+  let failure: ReturnType<typeof native.restoreStatus>;
+  try {
+    failure = native.restoreStatus(spawned.statusFd, rootPid);
+  } catch (e) {
+    abandon();
+    throw e;
+  }
+  if (failure) {
+    abandon();
     const step = RESTORE_STEPS[failure.step] ?? `step ${failure.step}`;
     throw new CrError("restore", `restoring failed at ${step} (item ${failure.index}): ${native.errnoName(-failure.err)}`, {
       pid: failure.pid, errno: -failure.err,
     });
   }
-  // Every task left the restorer through rt_sigreturn; its area is dead
+  // Every task is ready and waits in the restorer: let the whole tree go at once.
+  native.closeFd(spawned.goFd);
+  // Every task leaves the restorer through rt_sigreturn; its area is dead
   // weight (and RWX): remove it from outside, like a tiny dump with -R.
   for (const t of live) {
     try {

@@ -253,8 +253,8 @@ pub const PlanHeader = extern struct {
     exe_file: i32,
     cwd_file: i32,
     /// fd of the status pipe's write end in the new task (the child stage moves it
-    /// to `service_fd_base`); closed by the restorer right before rt_sigreturn so
-    /// the parent reads EOF = success, or an error record on failure.
+    /// to `service_fd_base`); closed by the restorer once the task is ready, so
+    /// the parent reads EOF = every task ready, or an error record on failure.
     status_fd: i32,
     /// First fd number the child stage may use for its own (service) fds.
     service_fd_base: i32,
@@ -293,7 +293,9 @@ pub const PlanHeader = extern struct {
     /// not yet ready to leave, and the main thread's "leave now".
     threads_waiting: u32,
     threads_go: u32,
-    _pad1: u32,
+    /// Read end of the go pipe (set by the child stage): the restorer blocks
+    /// on it once the task is ready, until cr lets the whole tree go at once.
+    go_fd: i32,
 };
 
 /// One thread as the restorer brings it back: its registers and xstate, and

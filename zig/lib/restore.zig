@@ -116,9 +116,12 @@ fn checkEpolls(t: Tree, i: usize) TreeError!void {
 }
 
 /// Fork the root task of `buf` (which forks the rest). Returns the root's pid
-/// (> 0) and the read end of the status pipe, or -errno. The buffer and blob
-/// stay owned by the caller (JS); the shared fds stay open in cr too.
-pub fn spawnTree(buf: []u8, blob: []const u8, status_rfd: *i32) i32 {
+/// (> 0), the read end of the status pipe and the write end of the go pipe,
+/// or -errno. Every task, once ready, waits in the restorer until cr closes
+/// the go pipe: no task runs its own code before the whole tree is restored
+/// (a parent must not find its zombie child still being made). The buffer and
+/// blob stay owned by the caller (JS); the shared fds stay open in cr too.
+pub fn spawnTree(buf: []u8, blob: []const u8, status_rfd: *i32, go_wfd: *i32) i32 {
     const t = viewTree(buf, blob.len) catch return err.fail(sys.EINVAL, "restore tree is malformed", .{});
     const inherited = pt.rseqOfSelf() catch |e| return err.fail(sys.EIO, "cannot learn cr's own rseq registration: {s}", .{@errorName(e)});
     t.h.inherited_rseq_ptr = inherited.ptr;
@@ -128,20 +131,28 @@ pub fn spawnTree(buf: []u8, blob: []const u8, status_rfd: *i32) i32 {
     var pfd: [2]i32 = undefined;
     const prc = sys.syscall2(.pipe2, @intFromPtr(&pfd), O_CLOEXEC);
     if (sys.isErr(prc)) return err.fail(sys.errnoOf(prc), "pipe2 for the restore status failed", .{});
+    var go: [2]i32 = undefined;
+    const grc = sys.syscall2(.pipe2, @intFromPtr(&go), O_CLOEXEC);
+    if (sys.isErr(grc)) {
+        sys.close(pfd[0]);
+        sys.close(pfd[1]);
+        return err.fail(sys.errnoOf(grc), "pipe2 for the restore go signal failed", .{});
+    }
 
     const root_pid = t.tasks()[0].pid;
     const rc = cloneAt(root_pid);
     if (sys.isErr(rc)) {
-        sys.close(pfd[0]);
-        sys.close(pfd[1]);
+        for ([_]i32{ pfd[0], pfd[1], go[0], go[1] }) |fd| sys.close(fd);
         const e = sys.errnoOf(rc);
         if (e == EEXIST) return err.fail(e, "pid {d} is in use", .{root_pid});
         return err.fail(e, "clone3 with set_tid={d} failed", .{root_pid});
     }
-    if (rc == 0) rootStage(t, blob, pfd[1]);
+    if (rc == 0) rootStage(t, blob, pfd[1], go);
     sys.close(pfd[1]);
+    sys.close(go[0]);
     std.debug.assert(@as(i32, @intCast(rc)) == root_pid);
     status_rfd.* = pfd[0];
+    go_wfd.* = go[1];
     return @intCast(rc);
 }
 
@@ -171,10 +182,11 @@ const Stage = struct {
     }
 };
 
-/// First code of the root task: put the status pipe at the service base and
-/// the shared fds right after it, close every other fd of cr above the base,
-/// then become task 0. Every descendant inherits exactly this fd layout.
-fn rootStage(t: Tree, blob: []const u8, pipe_w: i32) noreturn {
+/// First code of the root task: put the status pipe at the service base, the
+/// shared fds right after it and the go pipe's read end after them, close
+/// every other fd of cr above the base, then become task 0. Every descendant
+/// inherits exactly this fd layout.
+fn rootStage(t: Tree, blob: []const u8, pipe_w: i32, go: [2]i32) noreturn {
     // Nothing of cr's may run here: block every signal until the restored
     // task's own mask is loaded by rt_sigreturn.
     const all: u64 = std.math.maxInt(u64);
@@ -185,6 +197,13 @@ fn rootStage(t: Tree, blob: []const u8, pipe_w: i32) noreturn {
     }
     const base = t.h.service_fd_base;
     const root_pid = t.tasks()[0].pid;
+    // Only cr may hold the go pipe's write end: its close is the signal.
+    sys.close(go[1]);
+    // Park the go pipe's read end above every fd about to move.
+    const shared_top: i32 = if (t.h.shared_count > 0) t.shared()[t.h.shared_count - 1] else base;
+    const parked = sys.syscall3(.fcntl, sys.fdArg(go[0]), F_DUPFD, @intCast(@max(shared_top, base, pipe_w) + 1));
+    if (sys.isErr(parked)) report(pipe_w, root_pid, parked, .dup_fd, 0);
+    sys.close(go[0]);
     // The shared fds are all above `base` (viewTree), so the pipe can go there.
     if (pipe_w != base) {
         if (sys.isErr(sys.syscall3(.dup3, sys.fdArg(pipe_w), sys.fdArg(base), 0))) {
@@ -205,7 +224,12 @@ fn rootStage(t: Tree, blob: []const u8, pipe_w: i32) noreturn {
             fd.* = target;
         }
     }
-    _ = sys.syscall3(.close_range, @intCast(base + 1 + @as(i32, @intCast(t.h.shared_count))), std.math.maxInt(u32), 0);
+    const go_fd = goFd(t);
+    if (parked != go_fd) {
+        _ = st.check(sys.syscall3(.dup3, parked, sys.fdArg(go_fd), 0), .dup_fd, t.h.shared_count);
+        _ = sys.syscall1(.close, parked);
+    }
+    _ = sys.syscall3(.close_range, @intCast(go_fd + 1), std.math.maxInt(u32), 0);
     taskStage(t, 0, blob);
 }
 
@@ -248,6 +272,11 @@ fn moveUp(st: Stage, fd: usize, min: i32, index: u32) i32 {
     return @intCast(n);
 }
 
+/// Where the go pipe's read end is in every task: right after the shared fds.
+fn goFd(t: Tree) i32 {
+    return t.h.service_fd_base + 1 + @as(i32, @intCast(t.h.shared_count));
+}
+
 fn taskStage(t: Tree, i: usize, blob: []const u8) noreturn {
     const task = t.tasks()[i];
     const plan = t.plan(i);
@@ -255,6 +284,7 @@ fn taskStage(t: Tree, i: usize, blob: []const u8) noreturn {
     const base = t.h.service_fd_base;
     const st = Stage{ .status_fd = base, .pid = task.pid };
     h.status_fd = base;
+    h.go_fd = goFd(t);
 
     setSession(st, h);
     if (task.zombie != 0) becomeZombie(st, task.exit_status);
@@ -273,7 +303,7 @@ fn taskStage(t: Tree, i: usize, blob: []const u8) noreturn {
 
     const fs = files(plan, h);
     const shared = t.shared();
-    var next: i32 = base + 1 + @as(i32, @intCast(shared.len));
+    var next: i32 = h.go_fd + 1;
     // Service files, at numbers the task does not use.
     for (fs, 0..) |*f, k| {
         if (f.target_fd >= 0) continue;

@@ -92,13 +92,14 @@ export fn cr_unmap_remote(tids: [*]const i32, count: u32, site: u64, addr: u64, 
 
 /// Create the tree of `buf` (abi.TreeHeader and what follows); returns the
 /// root's pid and the status pipe's read end.
-export fn cr_restore_tree(buf: [*]u8, buf_len: usize, blob: [*]const u8, blob_len: usize, status_rfd: *i32) i32 {
+export fn cr_restore_tree(buf: [*]u8, buf_len: usize, blob: [*]const u8, blob_len: usize, status_rfd: *i32, go_wfd: *i32) i32 {
     err.clear();
-    return restore.spawnTree(buf[0..buf_len], blob[0..blob_len], status_rfd);
+    return restore.spawnTree(buf[0..buf_len], blob[0..blob_len], status_rfd, go_wfd);
 }
 
 /// Block until a new task reports a failure (returns 1 and fills `rec`) or
-/// every task has closed the status pipe on its way into rt_sigreturn or, for
+/// every task has closed the status pipe once ready (it then waits for the go
+/// pipe to close before its rt_sigreturn) or, for
 /// a zombie, exit (returns 0). Closes `rfd` either way.
 export fn cr_restore_status(rfd: i32, rec: *abi.StatusRecord) i32 {
     var got: usize = 0;

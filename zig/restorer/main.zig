@@ -425,16 +425,34 @@ fn waitFor(c: *const Ctx, word: *u32, want: u32, k: usize) void {
 }
 
 /// Every fd above the status pipe is cr's (service files, the shared fds this
-/// task did not take): none may leak into the restored task.
+/// task did not take), but for the go pipe, closed once it has spoken: none
+/// may leak into the restored task.
 fn closeServiceFds(c: *const Ctx) void {
-    _ = sys.syscall3(sys.SYS_close_range, @intCast(c.h.service_fd_base + 1), std.math.maxInt(u32), 0);
+    const base: u32 = @intCast(c.h.service_fd_base);
+    const go: u32 = @intCast(c.h.go_fd);
+    std.debug.assert(go > base);
+    if (go > base + 1) _ = sys.syscall3(sys.SYS_close_range, base + 1, go - 1, 0);
+    _ = sys.syscall3(sys.SYS_close_range, go + 1, std.math.maxInt(u32), 0);
+}
+
+/// Block until cr closes the go pipe (EOF): then every task of the tree is
+/// ready and they all leave together. cr never writes to it; bounded anyway.
+fn waitForGo(c: *const Ctx) void {
+    var byte: u8 = 0;
+    var reads: u32 = 0;
+    while (reads < 64) : (reads += 1) {
+        const rc = sys.syscall3(sys.SYS_read, @intCast(c.h.go_fd), @intFromPtr(&byte), 1);
+        // EOF: go. An error (cr's end gone wrong) must not leave the task stuck either.
+        if (rc == 0 or sys.isErr(rc)) break;
+    }
+    _ = sys.syscall1(sys.SYS_close, @intCast(c.h.go_fd));
 }
 
 /// The last steps of thread k: its own state, its pending signals, its
 /// frame. Then all threads leave together: the others report ready and wait
-/// for the main thread's go, which comes once they are all ready and no fd of
-/// cr's is left; the main thread closes the status pipe last (EOF tells cr
-/// the task is about to run).
+/// for the main thread's go, which comes once they are all ready, no fd of
+/// cr's is left, the task told cr it is ready (closing the status pipe) and
+/// cr let the whole tree go (closing the go pipe).
 fn leave(c: *const Ctx, k: usize) noreturn {
     const t = &c.threads()[k];
     setThreadState(c, t, k);
@@ -447,10 +465,11 @@ fn leave(c: *const Ctx, k: usize) noreturn {
     if (k == 0) {
         waitFor(c, &c.h.threads_waiting, 0, 0);
         closeServiceFds(c);
+        // Ready: closing the status pipe tells cr so; then wait for the whole tree.
+        _ = sys.syscall1(sys.SYS_close, @bitCast(@as(isize, c.h.status_fd)));
+        waitForGo(c);
         @atomicStore(u32, &c.h.threads_go, 1, .release);
         _ = sys.syscall3(sys.SYS_futex, @intFromPtr(&c.h.threads_go), FUTEX_WAKE_PRIVATE, std.math.maxInt(i32));
-        // Success: closing the status pipe tells cr the task is about to run.
-        _ = sys.syscall1(sys.SYS_close, @bitCast(@as(isize, c.h.status_fd)));
     } else {
         if (@atomicRmw(u32, &c.h.threads_waiting, .Sub, 1, .acq_rel) == 1) {
             _ = sys.syscall3(sys.SYS_futex, @intFromPtr(&c.h.threads_waiting), FUTEX_WAKE_PRIVATE, 1);
