@@ -15,6 +15,7 @@ import {
 } from "../proc/fdinfo.ts";
 import { listFds } from "../proc/read.ts";
 import type { ShmemTable } from "./shmem.ts";
+import { terminalKind, type TerminalEntry } from "./shelljob.ts";
 
 type FileEntry = FilesImage["files"][number];
 type PipeEntry = NonNullable<FilesImage["pipes"]>[number];
@@ -75,7 +76,8 @@ export class FileTable {
   /** By file id. */
   private readonly epolls = new Map<number, PendingEpoll>();
 
-  constructor(private readonly shmem: ShmemTable) {}
+  /** `terminal` describes an fd to a terminal, or refuses it (see shelljob.ts). */
+  constructor(private readonly shmem: ShmemTable, private readonly terminal: TerminalEntry) {}
 
   /** The id of an existing description that (pid, fd) shares, if any. */
   private known(key: string, pid: number, fd: number): number | undefined {
@@ -158,7 +160,7 @@ export class FileTable {
     if (st.isFile()) kind = "reg";
     else if (st.isDirectory()) kind = "dir";
     else if (st.isCharacterDevice()) {
-      if (/^\/dev\/(pts\/|tty|console)/.test(target)) throw unsupported("terminals are not supported yet");
+      if (terminalKind(target) !== null) return this.terminal(pid, fd, target, Number(st.rdev), Number(st.mode), flags);
       kind = "chr";
     } else throw unsupported("this kind of file is not supported yet");
     return {

@@ -18,6 +18,8 @@ import { classifyVma, pagesToDump, PAGE } from "./memory.ts";
 import { syscallSite } from "../syscall-site.ts";
 import { FileTable } from "./files.ts";
 import { ShmemTable } from "./shmem.ts";
+import { jobContext, terminalEntry, treeExternal } from "./shelljob.ts";
+import { orderTasks } from "../restore/tree.ts";
 
 const SIGCONT = 18, SIGSTOP = 19;
 
@@ -89,8 +91,18 @@ export function dump(opts: DumpOptions): DumpResult {
   try {
     const tFrozen = performance.now();
     opts.log(`froze ${seized.length} thread(s) of ${tasks.length} task(s) in ${(tFrozen - tSeize).toFixed(1)} ms`);
+    const job = jobContext(tasks, parseStat(readFileSync(`/proc/${opts.pid}/stat`, "utf8")), opts.shellJob);
+    const external = treeExternal(job);
+    const tree: img.TreeImage = {
+      tasks: tasks.map((t) => ({
+        pid: t.pid, ppid: t.ppid, pgid: t.pgid, sid: t.sid, threads: t.tids, state: t.state,
+        ...(t.exitStatus === undefined ? {} : { exitCode: t.exitStatus }),
+      })),
+      ...(external ? { external } : {}),
+    };
+    checkRestorable(tree, opts.pid);
     const shmem = new ShmemTable(opts.dir);
-    const table = new FileTable(shmem);
+    const table = new FileTable(shmem, terminalEntry(job));
     const names: string[] = [];
     let pagesBytes = 0;
     for (const t of tasks) {
@@ -98,12 +110,6 @@ export function dump(opts: DumpOptions): DumpResult {
       pagesBytes += writeTaskImages(t, table, shmem, opts);
       names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
     }
-    const tree: img.TreeImage = {
-      tasks: tasks.map((t) => ({
-        pid: t.pid, ppid: t.ppid, pgid: t.pgid, sid: t.sid, threads: t.tids, state: t.state,
-        ...(t.exitStatus === undefined ? {} : { exitCode: t.exitStatus }),
-      })),
-    };
     const inventory: img.InventoryImage = {
       crVersion: CR_VERSION, arch: "x86_64", pageSize: PAGE, kernel: release_(), dumpTime: new Date().toISOString(),
       rootPid: opts.pid, options: { leaveRunning: opts.leaveRunning, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished },
@@ -129,6 +135,17 @@ export function dump(opts: DumpOptions): DumpResult {
   } catch (e) {
     release(seized);
     throw e;
+  }
+}
+
+/** Refuse now, with the tree running on, sessions and groups restore could not re-create. */
+function checkRestorable(tree: img.TreeImage, rootPid: number): void {
+  try {
+    // cr's own group stands for the one restore will have: only the checks matter here.
+    orderTasks(tree, rootPid, process.pid);
+  } catch (e) {
+    if (!(e instanceof CrError)) throw e;
+    throw new CrError("dump", e.message, { ...(e.pid === undefined ? {} : { pid: e.pid }), cause: e });
   }
 }
 

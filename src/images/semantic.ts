@@ -40,8 +40,32 @@ const tree: Check<TreeImage> = (b) => {
     const d = firstDuplicate(t.threads);
     if (d !== undefined) return `tasks[${i}]: thread ${d} appears twice`;
   }
-  return null;
+  return checkExternal(b);
 };
+
+/** --shell-job's ids outside the tree: really outside, and the root's. */
+function checkExternal(b: TreeImage): string | null {
+  const ext = b.external;
+  if (!ext) return null;
+  const root = b.tasks[0]!;
+  const pids = new Set(b.tasks.map((t) => t.pid));
+  if (ext.sid === 0 || pids.has(ext.sid)) return `external.sid ${ext.sid} is not a session outside the tree`;
+  if (root.sid !== ext.sid) return `external.sid ${ext.sid} is not the root's session ${root.sid}`;
+  if (ext.pgid !== undefined) {
+    if (ext.pgid === 0 || pids.has(ext.pgid)) return `external.pgid ${ext.pgid} is not a process group outside the tree`;
+    if (root.pgid !== ext.pgid) return `external.pgid ${ext.pgid} is not the root's process group ${root.pgid}`;
+  } else if (!pids.has(root.pgid)) {
+    return `the root's process group ${root.pgid} is led outside the tree, but external.pgid does not say so`;
+  }
+  const fg = ext.foreground;
+  if (fg !== undefined && fg !== ext.pgid) {
+    const leader = b.tasks.find((t) => t.pid === fg);
+    if (!leader || leader.pgid !== fg || leader.sid !== ext.sid || leader.state === "zombie") {
+      return `external.foreground ${fg} is neither external.pgid nor a group led by a live task of the root's session`;
+    }
+  }
+  return null;
+}
 
 function checkVmas(vmas: TaskImage["mm"]["vmas"]): string | null {
   let prevEnd = 0;
@@ -147,6 +171,9 @@ function checkFileKind(f: FileRecord, ids: ReadonlySet<number>, fifos: ReadonlyS
     }
     case "signalfd":
       if (!f.signalfd || !inU64(f.signalfd.sigmask)) return "signalfd without a 64-bit mask";
+      return null;
+    case "tty":
+      if (!f.tty) return "tty without its record";
       return null;
     case "epoll": {
       if (!f.epoll) return "epoll without its registrations";

@@ -11,8 +11,9 @@ import { parseMaps } from "../proc/maps.ts";
 import { parseStat } from "../proc/stat.ts";
 import * as img from "../images/index.ts";
 import { buildPlan, restorerHole, setPlanHole, zombiePlan, type Hole } from "./plan.ts";
-import { buildTreeBuffer, orderTasks } from "./tree.ts";
-import { closeAll, openSharedFiles } from "./files.ts";
+import { buildTreeBuffer, orderTasks, type Foreground } from "./tree.ts";
+import { closeAll, openSharedFiles, type SharedFds } from "./files.ts";
+import { prepareShellJob, type ShellJob } from "./shelljob.ts";
 import { syscallSite } from "../syscall-site.ts";
 
 const SIGSTOP = 19;
@@ -20,6 +21,8 @@ const SIGSTOP = 19;
 export interface RestoreOptions {
   dir: string;
   detached: boolean;
+  /** Attach a job of an interactive shell to cr's own session and terminal (see shelljob.ts). */
+  shellJob: boolean;
   pidfile?: string;
   log: (msg: string) => void;
 }
@@ -82,10 +85,24 @@ function killTree(pids: number[], rootPid: number): void {
   }
 }
 
+/**
+ * --shell-job, a job that was in the foreground: cr's controlling terminal,
+ * as one more shared fd above all others (so the indexes of the others stay).
+ */
+function foregroundFd(job: ShellJob, shared: SharedFds, minFd: number): Foreground | undefined {
+  if (job.foreground === 0) return undefined;
+  const O_RDWR = 2, O_NOCTTY = 0o400;
+  const fd = native.openFile("/dev/tty", O_RDWR | O_NOCTTY, 0, Math.max(minFd, ...shared.fds.map((f) => f + 1)));
+  shared.opened.push(fd);
+  shared.fds.push(fd);
+  return { pgid: job.foreground, shared: shared.fds.length - 1 };
+}
+
 export function restore(opts: RestoreOptions): { pid: number } {
   const images = loadImages(opts.dir);
   const rootPid = images.inventory.rootPid;
-  const order = orderTasks(images.tree, rootPid);
+  const job = prepareShellJob(images, opts.shellJob, opts.detached, opts.log);
+  const order = orderTasks(images.tree, rootPid, job.crPgid);
   for (const { task } of order) {
     for (const tid of task.threads) {
       const what = tid === task.pid ? "pid" : `thread id (of pid ${task.pid})`;
@@ -97,11 +114,12 @@ export function restore(opts: RestoreOptions): { pid: number } {
   const ids = new Set(live.flatMap((t) => t.task.fds.map((f) => f.fileId)));
   const serviceFdBase = Math.max(3, ...live.flatMap((t) => t.task.fds.map((f) => f.fd + 1)));
   const shmemIds = new Set(live.flatMap((t) => t.task.mm.vmas.flatMap((v) => (v.kind === "shmem" && v.shmemId !== undefined ? [v.shmemId] : []))));
-  const shared = openSharedFiles(images.files, ids, shmemIds, opts.dir, serviceFdBase + 1);
+  const shared = openSharedFiles(images.files, ids, shmemIds, opts.dir, serviceFdBase + 1, job.terminal);
   const selfMaps = parseMaps(readFileSync("/proc/self/maps", "utf8"));
   let spawned: native.SpawnResult;
   let hole: Hole;
   try {
+    const fg = foregroundFd(job, shared, serviceFdBase + 1);
     const plans = new Map(live.map((t) => [t.o.task.pid, buildPlan({
       pid: t.o.task.pid, sid: t.o.sid, pgid: t.o.pgid, task: t.task, pagemap: t.pagemap,
       sharedIndex: shared.index, shmemIndex: shared.shmemIndex, serviceFdBase, pagesPath: resolve(opts.dir, img.pagesFile(t.o.task.pid)), selfMaps,
@@ -117,7 +135,7 @@ export function restore(opts: RestoreOptions): { pid: number } {
       pid: o.task.pid, parent: o.parent, zombie: o.task.state === "zombie", exitStatus: o.task.exitCode ?? 0,
       plan: plans.get(o.task.pid) ?? zombiePlan(o.task.pid, o.sid, o.pgid, serviceFdBase),
       epolls: images.epolls.get(o.task.pid) ?? [],
-    })), shared.fds, serviceFdBase);
+    })), shared.fds, serviceFdBase, fg);
     opts.log(`tree of ${order.length} task(s), ${shared.fds.length} shared fd(s), restorer hole at 0x${hole.start.toString(16)}`);
     spawned = native.restoreTree(tree, rootPid);
   } finally {
