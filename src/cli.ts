@@ -7,6 +7,7 @@ import { CR_VERSION } from "./version.ts";
 import { runCheck, formatCheck } from "./check.ts";
 import { dump } from "./dump/index.ts";
 import { restore } from "./restore/index.ts";
+import { waitForegroundJob } from "./restore/shelljob.ts";
 import * as native from "./native/index.ts";
 import { show } from "./show/index.ts";
 
@@ -75,13 +76,13 @@ cli.command("restore", "Restore a process from an image directory")
     verbose = !!o.verbose;
     if (o.imagesDir === undefined) fail(new CrError("restore", "need -D DIR"));
     try {
-      const { pid } = restore({
+      const { pid, foreground } = restore({
         dir: String(o.imagesDir), detached: !!o.restoreDetached, shellJob: !!o.shellJob, log,
         ...(o.pidfile === undefined ? {} : { pidfile: String(o.pidfile) }),
       });
       if (o.restoreDetached) process.exit(0);
       // Stay the parent of the restored task and exit with its status.
-      const { status } = native.wait(pid);
+      const status = foreground ? waitForegroundJob(pid, foreground) : native.wait(pid).status;
       const termsig = status & 0x7f;
       process.exit(termsig === 0 ? (status >> 8) & 0xff : 128 + termsig);
     } catch (e) {

@@ -18,7 +18,7 @@ import { classifyVma, pagesToDump, PAGE } from "./memory.ts";
 import { syscallSite } from "../syscall-site.ts";
 import { FileTable } from "./files.ts";
 import { ShmemTable } from "./shmem.ts";
-import { jobContext, terminalEntry, treeExternal } from "./shelljob.ts";
+import { JobTerminal, jobContext, treeExternal } from "./shelljob.ts";
 import { orderTasks } from "../restore/tree.ts";
 
 const SIGCONT = 18, SIGSTOP = 19;
@@ -102,7 +102,8 @@ export function dump(opts: DumpOptions): DumpResult {
     };
     checkRestorable(tree, opts.pid);
     const shmem = new ShmemTable(opts.dir);
-    const table = new FileTable(shmem, terminalEntry(job));
+    const terminal = new JobTerminal(job);
+    const table = new FileTable(shmem, terminal.entry);
     const names: string[] = [];
     let pagesBytes = 0;
     for (const t of tasks) {
@@ -114,6 +115,7 @@ export function dump(opts: DumpOptions): DumpResult {
       crVersion: CR_VERSION, arch: "x86_64", pageSize: PAGE, kernel: release_(), dumpTime: new Date().toISOString(),
       rootPid: opts.pid, options: { leaveRunning: opts.leaveRunning, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished },
     };
+    if (external && terminal.termios) external.termios = terminal.termios;
     writeImage(opts, img.FILES, img.encodeImage("files", table.image()));
     writeImage(opts, img.TREE, img.encodeImage("tree", tree));
     writeImage(opts, img.INVENTORY, img.encodeImage("inventory", inventory));

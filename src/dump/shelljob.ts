@@ -4,11 +4,13 @@
 // terminal is refused with a hint; with it, fds to the outside session's
 // controlling terminal are recorded as kind "tty" (restore gives the job cr
 // restore's own terminal instead) and the outside ids as tree.cbor's
-// `external`. Pure, but for reading /proc/PID/stat of a holder of /dev/tty.
+// `external`, with the terminal's modes.
+import { closeSync, constants, openSync } from "node:fs";
 import { CrError } from "../errors.ts";
 import type { FilesImage, TreeImage } from "../images/index.ts";
 import { parseStat, type ProcStat } from "../proc/stat.ts";
 import { readProcText } from "../proc/read.ts";
+import * as native from "../native/index.ts";
 import type { DumpTask } from "./tree.ts";
 
 type FileEntry = FilesImage["files"][number];
@@ -86,26 +88,51 @@ export function terminalProblem(job: JobContext, t: TerminalFd): { why: string; 
   return null;
 }
 
-/** The FileTable hook for terminal fds: a "tty" entry, or the error naming the fd, its target and the pid. */
-export function terminalEntry(job: JobContext) {
-  const ttyOf = new Map<number, number>();
-  const holderTty = (pid: number) => () => {
-    let n = ttyOf.get(pid);
+/**
+ * The job's terminal as the FileTable meets it: `entry` is the FileTable hook
+ * for terminal fds (a "tty" entry, or the error naming the fd, its target and
+ * the pid); `termios` the terminal's modes, read through the first fd taken
+ * (not a /dev/tty one: opened from cr, that would be cr's own terminal).
+ */
+export class JobTerminal {
+  termios: Uint8Array | undefined;
+  private readonly ttyOf = new Map<number, number>();
+
+  constructor(private readonly job: JobContext) {}
+
+  private holderTty(pid: number): number {
+    let n = this.ttyOf.get(pid);
     if (n === undefined) {
       try {
         n = parseStat(readProcText(pid, "stat")).ttyNr;
       } catch (e) {
         throw new CrError("dump", "process vanished while its terminal was looked at", { pid, errno: 3, cause: e });
       }
-      ttyOf.set(pid, n);
+      this.ttyOf.set(pid, n);
     }
     return n;
-  };
-  return (pid: number, fd: number, target: string, rdev: number, mode: number, flags: number): Omit<FileEntry, "id"> => {
-    const problem = terminalProblem(job, { pid, fd, target, rdev, holderTty: holderTty(pid) });
+  }
+
+  private readModes(pid: number, fd: number, target: string): void {
+    let t: number;
+    try {
+      t = openSync(`/proc/${pid}/fd/${fd}`, constants.O_RDONLY | constants.O_NOCTTY | constants.O_NONBLOCK);
+    } catch (e) {
+      throw new CrError("dump", `cannot open the terminal ${target} of fd ${fd} to read its modes`, { pid, cause: e });
+    }
+    try {
+      this.termios = native.getTermios(t);
+    } finally {
+      closeSync(t);
+    }
+  }
+
+  readonly entry = (pid: number, fd: number, target: string, rdev: number, mode: number, flags: number): Omit<FileEntry, "id"> => {
+    const problem = terminalProblem(this.job, { pid, fd, target, rdev, holderTty: () => this.holderTty(pid) });
     if (problem?.hint) throw new CrError("dump", `fd ${fd} -> ${target}: ${problem.why}`, { pid });
     if (problem) throw new CrError("dump", `unsupported: fd ${fd} -> ${target} (${problem.why})`, { pid });
+    if (this.termios === undefined && rdev !== DEV_TTY) this.readModes(pid, fd, target);
     return { kind: "tty", path: target, flags, pos: 0, mode, rdev, tty: { ctty: true } };
   };
 }
-export type TerminalEntry = ReturnType<typeof terminalEntry>;
+export type TerminalEntry = JobTerminal["entry"];

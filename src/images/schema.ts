@@ -30,9 +30,10 @@ export const tree = obj({
    * docs/images.md). `sid`: its session, led by a process outside the tree;
    * `pgid`: its process group, when led outside the tree; `foreground`: the
    * foreground process group of the session's terminal, when it was one of
-   * the tree's groups (a task's pid) or `pgid`.
+   * the tree's groups (a task's pid) or `pgid`; `termios`: the modes of that
+   * terminal (the kernel's struct termios), when the tree holds it.
    */
-  external: optional(obj({ sid: nonneg, pgid: optional(nonneg), foreground: optional(nonneg) })),
+  external: optional(obj({ sid: nonneg, pgid: optional(nonneg), foreground: optional(nonneg), termios: optional(bytes) })),
 });
 
 export const vma = obj({

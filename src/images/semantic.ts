@@ -3,7 +3,7 @@
 // reader (restore included) sees only records that make sense on their own.
 // Checks across files (pagemap vs pages file, fds vs files.cbor) are in
 // imageset.ts. Each returns a problem or null.
-import { NSIG, SIGINFO_SIZE, USER_REGS_SIZE, XSTATE_MAX } from "../native/abi.ts";
+import { NSIG, SIGINFO_SIZE, TERMIOS_SIZE, USER_REGS_SIZE, XSTATE_MAX } from "../native/abi.ts";
 import type { ImageBody, ImageKind, TaskImage, TreeImage, FilesImage, ManifestImage, InventoryImage, PagemapImage } from "./schema.ts";
 
 /** Legacy FXSAVE area + XSAVE header: the smallest XSAVE image. */
@@ -57,6 +57,7 @@ function checkExternal(b: TreeImage): string | null {
   } else if (!pids.has(root.pgid)) {
     return `the root's process group ${root.pgid} is led outside the tree, but external.pgid does not say so`;
   }
+  if (ext.termios && ext.termios.length !== TERMIOS_SIZE) return `external.termios: ${ext.termios.length} bytes, expected ${TERMIOS_SIZE}`;
   const fg = ext.foreground;
   if (fg !== undefined && fg !== ext.pgid) {
     const leader = b.tasks.find((t) => t.pid === fg);

@@ -139,6 +139,8 @@ export const TreeTask = {
 export const TreeEpoll = { size: 24, epfd: 0, tfd: 4, events: 8, data: 16 } as const;
 export const MAX_EPOLL_REGS = 1 << 20;
 export const SIGINFO_SIZE = 128;
+/** The kernel's struct termios (TCGETS/TCSETS: four flags, c_line, 19 control characters). */
+export const TERMIOS_SIZE = 36;
 
 export const PlanSpecial = { size: 24, cur_start: 0, target_start: 8, len: 16 } as const;
 /** struct prctl_mm_map field order (u64 each, then auxv_size u32, exe_fd u32). */
@@ -184,7 +186,7 @@ export const LAYOUT_FIELDS = [
   "off_plan_thread_comm", "size_thread_extra", "restorer_thread_area", "off_parasite_posix_timers",
   "size_parasite_args", "off_parasite_args_timer_ids", "off_parasite_args_state", "off_plan_posix_timers_off",
   "size_plan_posix_timer", "off_plan_creds", "size_plan_creds", "off_plan_rlimits",
-  "size_tree_epoll", "off_tree_task_epoll_off", "off_tree_fg_pgid",
+  "size_tree_epoll", "off_tree_task_epoll_off", "off_tree_fg_pgid", "size_termios",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -246,4 +248,5 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   size_tree_epoll: TreeEpoll.size,
   off_tree_task_epoll_off: TreeTask.epoll_off,
   off_tree_fg_pgid: TreeHeader.fg_pgid,
+  size_termios: TERMIOS_SIZE,
 };

@@ -13,10 +13,10 @@ import * as img from "../images/index.ts";
 import { buildPlan, restorerHole, setPlanHole, zombiePlan, type Hole } from "./plan.ts";
 import { buildTreeBuffer, orderTasks, type Foreground } from "./tree.ts";
 import { closeAll, openSharedFiles, type SharedFds } from "./files.ts";
-import { prepareShellJob, type ShellJob } from "./shelljob.ts";
+import { prepareShellJob, takeTerminalModes, type ShellJob } from "./shelljob.ts";
 import { syscallSite } from "../syscall-site.ts";
 
-const SIGSTOP = 19;
+const SIGSTOP = 19, SIGWINCH = 28;
 
 export interface RestoreOptions {
   dir: string;
@@ -98,10 +98,40 @@ function foregroundFd(job: ShellJob, shared: SharedFds, minFd: number): Foregrou
   return { pgid: job.foreground, shared: shared.fds.length - 1 };
 }
 
-export function restore(opts: RestoreOptions): { pid: number } {
+/**
+ * Restore the images of `opts.dir`. `foreground`: the process group of the
+ * restored job that cr made the foreground of its terminal (--shell-job), 0
+ * if none: cr then waits for the job like a shell (waitForegroundJob).
+ */
+export function restore(opts: RestoreOptions): { pid: number; foreground: number } {
   const images = loadImages(opts.dir);
-  const rootPid = images.inventory.rootPid;
   const job = prepareShellJob(images, opts.shellJob, opts.detached, opts.log);
+  // The job's terminal modes go on before the job exists, and back off if it never does.
+  const undoModes = job.termios ? takeTerminalModes(job.termios) : undefined;
+  let pid: number;
+  try {
+    ({ pid } = restoreTree(images, job, opts));
+  } catch (e) {
+    undoModes?.();
+    throw e;
+  }
+  if (job.takesTerminal) {
+    // A new terminal, maybe of another size: the job's foreground tasks look at it again (and redraw).
+    const fg = images.tree.external?.foreground;
+    for (const t of images.tree.tasks) {
+      if (t.state !== "alive" || t.pgid !== fg) continue;
+      try {
+        native.kill(t.pid, SIGWINCH);
+      } catch {
+        // Gone already: its parent will see.
+      }
+    }
+  }
+  return { pid, foreground: job.foreground };
+}
+
+function restoreTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions): { pid: number } {
+  const rootPid = images.inventory.rootPid;
   const order = orderTasks(images.tree, rootPid, job.crPgid);
   for (const { task } of order) {
     for (const tid of task.threads) {

@@ -3,12 +3,15 @@
 // is cr's group (see orderTasks); every "tty" description is a new open file
 // description of cr's own terminal; and a job that was the foreground of its
 // terminal becomes the foreground of cr's (unless restoring detached, or cr is
-// not in the foreground itself). Everything here is decided before the first
-// fork, so a shell job that cannot be attached fails with nothing created.
+// not in the foreground itself), with the job's terminal modes; cr, its
+// parent, then relays its stops to the shell. Everything is decided before
+// the first fork, so a shell job that cannot be attached fails with nothing
+// created.
 import { closeSync, constants, openSync, readFileSync } from "node:fs";
 import { isatty } from "node:tty";
 import { CrError } from "../errors.ts";
 import type { ImageSet } from "../images/index.ts";
+import * as native from "../native/index.ts";
 import { parseStat } from "../proc/stat.ts";
 
 type External = NonNullable<ImageSet["tree"]["external"]>;
@@ -60,9 +63,17 @@ export function findTerminal(isTty: (fd: number) => boolean, hasCtty: boolean): 
  */
 export function foregroundPgid(ext: External | undefined, detached: boolean, self: SelfIds): number {
   const fg = ext?.foreground;
-  if (detached || fg === undefined || fg === ext?.pgid) return 0;
-  if (self.ttyNr === 0 || self.tpgid !== self.pgid) return 0;
+  if (!takesTerminal(ext, detached, self) || fg === undefined || fg === ext?.pgid) return 0;
   return fg;
+}
+
+/**
+ * Whether the restored job takes cr's terminal over: it was the foreground
+ * of its terminal at dump (its own group or the outside one, which is cr's
+ * now), cr stays its parent (not detached) and cr is the foreground itself.
+ */
+export function takesTerminal(ext: External | undefined, detached: boolean, self: SelfIds): boolean {
+  return !detached && ext?.foreground !== undefined && self.ttyNr !== 0 && self.tpgid === self.pgid;
 }
 
 export interface ShellJob {
@@ -72,6 +83,10 @@ export interface ShellJob {
   terminal?: string;
   /** See foregroundPgid; the terminal to do it on is cr's controlling terminal, /dev/tty. */
   foreground: number;
+  /** See takesTerminal: then the terminal gets the job's modes, and the job a SIGWINCH once restored. */
+  takesTerminal: boolean;
+  /** The job's terminal modes, to put on cr's terminal (when it takes it over). */
+  termios?: Uint8Array;
 }
 
 /** Check that the images can be restored with (or without) --shell-job here, before anything is created. */
@@ -80,7 +95,7 @@ export function prepareShellJob(images: Pick<ImageSet, "tree" | "files" | "tasks
   const need = shellJobNeed(images);
   if (!shellJob) {
     if (need) throw new CrError("restore", `the images hold a job of an interactive shell (${need}): restore it with --shell-job, from the terminal to attach it to`);
-    return { crPgid: self.pgid, foreground: 0 };
+    return { crPgid: self.pgid, foreground: 0, takesTerminal: false };
   }
   let terminal: string | undefined;
   if (images.files.files.some((f) => f.kind === "tty")) {
@@ -97,10 +112,66 @@ export function prepareShellJob(images: Pick<ImageSet, "tree" | "files" | "tasks
     terminal = found;
   }
   const ext = images.tree.external;
+  const takes = takesTerminal(ext, detached, self);
   const foreground = foregroundPgid(ext, detached, self);
-  if (ext?.foreground !== undefined && foreground === 0 && ext.foreground !== ext.pgid) {
+  if (ext?.foreground !== undefined && !takes) {
     log(`the job was in the foreground of its terminal; left in the background (${detached ? "detached" : "cr is not the foreground of a terminal"})`);
   }
   log(`shell job: into session ${self.sid}${ext?.pgid !== undefined ? `, group ${self.pgid}` : ""}${terminal ? `, terminal ${terminal}` : ""}${foreground ? `, foreground group ${foreground}` : ""}`);
-  return { crPgid: self.pgid, ...(terminal === undefined ? {} : { terminal }), foreground };
+  return {
+    crPgid: self.pgid, ...(terminal === undefined ? {} : { terminal }), foreground, takesTerminal: takes,
+    ...(takes && ext?.termios ? { termios: ext.termios } : {}),
+  };
+}
+
+/** Run `f` on a new description of cr's controlling terminal. */
+function onCtty<T>(f: (fd: number) => T): T {
+  const fd = openSync("/dev/tty", constants.O_RDWR | constants.O_NOCTTY);
+  try {
+    return f(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Put the job's terminal modes on cr's terminal; returns what undoes it (for
+ * a restore that fails: the shell gets its terminal back as it was).
+ */
+export function takeTerminalModes(termios: Uint8Array): () => void {
+  const saved = onCtty((fd) => {
+    const old = native.getTermios(fd);
+    native.setTermios(fd, termios);
+    return old;
+  });
+  return () => {
+    try {
+      onCtty((fd) => native.setTermios(fd, saved));
+    } catch {
+      // The terminal is gone: nothing to give back.
+    }
+  };
+}
+
+const SIGSTOP = 19, SIGCONT = 18;
+const stoppedStatus = (status: number) => (status & 0xff) === 0x7f;
+
+/**
+ * Wait for the restored root, in the foreground group `pgid` of cr's
+ * terminal, as a shell waits for a job: when the job stops (Ctrl-Z), cr stops
+ * too, so that the shell that runs cr sees its job stop and takes the
+ * terminal back; when that shell continues cr (fg, or bg), cr continues the
+ * job, giving it the terminal again if cr has it. Returns the wait status of
+ * the root's end.
+ */
+export function waitForegroundJob(root: number, pgid: number): number {
+  for (;;) {
+    const { status } = native.wait(root, native.WUNTRACED);
+    if (!stoppedStatus(status)) return status;
+    native.kill(process.pid, SIGSTOP);
+    // Continued.
+    const self = selfIds();
+    if (self.ttyNr !== 0 && self.tpgid === self.pgid) onCtty((fd) => native.setForeground(fd, pgid));
+    native.kill(-pgid, SIGCONT);
+  }
 }

@@ -8,7 +8,7 @@
 // runs on untraced), and so is the restore of such images.
 import { afterEach, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { readFileSync, readlinkSync } from "node:fs";
+import { readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   CR, WORKLOADS, alive, cleanup, cr, oneLine, procState, readProgress, readResult, tempDir, track, tracerOf, waitDumpedGone,
@@ -38,14 +38,53 @@ function ticks(out: string): number[] {
 }
 
 /** ttyjob on a new pty under `bash -c`, with (set -m) or without job control. */
-function startJob(jobControl: boolean): { host: PtyHost; pid: number; dir: string } {
+function startJob(jobControl: boolean, args: string[] = []): { host: PtyHost; pid: number; dir: string } {
   const dir = tempDir("cr-ttyjob-");
-  const host = startPtyHost(["bash", "-c", `${jobControl ? "set -m; " : ""}'${join(WORKLOADS, "ttyjob")}' '${dir}'; echo "job ended $?"`]);
+  const cmd = [join(WORKLOADS, "ttyjob"), dir, ...args].map((a) => `'${a}'`).join(" ");
+  const host = startPtyHost(["bash", "-c", `${jobControl ? "set -m; " : ""}${cmd}; echo "job ended $?"`]);
   waitFor(() => readResult(dir) !== null || readProgress(dir) >= 3, 15_000, "ttyjob to run");
   expect(readResult(dir)).toBeNull();
   const pid = Number(readFileSync(join(dir, "ready"), "utf8"));
   track(pid);
   return { host, pid, dir };
+}
+
+/** A ttyjob dumped with --shell-job (and gone), with the last tick its first terminal showed. */
+function dumpJob(jobControl: boolean, args: string[] = []): { pid: number; dir: string; images: string; lastBefore: number; leader: number } {
+  const job = startJob(jobControl, args);
+  const before = idsOf(job.pid);
+  // Where the job is before: under the first bash, in its session; with job
+  // control in a group of its own that is the terminal's foreground, else in bash's.
+  expect(before.sid).toBe(job.host.leader);
+  expect(before.pgid).toBe(jobControl ? job.pid : job.host.leader);
+  expect(before.tpgid).toBe(before.pgid);
+  waitFor(() => ticks(job.host.output()).length >= 3, 10_000, "ticks on the first terminal");
+  const images = tempDir("cr-images-");
+  const d = cr(["dump", "-t", String(job.pid), "-D", images, "--shell-job"]);
+  expect(d.stderr).toBe("");
+  expect(d.status).toBe(0);
+  waitDumpedGone(images);
+  // The first terminal is gone with its bash; all it got has been copied out.
+  waitGone(job.host.pid);
+  return { pid: job.pid, dir: job.dir, images, lastBefore: ticks(job.host.output()).at(-1)!, leader: job.host.leader };
+}
+
+/** Its ticks go on from where they were, on the new terminal only. */
+function expectTicksGoOn(host: PtyHost, job: { dir: string; lastBefore: number }, lastBefore = job.lastBefore): void {
+  waitFor(() => ticks(host.output()).length >= 3 || readResult(job.dir) !== null || !alive(host.leader), 20_000, "ticks on the new terminal");
+  expect(readResult(job.dir)).toBeNull();
+  const after = ticks(host.output());
+  expect(after[0]).toBe(lastBefore + 1);
+  after.forEach((n, i) => expect(n).toBe(lastBefore + 1 + i));
+}
+
+/** What is typed on `host` reaches the job's stdin. */
+function expectInputArrives(host: PtyHost, job: { pid: number; dir: string }, text: string): void {
+  host.type(`${text}\n`);
+  waitFor(() => host.output().includes(`got: ${text}`) || readResult(job.dir) !== null, 10_000,
+    "the typed line to come back");
+  expect(readResult(job.dir)).toBeNull();
+  expect(readFileSync(join(job.dir, "input"), "utf8")).toEndWith(`${text}\n`);
 }
 
 /**
@@ -54,47 +93,27 @@ function startJob(jobControl: boolean): { host: PtyHost; pid: number; dir: strin
  * pty (with or without job control) and check it runs there.
  */
 function roundTrip(jobControl: boolean): void {
-  const job = startJob(jobControl);
-  const before = idsOf(job.pid);
-  // Where the job is before: under the first bash, in its session; with job
-  // control in a group of its own that is the terminal's foreground, else in bash's.
-  expect(before.sid).toBe(job.host.leader);
-  expect(before.pgid).toBe(jobControl ? job.pid : job.host.leader);
-  expect(before.tpgid).toBe(before.pgid);
-  waitFor(() => ticks(job.host.output()).length >= 3, 10_000, "ticks on the first terminal");
-
-  const images = tempDir("cr-images-");
-  const d = cr(["dump", "-t", String(job.pid), "-D", images, "--shell-job"]);
-  expect(d.stderr).toBe("");
-  expect(d.status).toBe(0);
-  waitDumpedGone(images);
-  // The first terminal is gone with its bash; all it got has been copied out.
-  waitGone(job.host.pid);
-  const lastBefore = ticks(job.host.output()).at(-1)!;
-
-  const show = cr(["show", images]);
+  // With the terminal's ECHO off: the new terminal must get the job's modes.
+  const job = dumpJob(jobControl, ["noecho"]);
+  const show = cr(["show", job.images]);
   expect(show.status).toBe(0);
-  expect(show.stdout).toContain(`shell job (outside the tree): session ${job.host.leader}`);
+  expect(show.stdout).toContain(`shell job (outside the tree): session ${job.leader}`);
   expect(show.stdout).toMatch(/\btty\b.*the job's controlling terminal/);
 
   // Without --shell-job, and with it but without a terminal: refused, nothing left behind.
-  const plain = cr(["restore", "-D", images]);
+  const plain = cr(["restore", "-D", job.images]);
   expect(plain.status).not.toBe(0);
-  expect(oneLine(plain.stderr)).toContain(`the root's session leader ${job.host.leader} is outside the dumped tree`);
+  expect(oneLine(plain.stderr)).toContain(`the root's session leader ${job.leader} is outside the dumped tree`);
   expect(plain.stderr).toContain("restore it with --shell-job");
-  const noTty = spawnSync("setsid", ["-w", CR, "restore", "-D", images, "--shell-job"], { encoding: "utf8", timeout: 60_000 });
+  const noTty = spawnSync("setsid", ["-w", CR, "restore", "-D", job.images, "--shell-job"], { encoding: "utf8", timeout: 60_000 });
   expect(noTty.status).not.toBe(0);
   expect(oneLine(noTty.stderr)).toContain("cr has no terminal to attach the job to");
   expect(procState(job.pid)).toBeNull();
 
   const err = join(tempDir("cr-restore-"), "stderr");
-  const host = startPtyHost(["bash", "-c", `${jobControl ? "set -m; " : ""}'${CR}' restore --shell-job -D '${images}' 2>'${err}'; echo "restore exited $?"`]);
-  waitFor(() => ticks(host.output()).length >= 3 || !alive(host.leader), 20_000, "ticks on the new terminal");
+  const host = startPtyHost(["bash", "-c", `${jobControl ? "set -m; " : ""}'${CR}' restore --shell-job -D '${job.images}' 2>'${err}'; echo "restore exited $?"`]);
+  expectTicksGoOn(host, job);
   expect(readFileSync(err, "utf8")).toBe("");
-  // The ticks go on from where they were, on the new terminal only.
-  const after = ticks(host.output());
-  expect(after[0]).toBe(lastBefore + 1);
-  after.forEach((n, i) => expect(n).toBe(lastBefore + 1 + i));
 
   // In the session of the cr that restored it (its parent), on that session's terminal.
   const now = idsOf(job.pid);
@@ -103,18 +122,15 @@ function roundTrip(jobControl: boolean): void {
   expect(now.sid).toBe(host.leader);
   expect(idsOf(crPid).sid).toBe(host.leader);
   expect(now.pgid).toBe(jobControl ? job.pid : idsOf(crPid).pgid);
-  // Its own group was the foreground at dump: it is again (else it would be stopped reading below).
+  // Its group was the foreground at dump: it is again (else it would be stopped reading below).
   expect(now.tpgid).toBe(now.pgid);
   const terminal = readlinkSync(`/proc/${host.leader}/fd/0`);
   for (const fd of [0, 1, 2, 3]) expect({ fd, target: readlinkSync(`/proc/${job.pid}/fd/${fd}`) }).toEqual({ fd, target: terminal });
+  // Told to look at its new terminal.
+  waitFor(() => host.output().includes("winch 1"), 10_000, "the job to get a SIGWINCH");
 
-  host.type("hello from the new terminal\n");
-  waitFor(() => host.output().includes("got: hello from the new terminal") || readResult(job.dir) !== null, 10_000,
-    `the typed line to come back (job state ${procState(job.pid)})`);
-  expect(readResult(job.dir)).toBeNull();
-  expect(readFileSync(join(job.dir, "input"), "utf8")).toBe("hello from the new terminal\n");
-
-  Bun.write(join(job.dir, "stop"), "");
+  expectInputArrives(host, job, "hello from the new terminal");
+  writeFileSync(join(job.dir, "stop"), "");
   waitFor(() => host.output().includes("restore exited"), 20_000, "the job to finish and cr restore to exit");
   expect(readResult(job.dir)).toStartWith("PASS");
   expect(host.output()).toContain("restore exited 0");
@@ -123,6 +139,50 @@ function roundTrip(jobControl: boolean): void {
 describe("shell jobs (--shell-job)", () => {
   test("a foreground job with its own process group moves to a new terminal, session and foreground", () => roundTrip(true));
   test("a job in the shell's own process group joins the group of cr restore", () => roundTrip(false));
+
+  test("restored detached, the job runs on in the background of the new terminal, in its session", () => {
+    const job = dumpJob(true);
+    const host = startPtyHost(["bash", "-c", `set -m; '${CR}' restore -d --shell-job -D '${job.images}'; echo "restore exited $?"; sleep 30`]);
+    waitFor(() => host.output().includes("restore exited"), 20_000, "cr restore -d to return");
+    expect(host.output()).toContain("restore exited 0");
+    expectTicksGoOn(host, job);
+    const now = idsOf(job.pid);
+    expect({ sid: now.sid, pgid: now.pgid }).toEqual({ sid: host.leader, pgid: job.pid });
+    // Not given the terminal: the shell has it.
+    expect(now.tpgid).toBe(host.leader);
+    expect(host.output()).not.toContain("winch");
+    writeFileSync(join(job.dir, "stop"), "");
+    waitFor(() => readResult(job.dir) !== null, 20_000, "the job to finish");
+    expect(readResult(job.dir)).toStartWith("PASS");
+  });
+
+  test("restored from an interactive bash: Ctrl-Z stops the job and cr restore, fg brings both back", () => {
+    const job = dumpJob(true);
+    const host = startPtyHost(["bash", "--norc", "--noprofile", "-i"]);
+    const err = join(tempDir("cr-restore-"), "stderr");
+    host.type(`'${CR}' restore --shell-job -D '${job.images}' 2>'${err}'\n`);
+    expectTicksGoOn(host, job);
+    expect(idsOf(job.pid).tpgid).toBe(job.pid);
+    const crPid = idsOf(job.pid).ppid;
+
+    host.type("\x1a");
+    waitFor(() => procState(job.pid) === "T" && procState(crPid) === "T" && idsOf(host.leader).tpgid === host.leader, 10_000,
+      "the job and cr to stop and bash to take the terminal back");
+    const stoppedAt = ticks(host.output()).at(-1)!;
+
+    host.type("fg\n");
+    waitFor(() => ticks(host.output()).at(-1)! >= stoppedAt + 3 || readResult(job.dir) !== null, 10_000, "ticks after fg");
+    expect(readResult(job.dir)).toBeNull();
+    expect(idsOf(job.pid).tpgid).toBe(job.pid);
+    expect(procState(crPid)).not.toBe("T");
+    expectInputArrives(host, job, "typed after fg");
+
+    writeFileSync(join(job.dir, "stop"), "");
+    waitFor(() => readResult(job.dir) !== null && !alive(crPid), 20_000, "the job to finish and cr restore to exit");
+    expect(readResult(job.dir)).toStartWith("PASS");
+    expect(readFileSync(err, "utf8")).toBe("");
+    host.type("exit\n");
+  });
 
   test("without --shell-job the dump is refused naming the fd and pid, and the job runs on untraced", () => {
     const job = startJob(true);

@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { DEV_TTY, jobContext, terminalKind, terminalProblem, treeExternal, type JobContext, type TerminalFd } from "../../src/dump/shelljob.ts";
 import type { DumpTask } from "../../src/dump/tree.ts";
 import { orderTasks } from "../../src/restore/tree.ts";
-import { findTerminal, foregroundPgid, shellJobNeed } from "../../src/restore/shelljob.ts";
+import { findTerminal, foregroundPgid, shellJobNeed, takesTerminal } from "../../src/restore/shelljob.ts";
 import { decodeImage, encodeImage, type FilesImage, type ImageSet, type TreeImage } from "../../src/images/index.ts";
 import { CrError } from "../../src/errors.ts";
 
@@ -138,6 +138,13 @@ describe("terminal and foreground (restore)", () => {
     expect(foregroundPgid({ sid: 50 }, false, self)).toBe(0);
     expect(foregroundPgid(undefined, false, self)).toBe(0);
   });
+  test("the job takes the terminal over (modes, SIGWINCH) when it was the foreground, in its own group or the outside one", () => {
+    expect(takesTerminal({ sid: 50, foreground: 100 }, false, self)).toBe(true);
+    expect(takesTerminal({ sid: 50, pgid: 50, foreground: 50 }, false, self)).toBe(true);
+    expect(takesTerminal({ sid: 50, pgid: 50 }, false, self)).toBe(false);
+    expect(takesTerminal({ sid: 50, foreground: 100 }, true, self)).toBe(false);
+    expect(takesTerminal({ sid: 50, foreground: 100 }, false, { ...self, tpgid: 3 })).toBe(false);
+  });
   test("what needs --shell-job is named", () => {
     const files = { files: [{ id: 1, kind: "tty" as const, path: "/dev/pts/3", flags: 2, pos: 0, tty: { ctty: true } }] };
     // Only the fds of the task images are looked at.
@@ -152,7 +159,7 @@ describe("records", () => {
   const decodeTree = (t: TreeImage) => decodeImage("tree", encodeImage("tree", t), "tree.cbor");
   const decodeFiles = (f: FilesImage) => decodeImage("files", encodeImage("files", f), "files.cbor");
   test("external ids as written", () => {
-    const t = tree([[100, 50, 50, 50]], { sid: 50, pgid: 50, foreground: 50 });
+    const t = tree([[100, 50, 50, 50]], { sid: 50, pgid: 50, foreground: 50, termios: new Uint8Array(36).fill(7) });
     expect(decodeTree(t)).toEqual(t);
   });
   test("external ids that are not the root's, or not outside, or a foreground nobody leads", () => {
@@ -161,6 +168,7 @@ describe("records", () => {
     expect(() => decodeTree(tree([[100, 50, 50, 50]], { sid: 50 }))).toThrow(/external.pgid does not say so/);
     expect(() => decodeTree(tree([[100, 50, 100, 50]], { sid: 50, pgid: 100 }))).toThrow(/not a process group outside/);
     expect(() => decodeTree(tree([[100, 50, 100, 50]], { sid: 50, foreground: 77 }))).toThrow(/external.foreground 77/);
+    expect(() => decodeTree(tree([[100, 50, 100, 50]], { sid: 50, termios: new Uint8Array(60) }))).toThrow(/external.termios: 60 bytes, expected 36/);
   });
   test("a tty needs its record", () => {
     expect(() => decodeFiles({ files: [{ id: 1, kind: "tty", path: "/dev/pts/3", flags: 2, pos: 0 }] })).toThrow(/tty without its record/);

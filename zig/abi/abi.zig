@@ -411,6 +411,11 @@ pub const TreeHeader = extern struct {
     fg_tty: i32,
 };
 
+/// The kernel's struct termios on x86_64 (asm-generic termbits.h), as
+/// TCGETS/TCSETS read and write it: four tcflag_t, c_line and NCCS = 19
+/// control characters (glibc's struct termios is longer). See lib/tty.zig.
+pub const TERMIOS_SIZE: usize = 36;
+
 pub const TreeTask = extern struct {
     pid: i32,
     /// Index of the parent in the task table; -1 for the root.
@@ -544,6 +549,7 @@ pub const Layout = extern struct {
     size_tree_epoll: u32,
     off_tree_task_epoll_off: u32,
     off_tree_fg_pgid: u32,
+    size_termios: u32,
 };
 
 pub fn layout() Layout {
@@ -604,6 +610,7 @@ pub fn layout() Layout {
         .size_tree_epoll = @sizeOf(TreeEpoll),
         .off_tree_task_epoll_off = @offsetOf(TreeTask, "epoll_off"),
         .off_tree_fg_pgid = @offsetOf(TreeHeader, "fg_pgid"),
+        .size_termios = TERMIOS_SIZE,
     };
 }
 
