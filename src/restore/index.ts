@@ -110,7 +110,7 @@ export function restore(opts: RestoreOptions): { pid: number; foreground: number
   const undoModes = job.termios ? takeTerminalModes(job.termios) : undefined;
   let pid: number;
   try {
-    ({ pid } = restoreTree(images, job, opts));
+    ({ pid } = createTree(images, job, opts));
   } catch (e) {
     undoModes?.();
     throw e;
@@ -130,7 +130,7 @@ export function restore(opts: RestoreOptions): { pid: number; foreground: number
   return { pid, foreground: job.foreground };
 }
 
-function restoreTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions): { pid: number } {
+function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions): { pid: number } {
   const rootPid = images.inventory.rootPid;
   const order = orderTasks(images.tree, rootPid, job.crPgid);
   for (const { task } of order) {

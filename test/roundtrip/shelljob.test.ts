@@ -118,6 +118,7 @@ function roundTrip(jobControl: boolean): void {
   // In the session of the cr that restored it (its parent), on that session's terminal.
   const now = idsOf(job.pid);
   const crPid = now.ppid;
+  track(crPid);
   expect(readlinkSync(`/proc/${crPid}/exe`)).toBe(CR);
   expect(now.sid).toBe(host.leader);
   expect(idsOf(crPid).sid).toBe(host.leader);
@@ -164,6 +165,8 @@ describe("shell jobs (--shell-job)", () => {
     expectTicksGoOn(host, job);
     expect(idsOf(job.pid).tpgid).toBe(job.pid);
     const crPid = idsOf(job.pid).ppid;
+    expect(readlinkSync(`/proc/${crPid}/exe`)).toBe(CR);
+    track(crPid);
 
     host.type("\x1a");
     waitFor(() => procState(job.pid) === "T" && procState(crPid) === "T" && idsOf(host.leader).tpgid === host.leader, 10_000,
