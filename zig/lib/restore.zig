@@ -11,6 +11,7 @@ const sys = @import("sys.zig");
 const err = @import("err.zig");
 const pt = @import("ptrace.zig");
 const fdkinds = @import("fdkinds.zig");
+const tty = @import("tty.zig");
 
 const O_CLOEXEC: u32 = 0o2000000;
 const F_DUPFD: usize = 0;
@@ -246,10 +247,9 @@ fn setSession(st: Stage, h: *const abi.PlanHeader) void {
 /// kernel takes as consent.
 fn setForeground(st: Stage, t: Tree) void {
     std.debug.assert(t.h.fg_tty >= 0 and t.h.fg_tty < @as(i32, @intCast(t.h.shared_count)));
-    const TIOCSPGRP: usize = 0x5410;
     const pgid: i32 = t.h.fg_pgid;
     const fd = t.shared()[@intCast(t.h.fg_tty)];
-    _ = st.check(sys.syscall3(.ioctl, sys.fdArg(fd), TIOCSPGRP, @intFromPtr(&pgid)), .foreground, 0);
+    _ = st.check(sys.syscall3(.ioctl, sys.fdArg(fd), tty.TIOCSPGRP, @intFromPtr(&pgid)), .foreground, 0);
 }
 
 /// A task that was a zombie at dump time ends here the way it ended then.

@@ -14,7 +14,7 @@ const TERMIOS_SIZE = abi.TERMIOS_SIZE;
 
 const TCGETS: usize = 0x5401;
 const TCSETS: usize = 0x5402;
-const TIOCSPGRP: usize = 0x5410;
+pub const TIOCSPGRP: usize = 0x5410;
 const SIGTTOU: u6 = 22;
 const SIG_BLOCK: usize = 0;
 const SIG_SETMASK: usize = 2;
