@@ -8,6 +8,7 @@ import { runCheck, formatCheck } from "./check.ts";
 import { dump } from "./dump/index.ts";
 import { DEFAULT_GHOST_LIMIT, formatSize, parseSize } from "./dump/ghost.ts";
 import { restore } from "./restore/index.ts";
+import { waitForegroundJob } from "./restore/shelljob.ts";
 import * as native from "./native/index.ts";
 import { show } from "./show/index.ts";
 
@@ -50,7 +51,7 @@ cli.command("dump", "Checkpoint a running process into an image directory")
   .option("-t, --tree <pid>", "PID of the process to dump")
   .option("-D, --images-dir <dir>", "Image directory")
   .option("-R, --leave-running", "Let the process run on after the dump")
-  .option("--shell-job", "Allow a process attached to the shell's session")
+  .option("--shell-job", "Allow a job of an interactive shell: its session outside the tree, its terminal")
   .option("--tcp-established", "Checkpoint established TCP connections")
   .option("--no-sync", "Do not fsync the images (tmpfs, benchmarks)")
   .option("--ghost-limit <size>", `Largest deleted file to save in the images (bytes, or with K/M/G; default ${formatSize(DEFAULT_GHOST_LIMIT)})`)
@@ -87,19 +88,19 @@ cli.command("restore", "Restore a process from an image directory")
   .option("-D, --images-dir <dir>", "Image directory")
   .option("-d, --restore-detached", "Return once the process runs")
   .option("--pidfile <file>", "Write the restored root PID here")
-  .option("--shell-job", "Restore into the current session")
+  .option("--shell-job", "Attach a job dumped with --shell-job to this session and terminal")
   .option("-v, --verbose", "Say what happens")
-  .action((o: { imagesDir?: string; restoreDetached?: boolean; pidfile?: string; verbose?: boolean }) => {
+  .action((o: { imagesDir?: string; restoreDetached?: boolean; pidfile?: string; shellJob?: boolean; verbose?: boolean }) => {
     verbose = !!o.verbose;
     if (o.imagesDir === undefined) fail(new CrError("restore", "need -D DIR"));
     try {
-      const { pid } = restore({
-        dir: String(o.imagesDir), detached: !!o.restoreDetached, log,
+      const { pid, foreground } = restore({
+        dir: String(o.imagesDir), detached: !!o.restoreDetached, shellJob: !!o.shellJob, log,
         ...(o.pidfile === undefined ? {} : { pidfile: String(o.pidfile) }),
       });
       if (o.restoreDetached) process.exit(0);
       // Stay the parent of the restored task and exit with its status.
-      const { status } = native.wait(pid);
+      const status = foreground ? waitForegroundJob(pid, foreground) : native.wait(pid).status;
       const termsig = status & 0x7f;
       process.exit(termsig === 0 ? (status >> 8) & 0xff : 128 + termsig);
     } catch (e) {

@@ -16,6 +16,7 @@ import {
 import { listFds } from "../proc/read.ts";
 import type { ShmemTable } from "./shmem.ts";
 import { deletedFileEntry, isDeleted, type GhostTable } from "./ghost.ts";
+import { terminalKind, type TerminalEntry } from "./shelljob.ts";
 
 type FileEntry = FilesImage["files"][number];
 type PipeEntry = NonNullable<FilesImage["pipes"]>[number];
@@ -76,7 +77,8 @@ export class FileTable {
   /** By file id. */
   private readonly epolls = new Map<number, PendingEpoll>();
 
-  constructor(private readonly shmem: ShmemTable, private readonly ghosts: GhostTable) {}
+  /** `terminal` describes an fd to a terminal, or refuses it (see shelljob.ts). */
+  constructor(private readonly shmem: ShmemTable, private readonly ghosts: GhostTable, private readonly terminal: TerminalEntry) {}
 
   /** The id of an existing description that (pid, fd) shares, if any. */
   private known(key: string, pid: number, fd: number): number | undefined {
@@ -159,7 +161,7 @@ export class FileTable {
     if (st.isFile()) kind = "reg";
     else if (st.isDirectory()) kind = "dir";
     else if (st.isCharacterDevice()) {
-      if (/^\/dev\/(pts\/|tty|console)/.test(target)) throw unsupported("terminals are not supported yet");
+      if (terminalKind(target) !== null) return this.terminal(pid, fd, target, Number(st.rdev), Number(st.mode), flags);
       kind = "chr";
     } else throw unsupported("this kind of file is not supported yet");
     return {

@@ -19,6 +19,8 @@ import { syscallSite } from "../syscall-site.ts";
 import { FileTable } from "./files.ts";
 import { ShmemTable } from "./shmem.ts";
 import { DEFAULT_GHOST_LIMIT, exeOf, GhostTable, mapGhosts } from "./ghost.ts";
+import { JobTerminal, jobContext, treeExternal } from "./shelljob.ts";
+import { orderTasks } from "../restore/tree.ts";
 
 const SIGCONT = 18, SIGSTOP = 19;
 
@@ -92,9 +94,20 @@ export function dump(opts: DumpOptions): DumpResult {
   try {
     const tFrozen = performance.now();
     opts.log(`froze ${seized.length} thread(s) of ${tasks.length} task(s) in ${(tFrozen - tSeize).toFixed(1)} ms`);
+    const job = jobContext(tasks, parseStat(readFileSync(`/proc/${opts.pid}/stat`, "utf8")), opts.shellJob);
+    const external = treeExternal(job);
+    const tree: img.TreeImage = {
+      tasks: tasks.map((t) => ({
+        pid: t.pid, ppid: t.ppid, pgid: t.pgid, sid: t.sid, threads: t.tids, state: t.state,
+        ...(t.exitStatus === undefined ? {} : { exitCode: t.exitStatus }),
+      })),
+      ...(external ? { external } : {}),
+    };
+    checkRestorable(tree, opts.pid);
     const shmem = new ShmemTable(opts.dir);
     const ghosts = new GhostTable(opts.dir, opts.ghostLimit ?? DEFAULT_GHOST_LIMIT);
-    const table = new FileTable(shmem, ghosts);
+    const terminal = new JobTerminal(job);
+    const table = new FileTable(shmem, ghosts, terminal.entry);
     const names: string[] = [];
     let pagesBytes = 0;
     for (const t of tasks) {
@@ -102,16 +115,11 @@ export function dump(opts: DumpOptions): DumpResult {
       pagesBytes += writeTaskImages(t, table, shmem, ghosts, opts);
       names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
     }
-    const tree: img.TreeImage = {
-      tasks: tasks.map((t) => ({
-        pid: t.pid, ppid: t.ppid, pgid: t.pgid, sid: t.sid, threads: t.tids, state: t.state,
-        ...(t.exitStatus === undefined ? {} : { exitCode: t.exitStatus }),
-      })),
-    };
     const inventory: img.InventoryImage = {
       crVersion: CR_VERSION, arch: "x86_64", pageSize: PAGE, kernel: release_(), dumpTime: new Date().toISOString(),
       rootPid: opts.pid, options: { leaveRunning: opts.leaveRunning, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished },
     };
+    if (external && terminal.termios) external.termios = terminal.termios;
     writeImage(opts, img.FILES, img.encodeImage("files", table.image()));
     writeImage(opts, img.TREE, img.encodeImage("tree", tree));
     writeImage(opts, img.INVENTORY, img.encodeImage("inventory", inventory));
@@ -134,6 +142,17 @@ export function dump(opts: DumpOptions): DumpResult {
   } catch (e) {
     release(seized);
     throw e;
+  }
+}
+
+/** Refuse now, with the tree running on, sessions and groups restore could not re-create. */
+function checkRestorable(tree: img.TreeImage, rootPid: number): void {
+  try {
+    // cr's own group stands for the one restore will have: only the checks matter here.
+    orderTasks(tree, rootPid, process.pid);
+  } catch (e) {
+    if (!(e instanceof CrError)) throw e;
+    throw new CrError("dump", e.message, { ...(e.pid === undefined ? {} : { pid: e.pid }), cause: e });
   }
 }
 

@@ -127,12 +127,25 @@ function epollRegistrations(files: FilesImage, tasks: Map<number, TaskImages>): 
   return out;
 }
 
+/**
+ * A shell job's outside ids and terminals go together, and only with the
+ * option that allows them: a terminal belongs to the session outside the tree.
+ */
+function checkShellJob(inventory: InventoryImage, tree: TreeImage, files: FilesImage): void {
+  const tty = files.files.find((f) => f.kind === "tty");
+  if (!inventory.options.shellJob && (tree.external || tty)) {
+    throw bad(tree.external ? TREE : FILES, `${tree.external ? "external ids" : `tty ${tty!.id}`} in images dumped without --shell-job`);
+  }
+  if (tty && !tree.external) throw bad(FILES, `tty ${tty.id}: a terminal, but ${TREE} has no session outside the tree`);
+}
+
 export function loadImageSet(dir: string): ImageSet {
   const read = <K extends ImageKind>(kind: K, name: string) => decodeImage(kind, readImageFile(dir, name), name);
   const inventory = read("inventory", INVENTORY);
   const tree = read("tree", TREE);
   if (!tree.tasks.some((t) => t.pid === inventory.rootPid)) throw bad(TREE, `the root pid ${inventory.rootPid} of ${INVENTORY} is not in the tree`);
   const files = read("files", FILES);
+  checkShellJob(inventory, tree, files);
   checkShmem(dir, files, inventory.pageSize);
   const tasks = new Map<number, TaskImages>();
   for (const t of tree.tasks) {

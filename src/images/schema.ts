@@ -25,6 +25,15 @@ export const tree = obj({
     /** A zombie's wait status (as waitpid reports it). */
     exitCode: optional(num),
   })),
+  /**
+   * --shell-job only: the ids the root had outside the tree (see
+   * docs/images.md). `sid`: its session, led by a process outside the tree;
+   * `pgid`: its process group, when led outside the tree; `foreground`: the
+   * foreground process group of the session's terminal, when it was one of
+   * the tree's groups (a task's pid) or `pgid`; `termios`: the modes of that
+   * terminal (the kernel's struct termios), when the tree holds it.
+   */
+  external: optional(obj({ sid: nonneg, pgid: optional(nonneg), foreground: optional(nonneg), termios: optional(bytes) })),
 });
 
 export const vma = obj({
@@ -93,7 +102,7 @@ export const pagemap = obj({
 export const files = obj({
   files: arr(obj({
     id: nonneg,
-    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd", "eventfd", "timerfd", "signalfd", "epoll"),
+    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd", "eventfd", "timerfd", "signalfd", "epoll", "tty"),
     path: str,
     flags: nonneg,
     pos: nonneg,
@@ -124,6 +133,12 @@ export const files = obj({
      * (in a task that holds the epoll) and the file it is on (an `id` here).
      */
     epoll: optional(arr(obj({ tfd: nonneg, events: nonneg, data: big, fileId: nonneg }))),
+    /**
+     * kind "tty" (--shell-job): a description of the job's terminal, restored
+     * as one of cr restore's own terminal. `ctty`: the terminal was the
+     * controlling terminal of the session outside the tree.
+     */
+    tty: optional(obj({ ctty: bool })),
   })),
   /** Every pipe the tree holds an end of: capacity and the bytes buffered at dump time. */
   pipes: optional(arr(obj({ id: nonneg, size: nonneg, data: bytes }))),

@@ -3,7 +3,7 @@
 // reader (restore included) sees only records that make sense on their own.
 // Checks across files (pagemap vs pages file, fds vs files.cbor) are in
 // imageset.ts. Each returns a problem or null.
-import { NSIG, SIGINFO_SIZE, USER_REGS_SIZE, XSTATE_MAX } from "../native/abi.ts";
+import { NSIG, SIGINFO_SIZE, TERMIOS_SIZE, USER_REGS_SIZE, XSTATE_MAX } from "../native/abi.ts";
 import type { ImageBody, ImageKind, TaskImage, TreeImage, FilesImage, ManifestImage, InventoryImage, PagemapImage } from "./schema.ts";
 
 /** Legacy FXSAVE area + XSAVE header: the smallest XSAVE image. */
@@ -40,8 +40,33 @@ const tree: Check<TreeImage> = (b) => {
     const d = firstDuplicate(t.threads);
     if (d !== undefined) return `tasks[${i}]: thread ${d} appears twice`;
   }
-  return null;
+  return checkExternal(b);
 };
+
+/** --shell-job's ids outside the tree: really outside, and the root's. */
+function checkExternal(b: TreeImage): string | null {
+  const ext = b.external;
+  if (!ext) return null;
+  const root = b.tasks[0]!;
+  const pids = new Set(b.tasks.map((t) => t.pid));
+  if (ext.sid === 0 || pids.has(ext.sid)) return `external.sid ${ext.sid} is not a session outside the tree`;
+  if (root.sid !== ext.sid) return `external.sid ${ext.sid} is not the root's session ${root.sid}`;
+  if (ext.pgid !== undefined) {
+    if (ext.pgid === 0 || pids.has(ext.pgid)) return `external.pgid ${ext.pgid} is not a process group outside the tree`;
+    if (root.pgid !== ext.pgid) return `external.pgid ${ext.pgid} is not the root's process group ${root.pgid}`;
+  } else if (!pids.has(root.pgid)) {
+    return `the root's process group ${root.pgid} is led outside the tree, but external.pgid does not say so`;
+  }
+  if (ext.termios && ext.termios.length !== TERMIOS_SIZE) return `external.termios: ${ext.termios.length} bytes, expected ${TERMIOS_SIZE}`;
+  const fg = ext.foreground;
+  if (fg !== undefined && fg !== ext.pgid) {
+    const leader = b.tasks.find((t) => t.pid === fg);
+    if (!leader || leader.pgid !== fg || leader.sid !== ext.sid || leader.state === "zombie") {
+      return `external.foreground ${fg} is neither external.pgid nor a group led by a live task of the root's session`;
+    }
+  }
+  return null;
+}
 
 function checkVmas(vmas: TaskImage["mm"]["vmas"]): string | null {
   let prevEnd = 0;
@@ -148,6 +173,9 @@ function checkFileKind(f: FileRecord, ids: ReadonlySet<number>, fifos: ReadonlyS
     }
     case "signalfd":
       if (!f.signalfd || !inU64(f.signalfd.sigmask)) return "signalfd without a 64-bit mask";
+      return null;
+    case "tty":
+      if (!f.tty) return "tty without its record";
       return null;
     case "epoll": {
       if (!f.epoll) return "epoll without its registrations";

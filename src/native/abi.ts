@@ -130,8 +130,8 @@ export const RESTORER_THREAD_AREA = 69632;
 
 export const TREE_MAGIC = 0x6372747265653031n;
 export const TreeHeader = {
-  size: 56, magic: 0, total_len: 8, abi_version: 16, task_count: 20, tasks_off: 24, shared_off: 28, shared_count: 32,
-  service_fd_base: 36, inherited_rseq_ptr: 40,
+  size: 64, magic: 0, total_len: 8, abi_version: 16, task_count: 20, tasks_off: 24, shared_off: 28, shared_count: 32,
+  service_fd_base: 36, inherited_rseq_ptr: 40, fg_pgid: 56, fg_tty: 60,
 } as const;
 export const TreeTask = {
   size: 32, pid: 0, parent: 4, plan_off: 8, plan_len: 12, zombie: 16, exit_status: 20, epoll_off: 24, epoll_count: 28,
@@ -139,6 +139,8 @@ export const TreeTask = {
 export const TreeEpoll = { size: 24, epfd: 0, tfd: 4, events: 8, data: 16 } as const;
 export const MAX_EPOLL_REGS = 1 << 20;
 export const SIGINFO_SIZE = 128;
+/** The kernel's struct termios (TCGETS/TCSETS: four flags, c_line, 19 control characters). */
+export const TERMIOS_SIZE = 36;
 
 export const PlanSpecial = { size: 24, cur_start: 0, target_start: 8, len: 16 } as const;
 /** struct prctl_mm_map field order (u64 each, then auxv_size u32, exe_fd u32). */
@@ -159,8 +161,8 @@ export const RESTORE_STEPS: Record<number, string> = {
   1: "child setup", 2: "open file", 3: "dup fd", 4: "chdir", 5: "map restorer hole", 6: "unmap old mappings",
   7: "move vdso/vvar", 8: "map VMA", 9: "fill pages", 10: "protect VMA", 11: "prctl(PR_SET_MM_MAP)",
   12: "rt_sigaction", 13: "setitimer", 14: "rseq", 15: "misc", 16: "rt_sigreturn", 17: "setsid/setpgid",
-  18: "fork a child", 19: "re-create a zombie", 20: "thread", 21: "POSIX timer",
-  23: "epoll_ctl (register a file in an epoll)", 24: "prlimit",
+  18: "fork a child", 19: "re-create a zombie", 20: "thread", 21: "POSIX timer", 22: "credentials",
+  23: "epoll_ctl (register a file in an epoll)", 24: "prlimit", 25: "tcsetpgrp (the job's terminal foreground)",
 };
 
 export const CHECK_FIELDS = [
@@ -184,7 +186,7 @@ export const LAYOUT_FIELDS = [
   "off_plan_thread_comm", "size_thread_extra", "restorer_thread_area", "off_parasite_posix_timers",
   "size_parasite_args", "off_parasite_args_timer_ids", "off_parasite_args_state", "off_plan_posix_timers_off",
   "size_plan_posix_timer", "off_plan_creds", "size_plan_creds", "off_plan_rlimits",
-  "size_tree_epoll", "off_tree_task_epoll_off",
+  "size_tree_epoll", "off_tree_task_epoll_off", "off_tree_fg_pgid", "size_termios",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -245,4 +247,6 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_plan_rlimits: PlanHeader.rlimits,
   size_tree_epoll: TreeEpoll.size,
   off_tree_task_epoll_off: TreeTask.epoll_off,
+  off_tree_fg_pgid: TreeHeader.fg_pgid,
+  size_termios: TERMIOS_SIZE,
 };

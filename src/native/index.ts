@@ -40,6 +40,8 @@ const symbols = {
   cr_make_signalfd: { args: [u64, i32], returns: i32 },
   cr_make_epoll: { args: [i32], returns: i32 },
   cr_epoll_target_is: { args: [i32, i32, i32, u32], returns: i32 },
+  cr_termios: { args: [i32, P, usize, u32], returns: i32 },
+  cr_set_foreground: { args: [i32, i32], returns: i32 },
 } as const;
 
 type Lib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
@@ -369,9 +371,27 @@ export function restoreStatus(statusFd: number, pid: number): { err: number; ste
 }
 
 export const WNOHANG = 1;
+export const WUNTRACED = 2;
 /** wait4 on a child; returns {pid: 0} under WNOHANG when it has not changed state. */
 export function wait(pid: number, flags = 0): { pid: number; status: number } {
   const st = new Int32Array(1);
   const got = checked(native().cr_wait(pid, ptr(st), flags), "wait", pid);
   return { pid: got, status: st[0] ?? 0 };
+}
+
+/** The modes of terminal `fd` (TCGETS). */
+export function getTermios(fd: number): Uint8Array {
+  const t = new Uint8Array(abi.TERMIOS_SIZE);
+  checked(native().cr_termios(fd, ptr(t), t.length, 0), "terminal");
+  return t;
+}
+
+/** Set the modes of terminal `fd` (TCSETS; never stopped by SIGTTOU). */
+export function setTermios(fd: number, t: Uint8Array): void {
+  checked(native().cr_termios(fd, ptr(t), t.length, 1), "terminal");
+}
+
+/** tcsetpgrp(fd, pgid) (never stopped by SIGTTOU). */
+export function setForeground(fd: number, pgid: number): void {
+  checked(native().cr_set_foreground(fd, pgid), "terminal", pgid);
 }

@@ -80,6 +80,8 @@ function makeShmem(o: Shmem, dir: string, minFd: number): number {
 export function openSharedFiles(
   files: FilesImage, ids: ReadonlySet<number>, shmemIds: ReadonlySet<number>, dir: string, minFd: number,
   ghostUses: ReadonlyMap<number, GhostUse> = new Map(), log: (msg: string) => void = () => {},
+  /** --shell-job: what to open for every "tty" description (cr's own terminal, see shelljob.ts). */
+  terminal?: string,
 ): SharedFds {
   const byId = new Map(files.files.map((f) => [f.id, f]));
   const pipes = new Map((files.pipes ?? []).map((p) => [p.id, p]));
@@ -157,6 +159,11 @@ export function openSharedFiles(
       } else if (f.kind === "memfd") {
         if (f.shmemId === undefined) throw new CrError("restore", `files.cbor: memfd ${id} without its object`);
         fd = native.openFile(`/proc/self/fd/${memfdOf(f.shmemId)}`, f.flags & REOPEN_FLAGS, f.pos, minFd);
+        opened.push(fd);
+      } else if (f.kind === "tty") {
+        // A new description of cr's terminal, not a dup of cr's own: the job's flags stay the job's.
+        if (terminal === undefined) throw new CrError("restore", `files.cbor: tty ${id} needs --shell-job`);
+        fd = native.openFile(terminal, (f.flags & REOPEN_FLAGS) | O_NOCTTY, 0, minFd);
         opened.push(fd);
       } else if (ANON.has(f.kind)) {
         fd = makeAnon(f, minFd);

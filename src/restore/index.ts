@@ -11,16 +11,19 @@ import { parseMaps } from "../proc/maps.ts";
 import { parseStat } from "../proc/stat.ts";
 import * as img from "../images/index.ts";
 import { buildPlan, restorerHole, setPlanHole, zombiePlan, type Hole } from "./plan.ts";
-import { buildTreeBuffer, orderTasks } from "./tree.ts";
-import { closeAll, openSharedFiles } from "./files.ts";
+import { buildTreeBuffer, orderTasks, type Foreground } from "./tree.ts";
+import { closeAll, openSharedFiles, type SharedFds } from "./files.ts";
 import { ghostUses } from "./ghost.ts";
+import { prepareShellJob, takeTerminalModes, type ShellJob } from "./shelljob.ts";
 import { syscallSite } from "../syscall-site.ts";
 
-const SIGSTOP = 19;
+const SIGSTOP = 19, SIGWINCH = 28;
 
 export interface RestoreOptions {
   dir: string;
   detached: boolean;
+  /** Attach a job of an interactive shell to cr's own session and terminal (see shelljob.ts). */
+  shellJob: boolean;
   pidfile?: string;
   log: (msg: string) => void;
 }
@@ -83,10 +86,54 @@ function killTree(pids: number[], rootPid: number): void {
   }
 }
 
-export function restore(opts: RestoreOptions): { pid: number } {
+/**
+ * --shell-job, a job that was in the foreground: cr's controlling terminal,
+ * as one more shared fd above all others (so the indexes of the others stay).
+ */
+function foregroundFd(job: ShellJob, shared: SharedFds, minFd: number): Foreground | undefined {
+  if (job.foreground === 0) return undefined;
+  const O_RDWR = 2, O_NOCTTY = 0o400;
+  const fd = native.openFile("/dev/tty", O_RDWR | O_NOCTTY, 0, Math.max(minFd, ...shared.fds.map((f) => f + 1)));
+  shared.opened.push(fd);
+  shared.fds.push(fd);
+  return { pgid: job.foreground, shared: shared.fds.length - 1 };
+}
+
+/**
+ * Restore the images of `opts.dir`. `foreground`: the process group of the
+ * restored job that cr made the foreground of its terminal (--shell-job), 0
+ * if none: cr then waits for the job like a shell (waitForegroundJob).
+ */
+export function restore(opts: RestoreOptions): { pid: number; foreground: number } {
   const images = loadImages(opts.dir);
+  const job = prepareShellJob(images, opts.shellJob, opts.detached, opts.log);
+  // The job's terminal modes go on before the job exists, and back off if it never does.
+  const undoModes = job.termios ? takeTerminalModes(job.termios) : undefined;
+  let pid: number;
+  try {
+    ({ pid } = createTree(images, job, opts));
+  } catch (e) {
+    undoModes?.();
+    throw e;
+  }
+  if (job.takesTerminal) {
+    // A new terminal, maybe of another size: the job's foreground tasks look at it again (and redraw).
+    const fg = images.tree.external?.foreground;
+    for (const t of images.tree.tasks) {
+      if (t.state !== "alive" || t.pgid !== fg) continue;
+      try {
+        native.kill(t.pid, SIGWINCH);
+      } catch {
+        // Gone already: its parent will see.
+      }
+    }
+  }
+  return { pid, foreground: job.foreground };
+}
+
+function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions): { pid: number } {
   const rootPid = images.inventory.rootPid;
-  const order = orderTasks(images.tree, rootPid);
+  const order = orderTasks(images.tree, rootPid, job.crPgid);
   for (const { task } of order) {
     for (const tid of task.threads) {
       const what = tid === task.pid ? "pid" : `thread id (of pid ${task.pid})`;
@@ -98,11 +145,12 @@ export function restore(opts: RestoreOptions): { pid: number } {
   const ids = new Set(live.flatMap((t) => t.task.fds.map((f) => f.fileId)));
   const serviceFdBase = Math.max(3, ...live.flatMap((t) => t.task.fds.map((f) => f.fd + 1)));
   const shmemIds = new Set(live.flatMap((t) => t.task.mm.vmas.flatMap((v) => (v.kind === "shmem" && v.shmemId !== undefined ? [v.shmemId] : []))));
-  const shared = openSharedFiles(images.files, ids, shmemIds, opts.dir, serviceFdBase + 1, ghostUses(live.map((t) => t.task)), opts.log);
+  const shared = openSharedFiles(images.files, ids, shmemIds, opts.dir, serviceFdBase + 1, ghostUses(live.map((t) => t.task)), opts.log, job.terminal);
   const selfMaps = parseMaps(readFileSync("/proc/self/maps", "utf8"));
   let spawned: native.SpawnResult;
   let hole: Hole;
   try {
+    const fg = foregroundFd(job, shared, serviceFdBase + 1);
     const plans = new Map(live.map((t) => [t.o.task.pid, buildPlan({
       pid: t.o.task.pid, sid: t.o.sid, pgid: t.o.pgid, task: t.task, pagemap: t.pagemap,
       sharedIndex: shared.index, shmemIndex: shared.shmemIndex, ghostIndex: shared.ghostIndex, serviceFdBase, pagesPath: resolve(opts.dir, img.pagesFile(t.o.task.pid)), selfMaps,
@@ -118,7 +166,7 @@ export function restore(opts: RestoreOptions): { pid: number } {
       pid: o.task.pid, parent: o.parent, zombie: o.task.state === "zombie", exitStatus: o.task.exitCode ?? 0,
       plan: plans.get(o.task.pid) ?? zombiePlan(o.task.pid, o.sid, o.pgid, serviceFdBase),
       epolls: images.epolls.get(o.task.pid) ?? [],
-    })), shared.fds, serviceFdBase);
+    })), shared.fds, serviceFdBase, fg);
     opts.log(`tree of ${order.length} task(s), ${shared.fds.length} shared fd(s), restorer hole at 0x${hole.start.toString(16)}`);
     spawned = native.restoreTree(tree, rootPid);
   } finally {

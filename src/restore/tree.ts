@@ -22,10 +22,18 @@ export interface OrderedTask {
  * The tasks of `tree` in creation order: the root first, every parent before
  * its children (the dump writes them so; this checks it). Refuses sessions
  * and groups that cannot be re-created by forking alone.
+ *
+ * The root's session, when led outside the tree, is cr's own session (the
+ * root inherits it). So is its process group when led outside the tree; with
+ * --shell-job (tree.external.pgid) every task of that group joins cr's group
+ * `crPgid`, as CRIU does, so that the shell running cr restore sees the job's
+ * stops through cr. A root that led its own group leads a new one again.
  */
-export function orderTasks(tree: TreeImage, rootPid: number): OrderedTask[] {
+export function orderTasks(tree: TreeImage, rootPid: number, crPgid: number): OrderedTask[] {
   const out: OrderedTask[] = [];
   const index = new Map<number, number>();
+  const pids = new Set(tree.tasks.map((t) => t.pid));
+  const outsidePgid = tree.external?.pgid;
   for (const [i, t] of tree.tasks.entries()) {
     const bad = (msg: string) => new CrError("restore", msg, { pid: t.pid });
     if (index.has(t.pid)) throw bad("appears twice in tree.cbor");
@@ -37,7 +45,8 @@ export function orderTasks(tree: TreeImage, rootPid: number): OrderedTask[] {
       if (t.state === "zombie") throw bad("the root task is a zombie");
       // Outside the tree there is only cr's own session and group to inherit.
       sid = t.sid;
-      pgid = t.pgid === t.pid ? t.pid : 0;
+      if (t.pgid === t.pid) pgid = t.pid;
+      else if (pids.has(t.pgid)) throw bad(`unsupported: the root is in process group ${t.pgid}, led by one of its descendants`);
     } else {
       const p = index.get(t.ppid);
       if (p === undefined) throw bad(`its parent ${t.ppid} is not an earlier task of tree.cbor`);
@@ -52,6 +61,11 @@ export function orderTasks(tree: TreeImage, rootPid: number): OrderedTask[] {
         pgid = 0;
       } else if (t.pgid === t.pid) {
         pgid = t.pid;
+      } else if (t.pgid === outsidePgid) {
+        pgid = crPgid;
+      } else if (!pids.has(t.pgid)) {
+        const hint = t.pgid === tree.tasks[0]!.pgid && !tree.external ? " (dump with --shell-job)" : " (not supported yet)";
+        throw bad(`the leader of its process group ${t.pgid} is outside the dumped tree${hint}`);
       } else {
         const leader = index.get(t.pgid);
         const lt = leader === undefined ? undefined : out[leader]!.task;
@@ -80,8 +94,14 @@ export interface TreeBufferTask {
   epolls: readonly EpollRegistration[];
 }
 
+/** --shell-job: the group the task leading it makes the terminal's foreground, through shared fd `shared` (an index). */
+export interface Foreground {
+  pgid: number;
+  shared: number;
+}
+
 /** The buffer of abi.TreeHeader for `tasks` (in order) and the shared fds (ascending). */
-export function buildTreeBuffer(tasks: TreeBufferTask[], sharedFds: number[], serviceFdBase: number): Uint8Array {
+export function buildTreeBuffer(tasks: TreeBufferTask[], sharedFds: number[], serviceFdBase: number, fg?: Foreground): Uint8Array {
   const H = abi.TreeHeader;
   const T = abi.TreeTask;
   const tasksOff = align8(H.size);
@@ -109,6 +129,13 @@ export function buildTreeBuffer(tasks: TreeBufferTask[], sharedFds: number[], se
   dv.setUint32(H.shared_off, sharedOff, true);
   dv.setUint32(H.shared_count, sharedFds.length, true);
   dv.setInt32(H.service_fd_base, serviceFdBase, true);
+  if (fg) {
+    if (!tasks.some((t) => t.pid === fg.pgid && !t.zombie) || fg.shared < 0 || fg.shared >= sharedFds.length) {
+      throw new CrError("restore", `foreground group ${fg.pgid} is not led by a live task, or its terminal is not a shared fd`);
+    }
+    dv.setInt32(H.fg_pgid, fg.pgid, true);
+    dv.setInt32(H.fg_tty, fg.shared, true);
+  }
   tasks.forEach((t, i) => {
     const o = tasksOff + i * T.size;
     dv.setInt32(o + T.pid, t.pid, true);

@@ -28,7 +28,16 @@ export function formatTree(tree: TreeImage, comm: (pid: number) => string | unde
     const state = t.exitCode === undefined ? t.state : `${t.state} (exit ${t.exitCode})`;
     rows.push([String(t.pid), String(t.ppid), String(t.pgid), String(t.sid), state, t.threads.join(","), comm(t.pid) ?? ""]);
   }
-  return table(rows);
+  return [...table(rows), ...formatExternal(tree.external)];
+}
+
+/** A shell job's ids outside the tree, or nothing. */
+export function formatExternal(ext: TreeImage["external"]): string[] {
+  if (!ext) return [];
+  const parts = [`session ${ext.sid}`];
+  if (ext.pgid !== undefined) parts.push(`process group ${ext.pgid}`);
+  if (ext.foreground !== undefined) parts.push(`foreground group of the terminal: ${ext.foreground}`);
+  return [`  shell job (outside the tree): ${parts.join(", ")}`];
 }
 
 export function formatManifest(m: ManifestImage): string[] {
@@ -63,6 +72,8 @@ export function fileDetail(x: FileRecord, files: FilesImage | undefined): string
       return x.epoll?.length ? `watches fds ${x.epoll.map((r) => r.tfd).join(",")}` : "watches nothing";
     case "reg":
       return x.ghostId === undefined ? "" : `deleted: ghost ${x.ghostId}`;
+    case "tty":
+      return x.tty?.ctty ? "the job's controlling terminal" : "a terminal";
     default:
       return "";
   }

@@ -406,7 +406,17 @@ pub const TreeHeader = extern struct {
     inherited_rseq_ptr: u64,
     inherited_rseq_len: u32,
     inherited_rseq_sig: u32,
+    /// --shell-job: the process group to make the foreground of the terminal
+    /// at shared fd index `fg_tty`, by the task that leads it, right after
+    /// making it and before the job runs; 0: none.
+    fg_pgid: i32,
+    fg_tty: i32,
 };
+
+/// The kernel's struct termios on x86_64 (asm-generic termbits.h), as
+/// TCGETS/TCSETS read and write it: four tcflag_t, c_line and NCCS = 19
+/// control characters (glibc's struct termios is longer). See lib/tty.zig.
+pub const TERMIOS_SIZE: usize = 36;
 
 pub const TreeTask = extern struct {
     pid: i32,
@@ -480,6 +490,7 @@ pub const RestoreStep = enum(u32) {
     creds = 22,
     epoll = 23,
     rlimit = 24,
+    foreground = 25,
 };
 
 /// The sizes and offsets the TypeScript mirror checks (see cr_abi_layout).
@@ -539,6 +550,8 @@ pub const Layout = extern struct {
     off_plan_rlimits: u32,
     size_tree_epoll: u32,
     off_tree_task_epoll_off: u32,
+    off_tree_fg_pgid: u32,
+    size_termios: u32,
 };
 
 pub fn layout() Layout {
@@ -598,6 +611,8 @@ pub fn layout() Layout {
         .off_plan_rlimits = @offsetOf(PlanHeader, "rlimits"),
         .size_tree_epoll = @sizeOf(TreeEpoll),
         .off_tree_task_epoll_off = @offsetOf(TreeTask, "epoll_off"),
+        .off_tree_fg_pgid = @offsetOf(TreeHeader, "fg_pgid"),
+        .size_termios = TERMIOS_SIZE,
     };
 }
 

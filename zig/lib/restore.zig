@@ -11,6 +11,7 @@ const sys = @import("sys.zig");
 const err = @import("err.zig");
 const pt = @import("ptrace.zig");
 const fdkinds = @import("fdkinds.zig");
+const tty = @import("tty.zig");
 
 const O_CLOEXEC: u32 = 0o2000000;
 const F_DUPFD: usize = 0;
@@ -93,7 +94,22 @@ fn viewTree(buf: []u8, blob_len: usize) TreeError!Tree {
         }
         try checkEpolls(t, i);
     }
+    try checkForeground(t);
     return t;
+}
+
+/// The foreground group, if any, is led by a live task of the tree (the one
+/// that makes it the foreground) through one of the shared fds.
+fn checkForeground(t: Tree) TreeError!void {
+    if (t.h.fg_pgid == 0) return;
+    if (t.h.fg_tty < 0 or t.h.fg_tty >= @as(i32, @intCast(t.h.shared_count))) return error.Malformed;
+    for (t.tasks(), 0..) |task, i| {
+        if (task.pid != t.h.fg_pgid) continue;
+        const ph = planHeader(t.plan(i)).?;
+        if (task.zombie != 0 or ph.pgid != task.pid) return error.Malformed;
+        return;
+    }
+    return error.Malformed;
 }
 
 /// The restorer hole's size for a plan: see abi.RESTORER_THREAD_AREA.
@@ -247,6 +263,19 @@ fn setSession(st: Stage, h: *const abi.PlanHeader) void {
     }
 }
 
+/// --shell-job: the task leading the group that was the terminal's foreground
+/// at dump makes it the foreground of cr's terminal, before any task of the
+/// job runs (one that read the terminal from the background would be stopped
+/// by SIGTTIN). Being in a background group of that terminal now, it would get
+/// SIGTTOU for this, but every signal is blocked here (rootStage), which the
+/// kernel takes as consent.
+fn setForeground(st: Stage, t: Tree) void {
+    std.debug.assert(t.h.fg_tty >= 0 and t.h.fg_tty < @as(i32, @intCast(t.h.shared_count)));
+    const pgid: i32 = t.h.fg_pgid;
+    const fd = t.shared()[@intCast(t.h.fg_tty)];
+    _ = st.check(sys.syscall3(.ioctl, sys.fdArg(fd), tty.TIOCSPGRP, @intFromPtr(&pgid)), .foreground, 0);
+}
+
 /// A task that was a zombie at dump time ends here the way it ended then.
 fn becomeZombie(st: Stage, status: i32) noreturn {
     const sig: u32 = @as(u32, @bitCast(status)) & 0x7f;
@@ -288,6 +317,7 @@ fn taskStage(t: Tree, i: usize, blob: []const u8) noreturn {
 
     setSession(st, h);
     if (task.zombie != 0) becomeZombie(st, task.exit_status);
+    if (t.h.fg_pgid == task.pid) setForeground(st, t);
 
     // Children next, in table order: each inherits the session, group and
     // the status + shared fds, and goes on with its own stage.

@@ -13,6 +13,7 @@ const restore = @import("restore.zig");
 const probe = @import("probe.zig");
 const fds = @import("fds.zig");
 const fdkinds = @import("fdkinds.zig");
+const tty = @import("tty.zig");
 
 export fn cr_abi_layout(out: *abi.Layout) void {
     out.* = abi.layout();
@@ -185,6 +186,18 @@ export fn cr_epoll_target_is(pid: i32, epfd: i32, tfd: i32, toff: u32) i32 {
     return fdkinds.epollTargetIs(pid, epfd, tfd, toff);
 }
 
+/// Modes of terminal `fd`: read into `t` (set 0) or set from it (set 1); see tty.zig.
+export fn cr_termios(fd: i32, t: [*]u8, len: usize, set: u32) i32 {
+    err.clear();
+    return tty.termios(fd, t[0..len], set != 0);
+}
+
+/// tcsetpgrp(fd, pgid), never stopped by SIGTTOU.
+export fn cr_set_foreground(fd: i32, pgid: i32) i32 {
+    err.clear();
+    return tty.setForeground(fd, pgid);
+}
+
 /// wait4 for one child; returns the raw status in `status`.
 export fn cr_wait(pid: i32, status: *i32, flags: i32) i32 {
     while (true) {
@@ -225,4 +238,5 @@ test "error detail is kept and returned as -errno" {
 test {
     // Tests of the files that have their own.
     _ = fdkinds;
+    _ = tty;
 }
