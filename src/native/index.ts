@@ -248,7 +248,7 @@ export function dumpPages(pid: number, ranges: { addr: number; len: number }[], 
   return Number(written[0]);
 }
 
-/** munmap [addr, addr+len) inside running task `tids[0]` (every thread of it in `tids`) once all have left it, by an injected syscall at `syscallSite`. */
+/** munmap [addr, addr+len) inside restored task `tids[0]`, all of whose threads `tids` cr holds (seized), once each has left it; then let them go. */
 export function unmapRemote(tids: number[], syscallSite: number, addr: number, len: number): void {
   const t = tidArray(tids);
   checked(native().cr_unmap_remote(ptr(t), t.length, BigInt(syscallSite), BigInt(addr), BigInt(len)), "restore cleanup", tids[0]);

@@ -192,16 +192,24 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions): 
       pid: failure.pid, errno: -failure.err,
     });
   }
-  // Every task is ready and waits in the restorer: let the whole tree go at once.
+  // Every task is ready and waits in the restorer. Its area there is dead
+  // weight (and RWX) once it leaves: hold every thread first, so that none
+  // runs (or forks, handing the area down) before its area is gone.
+  const tidsOf = (t: (typeof live)[number]) => [t.o.task.pid, ...t.o.task.threads.filter((tid) => tid !== t.o.task.pid)];
+  try {
+    for (const t of live) for (const tid of tidsOf(t)) native.seize(tid);
+  } catch (e) {
+    abandon();
+    throw e;
+  }
+  // Let the whole tree go at once, then each task out of its area, which is
+  // unmapped from outside like a tiny dump with -R.
   native.closeFd(spawned.goFd);
-  // Every task leaves the restorer through rt_sigreturn; its area is dead
-  // weight (and RWX): remove it from outside, like a tiny dump with -R.
   for (const t of live) {
     try {
-      const tids = [t.o.task.pid, ...t.o.task.threads.filter((tid) => tid !== t.o.task.pid)];
-      native.unmapRemote(tids, syscallSite(t.task.mm.vmas, t.o.task.pid), hole.start, hole.len);
+      native.unmapRemote(tidsOf(t), syscallSite(t.task.mm.vmas, t.o.task.pid), hole.start, hole.len);
     } catch (e) {
-      // A task that already exited (a zombie or gone) has nothing left to clean.
+      // A task that exited meanwhile (killed from outside) has nothing left to clean.
       if (!(e instanceof CrError) || isAlive(t.o.task.pid)) throw e;
     }
   }

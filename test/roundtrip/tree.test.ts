@@ -63,6 +63,54 @@ describe("process tree round trip", () => {
   test("two processes writing through one shared file description", () => treeRoundTrip("dupfd"));
   test("a parent and 3 children counting in shared anonymous memory, private COW pages apart", () => treeRoundTrip("shmcount", ["3"]));
 
+  test("no task of a restored tree keeps the restorer's area, not even a child forked right away", () => {
+    const dir = tempDir("cr-fork-");
+    // Forks a child (no exec: it keeps a copy of the parent's mappings) every 5 ms.
+    const script = [
+      "import os, time",
+      "while True:",
+      "    if os.fork() == 0:",
+      "        time.sleep(0.5)",
+      "        os._exit(0)",
+      "    while os.waitpid(-1, os.WNOHANG)[0] > 0: pass",
+      "    time.sleep(0.005)",
+    ].join("\n");
+    const py = Bun.spawn(["python3", "-c", script], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
+    track(py.pid);
+    const children = () => {
+      try {
+        return readFileSync(`/proc/${py.pid}/task/${py.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+      } catch {
+        return [];
+      }
+    };
+    waitFor(() => children().length >= 3, 10_000, "python forking");
+    const images = tempDir("cr-images-");
+    expect(cr(["dump", "-t", String(py.pid), "-D", images]).status).toBe(0);
+    waitDumpedGone(images);
+    const r = cr(["restore", "-D", images, "-d", "-v"]);
+    expect(r.status).toBe(0);
+    const hole = /restorer hole at 0x([0-9a-f]+)/.exec(r.stderr)?.[1];
+    expect(hole).toBeDefined();
+    const holeAt = (pid: number) => {
+      try {
+        return readFileSync(`/proc/${pid}/maps`, "utf8").split("\n").some((l) => l.startsWith(`${hole}-`));
+      } catch {
+        return false; // gone
+      }
+    };
+    const seen = new Set<number>();
+    const end = Date.now() + 300;
+    while (Date.now() < end) {
+      for (const pid of [py.pid, ...children()]) {
+        seen.add(pid);
+        expect({ pid, holeMapped: holeAt(pid) }).toEqual({ pid, holeMapped: false });
+      }
+    }
+    // Dumped children and new ones both looked at.
+    expect(seen.size).toBeGreaterThan(dumpedPids(images).length);
+  });
+
   test("a bash loop that forks and execs all the time continues its count", () => {
     const dir = tempDir("cr-bash-");
     const log = join(dir, "count.log");

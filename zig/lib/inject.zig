@@ -200,30 +200,17 @@ fn readRemote(tid: i32, addr: u64, buf: []u8) i32 {
     return 0;
 }
 
-/// munmap a range inside a running task from outside: freeze every thread,
-/// step each out of the range, inject the syscall into the main thread
-/// (`tids[0]`), cure, let them all go. Used to drop the restorer's area once
-/// the restored threads have left it through rt_sigreturn. A thread that is
-/// already gone (it exited right after the restore) is skipped.
+/// munmap a range inside a restored task whose threads `tids` (the main
+/// thread first) cr seized while they waited at the go barrier: step each
+/// out of the range, inject the syscall into the main thread, cure, and let
+/// them all go. Used to drop the restorer's area before any restored code
+/// runs, so no fork of the task can inherit it.
 pub fn unmapRemote(tids: []const i32, site: u64, addr: u64, len: u64) i32 {
     std.debug.assert(tids.len >= 1 and tids.len <= abi.MAX_THREADS);
-    var held: usize = 0;
-    var live: [abi.MAX_THREADS]bool = undefined;
-    defer for (tids[0..held], live[0..held]) |tid, l| {
-        if (l) _ = pt.detach(tid, 0);
+    defer for (tids) |tid| {
+        _ = pt.detach(tid, 0);
     };
-    while (held < tids.len) : (held += 1) {
-        live[held] = false;
-        const sz = pt.seize(tids[held]);
-        if (sz != 0) {
-            // The main thread must be there to take the syscall; others may have exited.
-            if (held == 0 or sz != sys.neg(sys.ESRCH)) return sz;
-            continue;
-        }
-        live[held] = true;
-    }
-    for (tids, live[0..tids.len]) |tid, l| {
-        if (!l) continue;
+    for (tids) |tid| {
         const out = stepOutOf(tid, addr, len);
         if (out != 0) return out;
     }
@@ -240,17 +227,17 @@ pub fn unmapRemote(tids: []const i32, site: u64, addr: u64, len: u64) i32 {
     return cured;
 }
 
-/// The main thread closes the status pipe, and wakes the other threads, just
-/// before the final rt_sigreturns, so cr may freeze a thread while it still
-/// executes those last instructions in [addr, addr+len). Let it run syscall
-/// by syscall (PTRACE_SYSCALL) until the rt_sigreturn exit stop puts it back
-/// into its own code. All signals are blocked in the restorer, so nothing
-/// else can stop it on the way.
+/// cr seizes every thread while it waits at the go barrier, inside
+/// [addr, addr+len). Let it run syscall by syscall (PTRACE_SYSCALL) until the
+/// rt_sigreturn exit stop puts it back into its own code: the rest of the
+/// barrier (the go pipe's read, its close, the threads' futex) and the
+/// sigreturn itself. All signals are blocked in the restorer, so nothing else
+/// can stop it on the way.
 fn stepOutOf(tid: i32, addr: u64, len: u64) i32 {
     var regs: abi.UserRegs = undefined;
-    // Bounded: at most a futex or close exit, a futex re-check, rt_sigreturn's entry and exit.
+    // Bounded: a restarted read or futex, close, futex wake, rt_sigreturn: entry and exit each.
     var steps: u32 = 0;
-    while (steps < 16) : (steps += 1) {
+    while (steps < 24) : (steps += 1) {
         if (pt.getRegs(tid, &regs) != 0) return sys.neg(sys.EIO);
         if (regs.rip < addr or regs.rip >= addr + len) return 0;
         const rc = pt.ptrace(pt.PTRACE_SYSCALL, tid, 0, 0);
