@@ -1,7 +1,11 @@
-// Pure parts of restore planning: syscall-restart fixup and the restorer hole.
+// Pure parts of restore planning: syscall-restart fixup, the restorer hole,
+// and the plan's threads, POSIX timers, credentials and limits.
 import { describe, expect, test } from "bun:test";
-import { findHole, fixupSyscallRestart, PAGE } from "../../src/restore/plan.ts";
-import { USER_REGS_FIELDS, USER_REGS_SIZE, type RegName } from "../../src/native/abi.ts";
+import { buildPlan, findHole, fixupSyscallRestart, PAGE } from "../../src/restore/plan.ts";
+import {
+  PlanCreds, PlanHeader, PlanPosixTimer, PlanThread, USER_REGS_FIELDS, USER_REGS_SIZE, type RegName,
+} from "../../src/native/abi.ts";
+import type { TaskImage } from "../../src/images/index.ts";
 
 function regs(vals: Partial<Record<RegName, bigint>>): Uint8Array {
   const b = new Uint8Array(USER_REGS_SIZE);
@@ -62,5 +66,73 @@ describe("findHole", () => {
     ];
     const h = findHole(busy, 2 * PAGE);
     expect(h + 2 * PAGE).toBe(0x7fffe0000000);
+  });
+});
+
+describe("buildPlan", () => {
+  const thread = (tid: number, sigmask: bigint) => ({
+    tid, comm: `t${tid}`, regs: regs({ rip: BigInt(tid), orig_rax: -1n }), xstate: new Uint8Array(576 + 64), sigmask,
+    rseq: null, tidAddress: tid * 16, robustList: { head: 0, len: 0 }, altstack: { sp: 0, flags: 2, size: 0 },
+    pending: [new Uint8Array(128).fill(tid & 0xff)],
+  });
+  const task: TaskImage = {
+    pid: 100, comm: "prog", exe: "/bin/true", cwd: "/", root: "/", umask: 0o022, personality: 0,
+    creds: {
+      uid: [1000, 1001, 1002, 1003], gid: [2000, 2001, 2002, 2003], groups: [5, 6],
+      capInh: 0n, capPrm: 0n, capEff: 0n, capBnd: (1n << 41n) - 1n, capAmb: 0n, noNewPrivs: true, dumpable: 0,
+    },
+    rlimits: [{ resource: 7, cur: 100n, max: 200n }, { resource: 3, cur: 8388608n, max: 0xffffffffffffffffn }],
+    sigactions: [], itimers: { real: { intervalUs: 0, valueUs: 0 }, virtual: { intervalUs: 0, valueUs: 0 }, prof: { intervalUs: 0, valueUs: 0 } },
+    sharedPending: [],
+    // The main thread listed second: the plan must put it first.
+    threads: [thread(101, 0x10n), thread(100, 0x20n)],
+    posixTimers: [{ id: 7, clockId: 1, signo: 14, notify: 4, tid: 101, sival: 0xabcn, intervalNs: 20_000_000n, valueNs: 0n, overrun: 0 }],
+    mm: {
+      vmas: [], brk: 0, startBrk: 0, startCode: 0, endCode: 0, startData: 0, endData: 0, startStack: 0,
+      argStart: 0, argEnd: 0, envStart: 0, envEnd: 0, auxv: new Uint8Array(16),
+    },
+    fds: [],
+  };
+  const plan = buildPlan({
+    pid: 100, sid: 0, pgid: 0, task, pagemap: { entries: [] }, sharedIndex: new Map(), shmemIndex: new Map(),
+    serviceFdBase: 3, pagesPath: "/nonexistent/pages-100.img", selfMaps: [],
+  });
+  const dv = new DataView(plan.buffer);
+  const H = PlanHeader, T = PlanThread;
+
+  test("threads: the main thread first, each with its own registers, mask, clear-tid address, pending signals and name", () => {
+    expect(dv.getUint32(H.threads_count, true)).toBe(2);
+    const at = (i: number) => dv.getUint32(H.threads_off, true) + i * T.size;
+    expect([dv.getInt32(at(0) + T.tid, true), dv.getInt32(at(1) + T.tid, true)]).toEqual([100, 101]);
+    expect(dv.getBigUint64(at(0) + T.sigmask, true)).toBe(0x20n);
+    expect(dv.getBigUint64(at(1) + T.sigmask, true)).toBe(0x10n);
+    expect(dv.getBigUint64(at(1) + T.regs + USER_REGS_FIELDS.indexOf("rip") * 8, true)).toBe(101n);
+    expect(dv.getBigUint64(at(1) + T.tid_address, true)).toBe(101n * 16n);
+    const pend = dv.getUint32(at(1) + T.sigpending_off, true);
+    expect(dv.getUint32(at(1) + T.sigpending_count, true)).toBe(1);
+    expect(plan[pend]).toBe(101);
+    expect(new TextDecoder().decode(plan.subarray(at(1) + T.comm, at(1) + T.comm + 4))).toBe("t101");
+  });
+
+  test("a POSIX timer keeps its id and sigevent; pending (value 0, periodic) fires at once", () => {
+    expect(dv.getUint32(H.posix_timers_count, true)).toBe(1);
+    const o = dv.getUint32(H.posix_timers_off, true);
+    const P = PlanPosixTimer;
+    expect([dv.getInt32(o + P.id, true), dv.getInt32(o + P.notify, true), dv.getInt32(o + P.tid, true)]).toEqual([7, 4, 101]);
+    expect(dv.getBigUint64(o + P.sival, true)).toBe(0xabcn);
+    expect(dv.getBigUint64(o + P.spec + 8, true)).toBe(20_000_000n); // interval ns
+    expect(dv.getBigUint64(o + P.spec + 16 + 8, true)).toBe(1n); // value: 1 ns, not 0 (disarmed)
+  });
+
+  test("credentials and only the dumped rlimits", () => {
+    const C = H.creds;
+    expect([0, 1, 2, 3].map((i) => dv.getUint32(C + PlanCreds.uid + 4 * i, true))).toEqual([1000, 1001, 1002, 1003]);
+    expect(dv.getUint32(C + PlanCreds.groups_count, true)).toBe(2);
+    const g = dv.getUint32(C + PlanCreds.groups_off, true);
+    expect([dv.getUint32(g, true), dv.getUint32(g + 4, true)]).toEqual([5, 6]);
+    expect(dv.getUint32(C + PlanCreds.no_new_privs, true)).toBe(1);
+    expect(dv.getUint32(H.rlimits_set, true)).toBe((1 << 7) | (1 << 3));
+    expect(dv.getBigUint64(H.rlimits + 16 * 7, true)).toBe(100n);
+    expect(dv.getBigUint64(H.rlimits + 16 * 7 + 8, true)).toBe(200n);
   });
 });
