@@ -2,7 +2,7 @@
 // own registers, xstate, mask, pending signals, altstack, name and TLS, and
 // the program (its own checks, or an unmodified python3) keeps going.
 import { afterEach, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   alive, cleanup, cr, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitDumpedGone, waitFor, waitGone, WORKLOADS,
@@ -108,6 +108,24 @@ describe("threads", () => {
     // Under the same parent (the shell, or the subshell it forked for the `&&` list).
     expect(ppidOf(child)).toBe(parent);
     expectKeepsGoing({ pid: child, dir: wdir });
+  });
+
+  test("an unmodified bun (JIT, worker threads, epoll, eventfd, timers) keeps running its interval", () => {
+    const dir = tempDir();
+    const script = join(dir, "p.js");
+    writeFileSync(script, `let n = 0; setInterval(() => require("fs").writeFileSync("${dir}/progress", String(++n)), 10);`);
+    const p = Bun.spawn([process.execPath, script], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
+    track(p.pid);
+    waitFor(() => readProgress(dir) >= 10, 10_000, "bun counting");
+    const before = threadsOf(p.pid);
+    expect(before.length).toBeGreaterThan(1);
+    const images = dump(p.pid);
+    waitGone(p.pid);
+    const at = readProgress(dir);
+    restore(images, p.pid);
+    expect(threadsOf(p.pid)).toEqual(before);
+    waitFor(() => readProgress(dir) >= at + 20, 10_000, "bun counting after restore");
+    expect(alive(p.pid)).toBe(true);
   });
 
   test("an unmodified python3 with 4 threads keeps every thread counting", () => {
