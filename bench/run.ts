@@ -48,40 +48,57 @@ try {
   pid = p.pid;
   while (!existsSync(join(app, "ready"))) Bun.sleepSync(20);
 
-  // Raw copy: the same memory pulled with process_vm_readv and thrown away.
+  // Every machine this runs on is shared and noisy (other VMs, a balloon
+  // that hands freed memory back to the host), so each measurement is taken
+  // BENCH_REPEAT times, interleaved, and compared by medians: raw copy, raw
+  // write, dump (left running but for the last one, which kills the task for
+  // the restore below).
+  const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
   const big = parseMaps(readFileSync(`/proc/${pid}/maps`, "utf8"))
     .filter((m) => m.inode === 0 && m.path === "")
     .sort((a, b) => b.end - b.start - (a.end - a.start))[0]!;
-  const nul = openSync("/dev/null", "w");
-  let t = performance.now();
-  const copied = native.dumpPages(pid, [{ addr: big.start, len: big.end - big.start }], nul);
-  const copyMs = performance.now() - t;
-  closeSync(nul);
-  const copyMBs = copied / MIB / (copyMs / 1000);
-  row(`raw copy of ${(copied / MIB).toFixed(0)} MiB (process_vm_readv)`, `${copyMs.toFixed(0)} ms, ${copyMBs.toFixed(0)} MiB/s`);
-
-  // Raw disk write of the same amount (page cache, like --no-sync).
   const buf = new Uint8Array(4 * MIB).fill(0x5a);
-  const f = join(work, "disk.tmp");
-  const fd = openSync(f, "w");
-  t = performance.now();
-  for (let done = 0; done < copied; done += buf.length) writeSync(fd, buf);
-  const diskMs = performance.now() - t;
-  closeSync(fd);
-  unlinkSync(f);
-  const diskMBs = copied / MIB / (diskMs / 1000);
-  row("raw write to the same disk", `${diskMs.toFixed(0)} ms, ${diskMBs.toFixed(0)} MiB/s`);
+  const copyMs: number[] = [], diskMs: number[] = [], dumpMs: number[] = [], dumpWallMs: number[] = [];
+  let copied = 0;
+  let res: { pagesBytes: number; freezeMs: number; totalMs: number; peakRssKiB: number } | undefined;
+  for (let i = 0; i < repeat; i++) {
+    // Raw copy: the same memory pulled with process_vm_readv and thrown away.
+    const nul = openSync("/dev/null", "w");
+    let t = performance.now();
+    copied = native.dumpPages(pid, [{ addr: big.start, len: big.end - big.start }], nul, { hash: false }).bytes;
+    copyMs.push(performance.now() - t);
+    closeSync(nul);
 
-  t = performance.now();
-  const d = spawnSync(CR, ["dump", "-t", String(pid), "-D", images, "--no-sync", "--json"], { encoding: "utf8" });
-  const dumpWall = performance.now() - t;
-  if (d.status !== 0) throw new Error(`dump failed: ${d.stderr}`);
-  const res = JSON.parse(d.stdout) as { pagesBytes: number; freezeMs: number; totalMs: number; peakRssKiB: number };
-  const dumpMBs = res.pagesBytes / MIB / (res.totalMs / 1000);
-  row("dump (in-process time)", `${res.totalMs.toFixed(0)} ms, ${dumpMBs.toFixed(0)} MiB/s = ${((100 * dumpMBs) / Math.min(copyMBs, diskMBs)).toFixed(0)} % of min(raw copy, disk)`);
-  row("dump (wall, incl. start-up)", `${dumpWall.toFixed(0)} ms`);
-  row("freeze time (seize -> killed)", `${res.freezeMs.toFixed(0)} ms`);
-  row("dumper peak RSS", `${(res.peakRssKiB / 1024).toFixed(0)} MiB`);
+    // Raw disk write of the same amount (page cache, like --no-sync).
+    const f = join(work, "disk.tmp");
+    const fd = openSync(f, "w");
+    t = performance.now();
+    for (let done = 0; done < copied; done += buf.length) writeSync(fd, buf);
+    diskMs.push(performance.now() - t);
+    closeSync(fd);
+    unlinkSync(f);
+
+    const last = i === repeat - 1;
+    const dir = last ? images : join(work, `images-${i}`);
+    t = performance.now();
+    const d = spawnSync(CR, ["dump", "-t", String(pid), "-D", dir, "--no-sync", "--json", ...(last ? [] : ["--leave-running"])], { encoding: "utf8" });
+    dumpWallMs.push(performance.now() - t);
+    if (d.status !== 0) throw new Error(`dump failed: ${d.stderr}`);
+    res = JSON.parse(d.stdout) as NonNullable<typeof res>;
+    dumpMs.push(res.totalMs);
+    if (!last) rmSync(dir, { recursive: true, force: true });
+  }
+  const list = (xs: number[]) => (xs.length > 1 ? ` (median of ${xs.map((x) => x.toFixed(0)).join(", ")})` : "");
+  const speed = (ms: number) => copied / MIB / (ms / 1000);
+  const copyMBs = speed(median(copyMs)), diskMBs = speed(median(diskMs));
+  row(`raw copy of ${(copied / MIB).toFixed(0)} MiB (process_vm_readv)`, `${median(copyMs).toFixed(0)} ms, ${copyMBs.toFixed(0)} MiB/s${list(copyMs)}`);
+  row("raw write to the same disk", `${median(diskMs).toFixed(0)} ms, ${diskMBs.toFixed(0)} MiB/s${list(diskMs)}`);
+  const dumpMBs = res!.pagesBytes / MIB / (median(dumpMs) / 1000);
+  row("dump (in-process time)", `${median(dumpMs).toFixed(0)} ms, ${dumpMBs.toFixed(0)} MiB/s${list(dumpMs)}`);
+  row("dump / min(raw copy, raw write)", `${((100 * dumpMBs) / Math.min(copyMBs, diskMBs)).toFixed(0)} % (target >= 80 %)`);
+  row("dump (wall, incl. start-up)", `${median(dumpWallMs).toFixed(0)} ms${list(dumpWallMs)}`);
+  row("freeze time (seize -> killed), last dump", `${res!.freezeMs.toFixed(0)} ms`);
+  row("dumper peak RSS, last dump", `${(res!.peakRssKiB / 1024).toFixed(0)} MiB (target < 100 MiB)`);
   const imgBytes = readdirSync(images).reduce((a, n) => a + statSync(join(images, n)).size, 0);
   row("image size", `${(imgBytes / MIB).toFixed(0)} MiB`);
 
@@ -89,11 +106,11 @@ try {
     await p.exited;
     Bun.sleepSync(5);
   }
-  t = performance.now();
+  const t = performance.now();
   const r = spawnSync(CR, ["restore", "-D", images, "-d"], { encoding: "utf8" });
   const restoreWall = performance.now() - t;
   if (r.status !== 0) throw new Error(`restore failed: ${r.stderr}`);
-  row("restore (wall, incl. start-up and manifest check)", `${restoreWall.toFixed(0)} ms, ${(res.pagesBytes / MIB / (restoreWall / 1000)).toFixed(0)} MiB/s`);
+  row("restore (wall, incl. start-up and manifest check)", `${restoreWall.toFixed(0)} ms, ${(res!.pagesBytes / MIB / (restoreWall / 1000)).toFixed(0)} MiB/s`);
 } finally {
   if (pid && existsSync(`/proc/${pid}`)) {
     try {

@@ -70,10 +70,14 @@ export function dump(opts: DumpOptions): DumpResult {
     const shmem = new ShmemTable(opts.dir);
     const table = new FileTable(shmem);
     const names: string[] = [];
+    // The pages files' digests, computed as they were written.
+    const known = new Map<string, native.Digest>();
     let pagesBytes = 0;
     for (const t of tasks) {
       if (t.state !== "alive") continue;
-      pagesBytes += writeTaskImages(t.pid, table, shmem, opts);
+      const pages = writeTaskImages(t.pid, table, shmem, opts);
+      known.set(img.pagesFile(t.pid), pages);
+      pagesBytes += pages.bytes;
       names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
     }
     const tree: img.TreeImage = {
@@ -90,7 +94,9 @@ export function dump(opts: DumpOptions): DumpResult {
     writeImage(opts, img.TREE, img.encodeImage("tree", tree));
     writeImage(opts, img.INVENTORY, img.encodeImage("inventory", inventory));
     if (opts.sync) for (const name of shmem.fileNames()) img.syncFile(`${opts.dir}/${name}`);
-    img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names, ...shmem.fileNames()], { sync: opts.sync });
+    const tManifest = performance.now();
+    img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names, ...shmem.fileNames()], { sync: opts.sync, known });
+    opts.log(`manifest written in ${(performance.now() - tManifest).toFixed(1)} ms`);
     if (opts.leaveRunning) {
       release(seized.splice(0));
     } else {
@@ -113,7 +119,8 @@ function writeImage(opts: DumpOptions, name: string, bytes: Uint8Array): void {
   img.writeImageFile(opts.dir, name, bytes, { sync: opts.sync });
 }
 
-function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts: DumpOptions): number {
+/** Write the images of task `pid`; returns its pages file's size and hash. */
+function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts: DumpOptions): native.Digest {
   const proc = (rel: string) => readFileSync(`/proc/${pid}/${rel}`, "utf8");
   const stat = parseStat(proc("stat"));
   const status = parseStatus(proc("status"));
@@ -134,14 +141,16 @@ function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts:
   const runs = pagesToDump(pid, vmas);
   const pagesName = img.pagesFile(pid);
   const fd = openSync(`${opts.dir}/${pagesName}`, "w", 0o600);
-  let written: number;
+  let pages: native.Digest;
+  const tPages = performance.now();
   try {
-    written = native.dumpPages(pid, runs, fd);
+    pages = native.dumpPages(pid, runs, fd, { hash: true });
   } finally {
     closeSync(fd);
   }
+  const pagesMs = performance.now() - tPages;
   const expected = runs.reduce((a, r) => a + r.len, 0);
-  if (written !== expected) throw new CrError("dump", `wrote ${written} bytes of pages, expected ${expected}`, { pid });
+  if (pages.bytes !== expected) throw new CrError("dump", `wrote ${pages.bytes} bytes of pages, expected ${expected}`, { pid });
   let offset = 0;
   const entries = runs.map((r) => {
     const e = { start: r.addr, pages: r.len / PAGE, offset };
@@ -182,6 +191,6 @@ function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts:
   writeImage(opts, img.taskFile(pid), img.encodeImage("task", task));
   writeImage(opts, img.pagemapFile(pid), img.encodeImage("pagemap", { entries }));
   if (opts.sync) img.syncFile(`${opts.dir}/${pagesName}`);
-  opts.log(`dumped ${pid}: ${vmas.length} VMAs, ${runs.length} page runs, ${(written / 1048576).toFixed(1)} MiB of pages, ${fds.length} fds`);
-  return written;
+  opts.log(`dumped ${pid}: ${vmas.length} VMAs, ${runs.length} page runs, ${(pages.bytes / 1048576).toFixed(1)} MiB of pages in ${pagesMs.toFixed(1)} ms, ${fds.length} fds`);
+  return pages;
 }

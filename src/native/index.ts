@@ -21,7 +21,8 @@ const symbols = {
   cr_read_thread: { args: [i32, P], returns: i32 },
   cr_peek_siginfo: { args: [i32, i32, P, u32], returns: i32 },
   cr_run_parasite: { args: [i32, u64, P, usize, P], returns: i32 },
-  cr_dump_pages: { args: [i32, P, u32, i32, P], returns: i32 },
+  cr_dump_pages: { args: [i32, P, u32, i32, u32, P], returns: i32 },
+  cr_hash_fd: { args: [i32, P], returns: i32 },
   cr_unmap_remote: { args: [i32, u64, u64, u64], returns: i32 },
   cr_restore_tree: { args: [P, usize, P, usize, P], returns: i32 },
   cr_open_file: { args: [P, u32, u32, u64, i32], returns: i32 },
@@ -185,17 +186,40 @@ export function runParasite(tid: number, syscallSite: number): ParasiteResult {
   };
 }
 
-/** Copy `ranges` ([addr, len] pairs) of `pid`'s memory to `fd`; returns bytes written. */
-export function dumpPages(pid: number, ranges: { addr: number; len: number }[], fd: number): number {
-  if (ranges.length === 0) return 0;
-  const buf = new BigUint64Array(ranges.length * 2);
+export interface Digest {
+  bytes: number;
+  /** XXH3-128, lower-case hex of the canonical (big-endian) form, as xxh128sum prints it. */
+  hash: string;
+}
+
+function readDigest(out: Uint8Array): Digest {
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  return {
+    bytes: Number(dv.getBigUint64(abi.Digest.bytes, true)),
+    hash: Buffer.from(out.subarray(abi.Digest.hash, abi.Digest.hash + abi.Digest.hashLen)).toString("hex"),
+  };
+}
+
+/**
+ * Copy `ranges` ([addr, len] pairs) of `pid`'s memory to `fd`: how many bytes
+ * and, unless `hash` is false (the benchmark's raw copy), their XXH3-128.
+ */
+export function dumpPages(pid: number, ranges: { addr: number; len: number }[], fd: number, opts: { hash: boolean }): Digest {
+  const buf = new BigUint64Array(Math.max(1, ranges.length) * 2);
   ranges.forEach((r, i) => {
     buf[2 * i] = BigInt(r.addr);
     buf[2 * i + 1] = BigInt(r.len);
   });
-  const written = new BigUint64Array(1);
-  checked(native().cr_dump_pages(pid, ptr(buf), ranges.length, fd, ptr(written)), "dump pages", pid);
-  return Number(written[0]);
+  const out = new Uint8Array(abi.Digest.size);
+  checked(native().cr_dump_pages(pid, ptr(buf), ranges.length, fd, opts.hash ? 1 : 0, ptr(out)), "dump pages", pid);
+  return readDigest(out);
+}
+
+/** Read `fd` from its position to EOF: how many bytes and their XXH3-128. */
+export function hashFd(fd: number): Digest {
+  const out = new Uint8Array(abi.Digest.size);
+  checked(native().cr_hash_fd(fd, ptr(out)), "hash");
+  return readDigest(out);
 }
 
 /** munmap [addr, addr+len) inside running task `tid`, by an injected syscall at `syscallSite`. */

@@ -81,7 +81,9 @@ function killTree(pids: number[], rootPid: number): void {
 }
 
 export function restore(opts: RestoreOptions): { pid: number } {
+  const t0 = performance.now();
   const images = loadImages(opts.dir);
+  opts.log(`images checked against the manifest and loaded in ${(performance.now() - t0).toFixed(1)} ms`);
   const rootPid = images.inventory.rootPid;
   const order = orderTasks(images.tree, rootPid);
   for (const { task } of order) {
@@ -112,12 +114,16 @@ export function restore(opts: RestoreOptions): { pid: number } {
       plan: plans.get(o.task.pid) ?? zombiePlan(o.task.pid, o.sid, o.pgid, serviceFdBase),
     })), shared.fds, serviceFdBase);
     opts.log(`tree of ${order.length} task(s), ${shared.fds.length} shared fd(s), restorer hole at 0x${hole.start.toString(16)}`);
+    const tSpawn = performance.now();
     spawned = native.restoreTree(tree, rootPid);
+    opts.log(`tree created in ${(performance.now() - tSpawn).toFixed(1)} ms`);
   } finally {
     // The tasks have their own copies now (or there are no tasks).
     closeAll(shared.opened);
   }
+  const tWait = performance.now();
   const failure = native.restoreStatus(spawned.statusFd, rootPid);
+  opts.log(`tasks restored their memory and state in ${(performance.now() - tWait).toFixed(1)} ms`);
   if (failure) {
     killTree(order.map((o) => o.task.pid), rootPid);
     const step = RESTORE_STEPS[failure.step] ?? `step ${failure.step}`;

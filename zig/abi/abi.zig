@@ -328,6 +328,13 @@ pub const RestoreStep = enum(u32) {
     zombie = 19,
 };
 
+/// A byte count and the XXH3-128 of those bytes (canonical, big endian): what
+/// cr_dump_pages wrote and what cr_hash_fd read.
+pub const Digest = extern struct {
+    bytes: u64,
+    hash: [16]u8,
+};
+
 /// The sizes and offsets the TypeScript mirror checks (see cr_abi_layout).
 pub const Layout = extern struct {
     abi_version: u32,
@@ -371,6 +378,8 @@ pub const Layout = extern struct {
     size_tree_task: u32,
     off_tree_inherited_rseq_ptr: u32,
     off_status_pid: u32,
+    size_digest: u32,
+    off_digest_hash: u32,
 };
 
 pub fn layout() Layout {
@@ -416,6 +425,8 @@ pub fn layout() Layout {
         .size_tree_task = @sizeOf(TreeTask),
         .off_tree_inherited_rseq_ptr = @offsetOf(TreeHeader, "inherited_rseq_ptr"),
         .off_status_pid = @offsetOf(StatusRecord, "pid"),
+        .size_digest = @sizeOf(Digest),
+        .off_digest_hash = @offsetOf(Digest, "hash"),
     };
 }
 

@@ -136,11 +136,5 @@ fn probePagemap(out: *abi.CheckReport) void {
 
 /// CPUID leaf 0xD: size of the XSAVE area for the features enabled in XCR0.
 fn xstateSize() u32 {
-    var ebx: u32 = undefined;
-    asm volatile ("cpuid"
-        : [ebx] "={ebx}" (ebx),
-        : [eax] "{eax}" (@as(u32, 0xd)),
-          [ecx] "{ecx}" (@as(u32, 0)),
-        : .{ .edx = true });
-    return ebx;
+    return sys.cpuid(0xd, 0)[1];
 }

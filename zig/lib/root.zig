@@ -12,6 +12,7 @@ const pages = @import("pages.zig");
 const restore = @import("restore.zig");
 const probe = @import("probe.zig");
 const fds = @import("fds.zig");
+const hash = @import("hash.zig");
 
 export fn cr_abi_layout(out: *abi.Layout) void {
     out.* = abi.layout();
@@ -67,9 +68,17 @@ export fn cr_run_parasite(tid: i32, site: u64, blob: [*]const u8, blob_len: usiz
     return inject.runParasite(tid, site, blob[0..blob_len], out);
 }
 
-export fn cr_dump_pages(pid: i32, ranges: [*]const pages.Range, count: u32, fd: i32, written: *u64) i32 {
+/// Copy the pages of `ranges` to `fd`; `out` gets how many bytes and, when
+/// `want_hash` is non-zero, their XXH3-128.
+export fn cr_dump_pages(pid: i32, ranges: [*]const pages.Range, count: u32, fd: i32, want_hash: u32, out: *abi.Digest) i32 {
     err.clear();
-    return pages.dump(pid, ranges[0..count], fd, written);
+    return pages.dump(pid, ranges[0..count], fd, want_hash != 0, out);
+}
+
+/// Read `fd` from its position to EOF; `out` gets how many bytes and their XXH3-128.
+export fn cr_hash_fd(fd: i32, out: *abi.Digest) i32 {
+    err.clear();
+    return hash.hashFd(fd, out);
 }
 
 export fn cr_unmap_remote(tid: i32, site: u64, addr: u64, len: u64) i32 {
@@ -153,6 +162,11 @@ export fn cr_wait(pid: i32, status: *i32, flags: i32) i32 {
         status.* = @bitCast(st);
         return @intCast(rc);
     }
+}
+
+test {
+    _ = hash;
+    _ = pages;
 }
 
 test "abi layout is self-consistent" {
