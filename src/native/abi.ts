@@ -114,6 +114,8 @@ export const PlanFile = {
   size: 40, path_off: 0, path_len: 4, flags: 8, mode: 12, pos: 16, fd: 24, target_fd: 28, shared: 32, cloexec: 36,
 } as const;
 export const StatusRecord = { size: 24, err: 0, step: 8, index: 12, pid: 16 } as const;
+/** A VMA for cr_scan_pages: start, end (u64), anon_only (u32), padding. */
+export const ScanVma = { size: 24, start: 0, end: 8, anon_only: 16 } as const;
 /** A byte count and the XXH3-128 of those bytes (16 bytes, canonical big-endian order). */
 export const Digest = { size: 24, bytes: 0, hash: 8, hashLen: 16 } as const;
 
@@ -141,7 +143,7 @@ export const LAYOUT_FIELDS = [
   "off_plan_rseq_ptr", "off_plan_sigmask", "off_plan_altstack", "off_plan_regs", "off_plan_xstate_off", "off_plan_sid",
   "size_status_record", "size_check_report", "off_plan_sigpending_off", "off_plan_comm", "off_plan_umask",
   "off_plan_file_shared", "size_tree_header", "size_tree_task", "off_tree_inherited_rseq_ptr", "off_status_pid",
-  "size_digest", "off_digest_hash",
+  "size_digest", "off_digest_hash", "size_scan_vma", "off_scan_vma_anon_only",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -189,4 +191,6 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_status_pid: StatusRecord.pid,
   size_digest: Digest.size,
   off_digest_hash: Digest.hash,
+  size_scan_vma: ScanVma.size,
+  off_scan_vma_anon_only: ScanVma.anon_only,
 };

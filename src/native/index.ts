@@ -23,6 +23,7 @@ const symbols = {
   cr_run_parasite: { args: [i32, u64, P, usize, P], returns: i32 },
   cr_dump_pages: { args: [i32, P, u32, i32, u32, P], returns: i32 },
   cr_hash_fd: { args: [i32, P], returns: i32 },
+  cr_scan_pages: { args: [i32, P, u32, u64, P, u32, P], returns: i32 },
   cr_unmap_remote: { args: [i32, u64, u64, u64], returns: i32 },
   cr_restore_tree: { args: [P, usize, P, usize, P], returns: i32 },
   cr_open_file: { args: [P, u32, u32, u64, i32], returns: i32 },
@@ -184,6 +185,36 @@ export function runParasite(tid: number, syscallSite: number): ParasiteResult {
     tidAddress: u64(abi.ParasiteState.tid_address),
     brk: u64(abi.ParasiteState.brk),
   };
+}
+
+/** Runs per cr_scan_pages call (16 bytes each); a dump with more takes several calls. */
+const SCAN_RUNS = 1 << 16;
+
+/**
+ * The runs of pages of `vmas` (in address order) that hold something their
+ * backing does not: present or swapped pages, and in `anonOnly` VMAs (private
+ * file mappings) only the private copies. Runs never span two VMAs.
+ */
+export function scanPages(pid: number, vmas: { start: number; end: number; anonOnly: boolean }[]): { addr: number; len: number }[] {
+  const runs: { addr: number; len: number }[] = [];
+  if (vmas.length === 0) return runs;
+  const buf = new Uint8Array(vmas.length * abi.ScanVma.size);
+  const dv = new DataView(buf.buffer);
+  vmas.forEach((v, i) => {
+    const o = i * abi.ScanVma.size;
+    dv.setBigUint64(o + abi.ScanVma.start, BigInt(v.start), true);
+    dv.setBigUint64(o + abi.ScanVma.end, BigInt(v.end), true);
+    dv.setUint32(o + abi.ScanVma.anon_only, v.anonOnly ? 1 : 0, true);
+  });
+  const out = new BigUint64Array(SCAN_RUNS * 2);
+  const next = new BigUint64Array(1);
+  let from = 0n;
+  for (;;) {
+    const n = checked(native().cr_scan_pages(pid, ptr(buf), vmas.length, from, ptr(out), SCAN_RUNS, ptr(next)), "scan pages", pid);
+    for (let i = 0; i < n; i++) runs.push({ addr: Number(out[2 * i]), len: Number(out[2 * i + 1]) });
+    if (next[0] === 0n) return runs;
+    from = next[0]!;
+  }
 }
 
 export interface Digest {

@@ -328,6 +328,15 @@ pub const RestoreStep = enum(u32) {
     zombie = 19,
 };
 
+/// A VMA whose pages cr_scan_pages looks at; in address order.
+pub const ScanVma = extern struct {
+    start: u64,
+    end: u64,
+    /// 1 for a private file mapping: only its private copies of pages count.
+    anon_only: u32,
+    _pad: u32 = 0,
+};
+
 /// A byte count and the XXH3-128 of those bytes (canonical, big endian): what
 /// cr_dump_pages wrote and what cr_hash_fd read.
 pub const Digest = extern struct {
@@ -380,6 +389,8 @@ pub const Layout = extern struct {
     off_status_pid: u32,
     size_digest: u32,
     off_digest_hash: u32,
+    size_scan_vma: u32,
+    off_scan_vma_anon_only: u32,
 };
 
 pub fn layout() Layout {
@@ -427,6 +438,8 @@ pub fn layout() Layout {
         .off_status_pid = @offsetOf(StatusRecord, "pid"),
         .size_digest = @sizeOf(Digest),
         .off_digest_hash = @offsetOf(Digest, "hash"),
+        .size_scan_vma = @sizeOf(ScanVma),
+        .off_scan_vma_anon_only = @offsetOf(ScanVma, "anon_only"),
     };
 }
 

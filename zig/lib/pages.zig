@@ -14,11 +14,16 @@ const err = @import("err.zig");
 const hash = @import("hash.zig");
 const linux = std.os.linux;
 
-const CHUNK: usize = 2 << 20;
-/// Two buffers are enough to overlap reading and writing; two more absorb a
-/// write that stalls for a moment (page cache reclaim, a busy CPU).
-const NBUF: u32 = 4;
-const MAX_IOV: usize = 512;
+/// 256 KiB chunks in 8 buffers (2 MiB in all): measured on a 1 GiB dump, as
+/// fast as the plain write of the same size and steady from run to run, where
+/// 2 MiB chunks in 4 buffers were up to twice as slow in one run out of two:
+/// the chunk stays in L2 between the copy, the hash and the write, and the
+/// page cache is not asked for 2 MiB folios, which are slow to find at times.
+/// Eight buffers let the writer fall behind for a moment without stalling us.
+const CHUNK: usize = 256 << 10;
+const NBUF: u32 = 8;
+/// Every range is at least a page, so a chunk never needs more (UIO_MAXIOV is 1024).
+const MAX_IOV: usize = CHUNK / 4096;
 const STACK: usize = 64 << 10;
 
 pub const Range = extern struct { addr: u64, len: u64 };

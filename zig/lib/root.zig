@@ -13,6 +13,7 @@ const restore = @import("restore.zig");
 const probe = @import("probe.zig");
 const fds = @import("fds.zig");
 const hash = @import("hash.zig");
+const scan = @import("scan.zig");
 
 export fn cr_abi_layout(out: *abi.Layout) void {
     out.* = abi.layout();
@@ -66,6 +67,15 @@ export fn cr_run_parasite(tid: i32, site: u64, blob: [*]const u8, blob_len: usiz
     err.clear();
     if (blob_len == 0) return err.fail(sys.EINVAL, "empty parasite blob", .{});
     return inject.runParasite(tid, site, blob[0..blob_len], out);
+}
+
+/// The runs of pages to save of `vmas`, from address `from` on: fills `out`
+/// (`cap` runs at most), returns how many, and sets `next` to the address to
+/// resume from when `out` filled up, else to 0.
+export fn cr_scan_pages(pid: i32, vmas: [*]const abi.ScanVma, count: u32, from: u64, out: [*]pages.Range, cap: u32, next: *u64) i32 {
+    err.clear();
+    if (cap == 0) return err.fail(sys.EINVAL, "no room for page runs", .{});
+    return scan.scan(pid, vmas[0..count], from, out[0..cap], next, .scan_ioctl);
 }
 
 /// Copy the pages of `ranges` to `fd`; `out` gets how many bytes and, when
@@ -167,6 +177,7 @@ export fn cr_wait(pid: i32, status: *i32, flags: i32) i32 {
 test {
     _ = hash;
     _ = pages;
+    _ = scan;
 }
 
 test "abi layout is self-consistent" {
