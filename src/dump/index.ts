@@ -13,7 +13,7 @@ import { parseLimits } from "../proc/limits.ts";
 import * as img from "../images/index.ts";
 import { CR_VERSION } from "../version.ts";
 import { freezeTree } from "./tree.ts";
-import { classifyVma, pagesToDump, PAGE } from "./memory.ts";
+import { classifyVma, pagesToDump, PAGE, type DumpVma } from "./memory.ts";
 import { syscallSite } from "../syscall-site.ts";
 import { FileTable } from "./files.ts";
 import { ShmemTable } from "./shmem.ts";
@@ -125,8 +125,12 @@ function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts:
   const stat = parseStat(proc("stat"));
   const status = parseStatus(proc("status"));
   const maps = parseMaps(proc("maps"));
-  const vmFlags = parseSmapsVmFlags(proc("smaps"));
-  const vmas = maps.map((m) => classifyVma(m, vmFlags.get(m.start), pid)).filter((v) => v.kind !== "vsyscall");
+  const classify = (vmFlags: Map<number, string[]>) =>
+    maps.map((m) => classifyVma(m, vmFlags.get(m.start), pid)).filter((v) => v.kind !== "vsyscall");
+  // Without smaps' VmFlags for now: they only tell which mappings grow down,
+  // and reading them walks every page (~10 ms per GiB), so that waits until
+  // the pages are being copied.
+  let vmas = classify(new Map());
   const fds = table.collect(pid);
   for (const v of vmas) {
     if (v.kind === "shmem") shmem.add(v.shmemId!, v.path!, `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`, pid);
@@ -137,22 +141,48 @@ function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts:
   const sharedPending = native.peekPendingSignals(pid, true);
   const threadPending = native.peekPendingSignals(pid, false);
 
-  // Pages last: the parasite may have touched the page it ran from.
+  // Pages last: the parasite may have touched the page it ran from. They are
+  // copied on libcr's threads while this one writes the metadata images.
   const runs = pagesToDump(pid, vmas);
   const pagesName = img.pagesFile(pid);
   const fd = openSync(`${opts.dir}/${pagesName}`, "w", 0o600);
-  let pages: native.Digest;
   const tPages = performance.now();
+  let job: native.PagesJob;
   try {
-    pages = native.dumpPages(pid, runs, fd, { hash: true });
+    job = native.startDumpPages(pid, runs, fd, { hash: true });
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  let pages: native.Digest;
+  try {
+    vmas = classify(parseSmapsVmFlags(proc("smaps")));
+    writeTaskMetadata(pid, { stat, status, vmas, fds, thread, parasite, sharedPending, threadPending, runs }, opts);
+    pages = job.finish();
+  } catch (e) {
+    job.abort();
+    throw e;
   } finally {
     closeSync(fd);
   }
   const pagesMs = performance.now() - tPages;
   const expected = runs.reduce((a, r) => a + r.len, 0);
   if (pages.bytes !== expected) throw new CrError("dump", `wrote ${pages.bytes} bytes of pages, expected ${expected}`, { pid });
+  if (opts.sync) img.syncFile(`${opts.dir}/${pagesName}`);
+  opts.log(`dumped ${pid}: ${vmas.length} VMAs, ${runs.length} page runs, ${(pages.bytes / 1048576).toFixed(1)} MiB of pages in ${pagesMs.toFixed(1)} ms, ${fds.length} fds`);
+  return pages;
+}
+
+/** task-PID.cbor and pagemap-PID.cbor, from what was collected while the task is frozen. */
+function writeTaskMetadata(pid: number, c: {
+  stat: ReturnType<typeof parseStat>; status: ReturnType<typeof parseStatus>; vmas: DumpVma[];
+  fds: img.TaskImage["fds"]; thread: native.ThreadRaw; parasite: native.ParasiteResult;
+  sharedPending: Uint8Array[]; threadPending: Uint8Array[]; runs: { addr: number; len: number }[];
+}, opts: DumpOptions): void {
+  const proc = (rel: string) => readFileSync(`/proc/${pid}/${rel}`, "utf8");
+  const { stat, status, vmas, fds, thread, parasite, sharedPending, threadPending } = c;
   let offset = 0;
-  const entries = runs.map((r) => {
+  const entries = c.runs.map((r) => {
     const e = { start: r.addr, pages: r.len / PAGE, offset };
     offset += r.len;
     return e;
@@ -190,7 +220,4 @@ function writeTaskImages(pid: number, table: FileTable, shmem: ShmemTable, opts:
   };
   writeImage(opts, img.taskFile(pid), img.encodeImage("task", task));
   writeImage(opts, img.pagemapFile(pid), img.encodeImage("pagemap", { entries }));
-  if (opts.sync) img.syncFile(`${opts.dir}/${pagesName}`);
-  opts.log(`dumped ${pid}: ${vmas.length} VMAs, ${runs.length} page runs, ${(pages.bytes / 1048576).toFixed(1)} MiB of pages in ${pagesMs.toFixed(1)} ms, ${fds.length} fds`);
-  return pages;
 }

@@ -21,7 +21,8 @@ const symbols = {
   cr_read_thread: { args: [i32, P], returns: i32 },
   cr_peek_siginfo: { args: [i32, i32, P, u32], returns: i32 },
   cr_run_parasite: { args: [i32, u64, P, usize, P], returns: i32 },
-  cr_dump_pages: { args: [i32, P, u32, i32, u32, P], returns: i32 },
+  cr_dump_pages_start: { args: [i32, P, u32, i32, u32, P], returns: i32 },
+  cr_dump_pages_finish: { args: [u64, u32, P], returns: i32 },
   cr_hash_fd: { args: [i32, P], returns: i32 },
   cr_scan_pages: { args: [i32, P, u32, u64, P, u32, P], returns: i32 },
   cr_unmap_remote: { args: [i32, u64, u64, u64], returns: i32 },
@@ -231,19 +232,51 @@ function readDigest(out: Uint8Array): Digest {
   };
 }
 
+/** A page copy running on libcr's threads; finish() or abort() must follow, once. */
+export interface PagesJob {
+  /** Wait for it: how many bytes were written and, when asked for, their XXH3-128. */
+  finish(): Digest;
+  /** Stop it and wait until it has stopped (its errors are dropped). */
+  abort(): void;
+}
+
 /**
- * Copy `ranges` ([addr, len] pairs) of `pid`'s memory to `fd`: how many bytes
- * and, unless `hash` is false (the benchmark's raw copy), their XXH3-128.
+ * Start copying `ranges` ([addr, len] pairs) of `pid`'s memory to `fd`, which
+ * must stay open until the job ends; hashed unless `hash` is false (the
+ * benchmark's raw copy).
  */
-export function dumpPages(pid: number, ranges: { addr: number; len: number }[], fd: number, opts: { hash: boolean }): Digest {
+export function startDumpPages(pid: number, ranges: { addr: number; len: number }[], fd: number, opts: { hash: boolean }): PagesJob {
+  // libcr copies the ranges: this array may go once the call returns.
   const buf = new BigUint64Array(Math.max(1, ranges.length) * 2);
   ranges.forEach((r, i) => {
     buf[2 * i] = BigInt(r.addr);
     buf[2 * i + 1] = BigInt(r.len);
   });
-  const out = new Uint8Array(abi.Digest.size);
-  checked(native().cr_dump_pages(pid, ptr(buf), ranges.length, fd, opts.hash ? 1 : 0, ptr(out)), "dump pages", pid);
-  return readDigest(out);
+  const handle = new BigUint64Array(1);
+  checked(native().cr_dump_pages_start(pid, ptr(buf), ranges.length, fd, opts.hash ? 1 : 0, ptr(handle)), "dump pages", pid);
+  let open = true;
+  const end = (abort: boolean): Digest => {
+    if (!open) throw new CrError("dump pages", "the page copy was already waited for", { pid });
+    open = false;
+    const out = new Uint8Array(abi.Digest.size);
+    checked(native().cr_dump_pages_finish(handle[0]!, abort ? 1 : 0, ptr(out)), "dump pages", pid);
+    return readDigest(out);
+  };
+  return {
+    finish: () => end(false),
+    abort: () => {
+      try {
+        end(true);
+      } catch {
+        // Cancelled or failed: either way it is over, and the caller has an error of its own.
+      }
+    },
+  };
+}
+
+/** startDumpPages, then wait for it. */
+export function dumpPages(pid: number, ranges: { addr: number; len: number }[], fd: number, opts: { hash: boolean }): Digest {
+  return startDumpPages(pid, ranges, fd, opts).finish();
 }
 
 /** Read `fd` from its position to EOF: how many bytes and their XXH3-128. */

@@ -78,11 +78,19 @@ export fn cr_scan_pages(pid: i32, vmas: [*]const abi.ScanVma, count: u32, from: 
     return scan.scan(pid, vmas[0..count], from, out[0..cap], next, .scan_ioctl);
 }
 
-/// Copy the pages of `ranges` to `fd`; `out` gets how many bytes and, when
-/// `want_hash` is non-zero, their XXH3-128.
-export fn cr_dump_pages(pid: i32, ranges: [*]const pages.Range, count: u32, fd: i32, want_hash: u32, out: *abi.Digest) i32 {
+/// Start copying the pages of `ranges` to `fd` on two threads of libcr's own
+/// (and hashing them when `want_hash` is non-zero); `handle` gets the job for
+/// cr_dump_pages_finish, which must follow, whatever happens in between.
+export fn cr_dump_pages_start(pid: i32, ranges: [*]const pages.Range, count: u32, fd: i32, want_hash: u32, handle: *u64) i32 {
     err.clear();
-    return pages.dump(pid, ranges[0..count], fd, want_hash != 0, out);
+    return pages.start(pid, ranges[0..count], fd, want_hash != 0, handle);
+}
+
+/// Wait for the page copy of `handle` (cancelled first when `abort` is
+/// non-zero) and free it; `out` gets how many bytes and their XXH3-128.
+export fn cr_dump_pages_finish(handle: u64, abort: u32, out: *abi.Digest) i32 {
+    err.clear();
+    return pages.finish(handle, abort != 0, out);
 }
 
 /// Read `fd` from its position to EOF; `out` gets how many bytes and their XXH3-128.
