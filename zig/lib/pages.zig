@@ -54,6 +54,8 @@ const Counter = struct {
     /// returns the word then. The seq_cst pair (want stored, word loaded here;
     /// word stored, want loaded in publish) means a wake is never missed.
     fn waitFor(c: *Counter, target: u32, flags: u32) u32 {
+        // 0 in `want` means nobody waits; every real target is BATCH or more.
+        std.debug.assert(target >= BATCH);
         while (true) {
             const w = c.word.load(.seq_cst);
             if (w & COUNT_MASK >= target or w & flags != 0) return w;
