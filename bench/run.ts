@@ -1,7 +1,10 @@
 // Benchmarks (not tests): binary size and start-up, then a 1 GiB process:
 // dump / restore time and throughput, freeze time, image size and the dumper's
 // peak RSS, against the raw speed of copying the same memory and of writing
-// the same amount to the same disk, measured in the same run.
+// the same amount to the same disk, measured in the same run (issue #3's
+// target: dump >= 80 % of min(raw copy, raw write), peak RSS < 100 MiB).
+// Env: BENCH_MIB (1024), BENCH_REPEAT (5), BENCH_DIR (/tmp), BENCH_CR (the
+// cr binary to measure, e.g. an older build), BENCH_TREE_N / BENCH_TREE_MIB.
 import { spawnSync } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeSync, readdirSync, mkdtempSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -9,7 +12,8 @@ import * as native from "../src/native/index.ts";
 import { parseMaps } from "../src/proc/maps.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const CR = join(ROOT, "dist/cr");
+// BENCH_CR: another build of cr to measure (the raw baselines stay this tree's).
+const CR = process.env.BENCH_CR ?? join(ROOT, "dist/cr");
 const MIB = 1 << 20;
 const sizeMiB = Number(process.env.BENCH_MIB ?? 1024);
 const rows: [string, string][] = [];
@@ -48,40 +52,73 @@ try {
   pid = p.pid;
   while (!existsSync(join(app, "ready"))) Bun.sleepSync(20);
 
-  // Raw copy: the same memory pulled with process_vm_readv and thrown away.
+  // Every machine this runs on is shared and noisy (other VMs, a balloon
+  // that hands freed memory back to the host), so each measurement is taken
+  // BENCH_REPEAT times, interleaved, and compared by medians: raw copy, raw
+  // write, dump (left running but for the last one, which kills the task for
+  // the restore below). BENCH_REPEAT=5 by default.
+  const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 5));
   const big = parseMaps(readFileSync(`/proc/${pid}/maps`, "utf8"))
     .filter((m) => m.inode === 0 && m.path === "")
     .sort((a, b) => b.end - b.start - (a.end - a.start))[0]!;
-  const nul = openSync("/dev/null", "w");
-  let t = performance.now();
-  const copied = native.dumpPages(pid, [{ addr: big.start, len: big.end - big.start }], nul);
-  const copyMs = performance.now() - t;
-  closeSync(nul);
-  const copyMBs = copied / MIB / (copyMs / 1000);
-  row(`raw copy of ${(copied / MIB).toFixed(0)} MiB (process_vm_readv)`, `${copyMs.toFixed(0)} ms, ${copyMBs.toFixed(0)} MiB/s`);
+  // Plain writes of several sizes: the fastest one is the disk's speed (small
+  // writes were faster and steadier than 4 MiB ones here).
+  const writeSizes = [64 << 10, 256 << 10, 4 * MIB];
+  const diskMsBySize = new Map<number, number[]>(writeSizes.map((s) => [s, []]));
+  const copyMs: number[] = [], dumpMs: number[] = [], dumpWallMs: number[] = [];
+  let copied = 0;
+  let res: { pagesBytes: number; freezeMs: number; totalMs: number; peakRssKiB: number } | undefined;
+  for (let i = 0; i < repeat; i++) {
+    // The workload checks its memory all the time; stopped, it takes no CPU
+    // or memory bandwidth from the raw measurements (the dump freezes it too).
+    process.kill(pid, "SIGSTOP");
+    // Raw copy: the same memory pulled with process_vm_readv and thrown away.
+    const nul = openSync("/dev/null", "w");
+    let t = performance.now();
+    copied = native.dumpPages(pid, [{ addr: big.start, len: big.end - big.start }], nul, { hash: false }).bytes;
+    copyMs.push(performance.now() - t);
+    closeSync(nul);
 
-  // Raw disk write of the same amount (page cache, like --no-sync).
-  const buf = new Uint8Array(4 * MIB).fill(0x5a);
-  const f = join(work, "disk.tmp");
-  const fd = openSync(f, "w");
-  t = performance.now();
-  for (let done = 0; done < copied; done += buf.length) writeSync(fd, buf);
-  const diskMs = performance.now() - t;
-  closeSync(fd);
-  unlinkSync(f);
-  const diskMBs = copied / MIB / (diskMs / 1000);
-  row("raw write to the same disk", `${diskMs.toFixed(0)} ms, ${diskMBs.toFixed(0)} MiB/s`);
+    // Raw disk write of the same amount (page cache, like --no-sync).
+    for (const size of writeSizes) {
+      const buf = new Uint8Array(size).fill(0x5a);
+      const f = join(work, "disk.tmp");
+      const fd = openSync(f, "w");
+      t = performance.now();
+      for (let done = 0; done < copied; done += buf.length) writeSync(fd, buf);
+      diskMsBySize.get(size)!.push(performance.now() - t);
+      closeSync(fd);
+      unlinkSync(f);
+    }
+    process.kill(pid, "SIGCONT");
 
-  t = performance.now();
-  const d = spawnSync(CR, ["dump", "-t", String(pid), "-D", images, "--no-sync", "--json"], { encoding: "utf8" });
-  const dumpWall = performance.now() - t;
-  if (d.status !== 0) throw new Error(`dump failed: ${d.stderr}`);
-  const res = JSON.parse(d.stdout) as { pagesBytes: number; freezeMs: number; totalMs: number; peakRssKiB: number };
-  const dumpMBs = res.pagesBytes / MIB / (res.totalMs / 1000);
-  row("dump (in-process time)", `${res.totalMs.toFixed(0)} ms, ${dumpMBs.toFixed(0)} MiB/s = ${((100 * dumpMBs) / Math.min(copyMBs, diskMBs)).toFixed(0)} % of min(raw copy, disk)`);
-  row("dump (wall, incl. start-up)", `${dumpWall.toFixed(0)} ms`);
-  row("freeze time (seize -> killed)", `${res.freezeMs.toFixed(0)} ms`);
-  row("dumper peak RSS", `${(res.peakRssKiB / 1024).toFixed(0)} MiB`);
+    const last = i === repeat - 1;
+    const dir = last ? images : join(work, `images-${i}`);
+    t = performance.now();
+    const d = spawnSync(CR, ["dump", "-t", String(pid), "-D", dir, "--no-sync", "--json", ...(last ? [] : ["--leave-running"])], { encoding: "utf8" });
+    dumpWallMs.push(performance.now() - t);
+    if (d.status !== 0) throw new Error(`dump failed: ${d.stderr}`);
+    res = JSON.parse(d.stdout) as NonNullable<typeof res>;
+    dumpMs.push(res.totalMs);
+    if (!last) rmSync(dir, { recursive: true, force: true });
+  }
+  const list = (xs: number[]) => (xs.length > 1 ? ` (median of ${xs.map((x) => x.toFixed(0)).join(", ")})` : "");
+  const speed = (ms: number) => copied / MIB / (ms / 1000);
+  const diskMs = Math.min(...writeSizes.map((s) => median(diskMsBySize.get(s)!)));
+  const copyMBs = speed(median(copyMs)), diskMBs = speed(diskMs);
+  row(`raw copy of ${(copied / MIB).toFixed(0)} MiB (process_vm_readv)`, `${median(copyMs).toFixed(0)} ms, ${copyMBs.toFixed(0)} MiB/s${list(copyMs)}`);
+  for (const size of writeSizes) {
+    const ms = diskMsBySize.get(size)!;
+    row(`raw write to the same disk, ${size >> 10} KiB writes`, `${median(ms).toFixed(0)} ms, ${speed(median(ms)).toFixed(0)} MiB/s${list(ms)}`);
+  }
+  const dumpMBs = res!.pagesBytes / MIB / (median(dumpMs) / 1000);
+  row("dump (in-process time)", `${median(dumpMs).toFixed(0)} ms, ${dumpMBs.toFixed(0)} MiB/s${list(dumpMs)}`);
+  const pct = (base: number) => `${((100 * dumpMBs) / Math.min(copyMBs, base)).toFixed(0)} %`;
+  row("dump / min(raw copy, fastest raw write)", `${pct(diskMBs)} (target >= 80 %); against each write size: ${
+    writeSizes.map((size) => `${size >> 10} KiB ${pct(speed(median(diskMsBySize.get(size)!)))}`).join(", ")}`);
+  row("dump (wall, incl. start-up)", `${median(dumpWallMs).toFixed(0)} ms${list(dumpWallMs)}`);
+  row("freeze time (seize -> killed), last dump", `${res!.freezeMs.toFixed(0)} ms`);
+  row("dumper peak RSS, last dump", `${(res!.peakRssKiB / 1024).toFixed(0)} MiB (target < 100 MiB)`);
   const imgBytes = readdirSync(images).reduce((a, n) => a + statSync(join(images, n)).size, 0);
   row("image size", `${(imgBytes / MIB).toFixed(0)} MiB`);
 
@@ -89,11 +126,11 @@ try {
     await p.exited;
     Bun.sleepSync(5);
   }
-  t = performance.now();
+  const t = performance.now();
   const r = spawnSync(CR, ["restore", "-D", images, "-d"], { encoding: "utf8" });
   const restoreWall = performance.now() - t;
   if (r.status !== 0) throw new Error(`restore failed: ${r.stderr}`);
-  row("restore (wall, incl. start-up and manifest check)", `${restoreWall.toFixed(0)} ms, ${(res.pagesBytes / MIB / (restoreWall / 1000)).toFixed(0)} MiB/s`);
+  row("restore (wall, incl. start-up and manifest check)", `${restoreWall.toFixed(0)} ms, ${(res!.pagesBytes / MIB / (restoreWall / 1000)).toFixed(0)} MiB/s`);
 } finally {
   if (pid && existsSync(`/proc/${pid}`)) {
     try {

@@ -17,10 +17,25 @@ pub fn build(b: *std.Build) void {
         .optimize = optimize,
         .link_libc = false,
         .pic = true,
-        .single_threaded = true,
+        // The page copy runs on two threads of libcr's own (lib/pages.zig).
+        .single_threaded = false,
         .strip = optimize != .Debug,
     });
     lib_mod.addImport("abi", abi);
+    // XXH3's bulk loop again, for AVX2 CPUs: libcr stays baseline x86_64 and
+    // lib/hash.zig picks this build at run time when CPUID allows.
+    var avx2_query: std.Target.Query = .{ .cpu_arch = .x86_64, .os_tag = .linux, .abi = .none, .cpu_model = .baseline };
+    avx2_query.cpu_features_add.addFeature(@intFromEnum(std.Target.x86.Feature.avx2));
+    const xxh3_avx2 = b.addObject(.{ .name = "xxh3_avx2", .root_module = b.createModule(.{
+        .root_source_file = b.path("lib/xxh3_avx2.zig"),
+        .target = b.resolveTargetQuery(avx2_query),
+        .optimize = optimize,
+        .link_libc = false,
+        .pic = true,
+        .single_threaded = true,
+        .strip = optimize != .Debug,
+    }) });
+    lib_mod.addObject(xxh3_avx2);
     const lib = b.addLibrary(.{ .name = "cr", .root_module = lib_mod, .linkage = .dynamic });
     b.installArtifact(lib);
 

@@ -109,10 +109,14 @@ export function dump(opts: DumpOptions): DumpResult {
     const terminal = new JobTerminal(job);
     const table = new FileTable(shmem, ghosts, terminal.entry);
     const names: string[] = [];
+    // The pages files' digests, computed as they were written.
+    const known = new Map<string, native.Digest>();
     let pagesBytes = 0;
     for (const t of tasks) {
       if (t.state === "zombie") continue;
-      pagesBytes += writeTaskImages(t, table, shmem, ghosts, opts);
+      const pages = writeTaskImages(t, table, shmem, ghosts, opts);
+      known.set(img.pagesFile(t.pid), pages);
+      pagesBytes += pages.bytes;
       names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
     }
     const inventory: img.InventoryImage = {
@@ -125,7 +129,9 @@ export function dump(opts: DumpOptions): DumpResult {
     writeImage(opts, img.INVENTORY, img.encodeImage("inventory", inventory));
     const contentFiles = [...shmem.fileNames(), ...ghosts.fileNames()];
     if (opts.sync) for (const name of contentFiles) img.syncFile(`${opts.dir}/${name}`);
-    img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names, ...contentFiles], { sync: opts.sync });
+    const tManifest = performance.now();
+    img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names, ...contentFiles], { sync: opts.sync, known });
+    opts.log(`manifest written in ${(performance.now() - tManifest).toFixed(1)} ms`);
     if (opts.leaveRunning) {
       release(seized.splice(0));
     } else {
@@ -160,7 +166,8 @@ function writeImage(opts: DumpOptions, name: string, bytes: Uint8Array): void {
   img.writeImageFile(opts.dir, name, bytes, { sync: opts.sync });
 }
 
-function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghosts: GhostTable, opts: DumpOptions): number {
+/** Write the images of task `frozen`; returns its pages file's size and hash. */
+function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghosts: GhostTable, opts: DumpOptions): native.Digest {
   const { pid, tids } = frozen;
   const proc = (rel: string) => readFileSync(`/proc/${pid}/${rel}`, "utf8");
   const stat = parseStat(proc("stat"));
@@ -196,23 +203,12 @@ function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, 
 
   // Pages last: the parasite may have touched the page it ran from.
   const runs = pagesToDump(pid, vmas);
-  const pagesName = img.pagesFile(pid);
-  const fd = openSync(`${opts.dir}/${pagesName}`, "w", 0o600);
-  let written: number;
-  try {
-    written = native.dumpPages(pid, runs, fd);
-  } finally {
-    closeSync(fd);
-  }
-  const expected = runs.reduce((a, r) => a + r.len, 0);
-  if (written !== expected) throw new CrError("dump", `wrote ${written} bytes of pages, expected ${expected}`, { pid });
   let offset = 0;
   const entries = runs.map((r) => {
     const e = { start: r.addr, pages: r.len / PAGE, offset };
     offset += r.len;
     return e;
   });
-
   const task: img.TaskImage = {
     pid,
     comm: stat.comm,
@@ -243,9 +239,34 @@ function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, 
     },
     fds,
   };
-  writeImage(opts, img.taskFile(pid), img.encodeImage("task", task));
-  writeImage(opts, img.pagemapFile(pid), img.encodeImage("pagemap", { entries }));
+
+  // The pages are copied (and hashed) on libcr's threads while this one
+  // encodes and writes the metadata images.
+  const pagesName = img.pagesFile(pid);
+  const fd = openSync(`${opts.dir}/${pagesName}`, "w", 0o600);
+  const tPages = performance.now();
+  let job: native.PagesJob;
+  try {
+    job = native.startDumpPages(pid, runs, fd, { hash: true });
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  let pages: native.Digest;
+  try {
+    writeImage(opts, img.taskFile(pid), img.encodeImage("task", task));
+    writeImage(opts, img.pagemapFile(pid), img.encodeImage("pagemap", { entries }));
+    pages = job.finish();
+  } catch (e) {
+    job.abort();
+    throw e;
+  } finally {
+    closeSync(fd);
+  }
+  const pagesMs = performance.now() - tPages;
+  if (pages.bytes !== offset) throw new CrError("dump", `wrote ${pages.bytes} bytes of pages, expected ${offset}`, { pid });
   if (opts.sync) img.syncFile(`${opts.dir}/${pagesName}`);
-  opts.log(`dumped ${pid}: ${tids.length} thread(s), ${vmas.length} VMAs, ${runs.length} page runs, ${(written / 1048576).toFixed(1)} MiB of pages, ${fds.length} fds`);
-  return written;
+  opts.log(`dumped ${pid}: ${tids.length} thread(s), ${vmas.length} VMAs, ${runs.length} page runs, ` +
+    `${(pages.bytes / 1048576).toFixed(1)} MiB of pages in ${pagesMs.toFixed(1)} ms, ${fds.length} fds`);
+  return pages;
 }

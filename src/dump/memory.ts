@@ -1,9 +1,9 @@
 // The address space of a frozen task: which VMAs to re-create, which pages to
 // save. Pages are saved only where they hold something the VMA's backing does
 // not: present or swapped anonymous pages (for file mappings: the private
-// copies), per /proc/PID/pagemap.
-import { closeSync, openSync, readSync } from "node:fs";
+// copies), as libcr finds them (PAGEMAP_SCAN, or /proc/PID/pagemap).
 import { CrError } from "../errors.ts";
+import * as native from "../native/index.ts";
 import type { MapsEntry } from "../proc/maps.ts";
 
 export const PAGE = 4096;
@@ -70,46 +70,7 @@ export function classifyVma(m: MapsEntry, vmFlags: string[] | undefined, pid: nu
   return { ...base, flags: MAP_PRIVATE, kind: "file", path: m.path, dumped: true };
 }
 
-const PM_PRESENT = 0x80000000, PM_SWAP = 0x40000000, PM_FILE = 0x20000000;
-const CHUNK_PAGES = 1 << 18; // 2 MiB of pagemap per read
-/** Reused across tasks: sized to the largest read so far, at most one chunk. */
-let pagemapBuf = new Uint32Array(0);
-
-/** Runs of pages of `vmas` that must be saved, in address order. */
+/** Runs of pages of `vmas` that must be saved, in address order (see native.scanPages). */
 export function pagesToDump(pid: number, vmas: DumpVma[]): PageRun[] {
-  const runs: PageRun[] = [];
-  const most = Math.min(CHUNK_PAGES, Math.max(0, ...vmas.filter((v) => v.dumped).map((v) => (v.end - v.start) / PAGE)));
-  if (pagemapBuf.length < most * 2) pagemapBuf = new Uint32Array(most * 2);
-  const buf = pagemapBuf;
-  const bytes = new Uint8Array(buf.buffer);
-  const fd = openSync(`/proc/${pid}/pagemap`, "r");
-  try {
-    for (const v of vmas) {
-      if (!v.dumped) continue;
-      const anonOnly = v.kind === "file";
-      let open: PageRun | undefined;
-      for (let first = v.start / PAGE; first < v.end / PAGE; first += CHUNK_PAGES) {
-        const n = Math.min(CHUNK_PAGES, v.end / PAGE - first);
-        const got = readSync(fd, bytes, 0, n * 8, first * 8);
-        if (got !== n * 8) throw new CrError("dump", `short read of pagemap at 0x${(first * PAGE).toString(16)}`, { pid });
-        for (let i = 0; i < n; i++) {
-          const hi = buf[2 * i + 1]!;
-          const keep = (hi & (PM_PRESENT | PM_SWAP)) !== 0 && !(anonOnly && (hi & PM_FILE) !== 0);
-          if (!keep) {
-            open = undefined;
-            continue;
-          }
-          const addr = (first + i) * PAGE;
-          if (open && open.addr + open.len === addr) open.len += PAGE;
-          else {
-            open = { addr, len: PAGE };
-            runs.push(open);
-          }
-        }
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return runs;
+  return native.scanPages(pid, vmas.filter((v) => v.dumped).map((v) => ({ start: v.start, end: v.end, anonOnly: v.kind === "file" })));
 }

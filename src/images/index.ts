@@ -1,7 +1,7 @@
 // The image layer: names of the files, records, codec, manifest, directory I/O.
 export * from "./schema.ts";
 export { encodeImage, decodeImage } from "./codec.ts";
-export { MANIFEST, HASH_ALG, hashFile, writeManifest, verifyManifest } from "./manifest.ts";
+export { MANIFEST, writeManifest, verifyManifest } from "./manifest.ts";
 export { loadImageSet, type EpollRegistration, type ImageSet, type TaskImages } from "./imageset.ts";
 export { createImageDir, checkImageDirSafe, writeImageFile, readImageFile, statImageFile, syncFile } from "./files.ts";
 

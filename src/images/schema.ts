@@ -4,6 +4,8 @@ import { arr, big, bool, bytes, nonneg, nullable, num, obj, oneOf, optional, str
 
 export const FORMAT = { major: 1, minor: 0 } as const;
 export const MAGIC = "cr-images";
+/** manifest.cbor's checksum: XXH3-128, as lower-case hex of its canonical form (see docs/images.md). */
+export const HASH_ALG = "xxh3-128";
 
 const itimer = obj({ intervalUs: nonneg, valueUs: nonneg });
 

@@ -4,6 +4,7 @@
 // Checks across files (pagemap vs pages file, fds vs files.cbor) are in
 // imageset.ts. Each returns a problem or null.
 import { NSIG, SIGINFO_SIZE, TERMIOS_SIZE, USER_REGS_SIZE, XSTATE_MAX } from "../native/abi.ts";
+import { HASH_ALG } from "./schema.ts";
 import type { ImageBody, ImageKind, TaskImage, TreeImage, FilesImage, ManifestImage, InventoryImage, PagemapImage } from "./schema.ts";
 
 /** Legacy FXSAVE area + XSAVE header: the smallest XSAVE image. */
@@ -240,6 +241,7 @@ const files: Check<FilesImage> = (b) => {
 };
 
 const manifest: Check<ManifestImage> = (b) => {
+  if (b.hashAlg !== HASH_ALG) return `hashAlg: unknown hash algorithm ${JSON.stringify(b.hashAlg)} (this cr checks ${HASH_ALG})`;
   const seen = new Set<string>();
   for (const [i, f] of b.files.entries()) {
     if (f.name === "" || f.name.includes("/") || f.name.startsWith(".") || f.name.includes("\0")) {
@@ -247,7 +249,7 @@ const manifest: Check<ManifestImage> = (b) => {
     }
     if (seen.has(f.name)) return `files[${i}]: ${f.name} listed twice`;
     seen.add(f.name);
-    if (!/^[0-9a-f]{64}$/.test(f.hash)) return `files[${i}]: ${f.name}: hash is not a sha256 digest`;
+    if (!/^[0-9a-f]{32}$/.test(f.hash)) return `files[${i}]: ${f.name}: hash is not an ${HASH_ALG} digest`;
   }
   return null;
 };

@@ -156,6 +156,10 @@ export const PlanFile = {
   size: 40, path_off: 0, path_len: 4, flags: 8, mode: 12, pos: 16, fd: 24, target_fd: 28, shared: 32, cloexec: 36,
 } as const;
 export const StatusRecord = { size: 24, err: 0, step: 8, index: 12, pid: 16 } as const;
+/** A VMA for cr_scan_pages: start, end (u64), anon_only (u32), padding. */
+export const ScanVma = { size: 24, start: 0, end: 8, anon_only: 16 } as const;
+/** A byte count and the XXH3-128 of those bytes (16 bytes, canonical big-endian order). */
+export const Digest = { size: 24, bytes: 0, hash: 8, hashLen: 16 } as const;
 
 export const RESTORE_STEPS: Record<number, string> = {
   1: "child setup", 2: "open file", 3: "dup fd", 4: "chdir", 5: "map restorer hole", 6: "unmap old mappings",
@@ -187,6 +191,7 @@ export const LAYOUT_FIELDS = [
   "size_parasite_args", "off_parasite_args_timer_ids", "off_parasite_args_state", "off_plan_posix_timers_off",
   "size_plan_posix_timer", "off_plan_creds", "size_plan_creds", "off_plan_rlimits",
   "size_tree_epoll", "off_tree_task_epoll_off", "off_tree_fg_pgid", "size_termios",
+  "size_digest", "off_digest_hash", "size_scan_vma", "off_scan_vma_anon_only",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -249,4 +254,8 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_tree_task_epoll_off: TreeTask.epoll_off,
   off_tree_fg_pgid: TreeHeader.fg_pgid,
   size_termios: TERMIOS_SIZE,
+  size_digest: Digest.size,
+  off_digest_hash: Digest.hash,
+  size_scan_vma: ScanVma.size,
+  off_scan_vma_anon_only: ScanVma.anon_only,
 };

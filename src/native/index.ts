@@ -22,7 +22,10 @@ const symbols = {
   cr_read_thread: { args: [i32, P], returns: i32 },
   cr_peek_siginfo: { args: [i32, i32, P, u32], returns: i32 },
   cr_run_parasite: { args: [P, u32, u64, P, usize, P, u32, P, P], returns: i32 },
-  cr_dump_pages: { args: [i32, P, u32, i32, P], returns: i32 },
+  cr_dump_pages_start: { args: [i32, P, u32, i32, u32, P], returns: i32 },
+  cr_dump_pages_finish: { args: [u64, u32, P], returns: i32 },
+  cr_hash_fd: { args: [i32, P], returns: i32 },
+  cr_scan_pages: { args: [i32, P, u32, u64, P, u32, P], returns: i32 },
   cr_unmap_remote: { args: [P, u32, u64, u64, u64], returns: i32 },
   cr_restore_tree: { args: [P, usize, P, usize, P, P], returns: i32 },
   cr_open_file: { args: [P, u32, u32, u64, i32], returns: i32 },
@@ -235,17 +238,102 @@ export function runParasite(tids: number[], syscallSite: number, timerIds: numbe
   return { sigactions, itimers, posixTimers, brk: u64(abi.ParasiteState.brk), dumpable: u64(abi.ParasiteState.dumpable), threads };
 }
 
-/** Copy `ranges` ([addr, len] pairs) of `pid`'s memory to `fd`; returns bytes written. */
-export function dumpPages(pid: number, ranges: { addr: number; len: number }[], fd: number): number {
-  if (ranges.length === 0) return 0;
-  const buf = new BigUint64Array(ranges.length * 2);
+/** Runs per cr_scan_pages call (16 bytes each); a dump with more takes several calls. */
+const SCAN_RUNS = 1 << 16;
+
+/**
+ * The runs of pages of `vmas` (in address order) that hold something their
+ * backing does not: present or swapped pages, and in `anonOnly` VMAs (private
+ * file mappings) only the private copies. Runs never span two VMAs.
+ */
+export function scanPages(pid: number, vmas: { start: number; end: number; anonOnly: boolean }[]): { addr: number; len: number }[] {
+  const runs: { addr: number; len: number }[] = [];
+  if (vmas.length === 0) return runs;
+  const buf = new Uint8Array(vmas.length * abi.ScanVma.size);
+  const dv = new DataView(buf.buffer);
+  vmas.forEach((v, i) => {
+    const o = i * abi.ScanVma.size;
+    dv.setBigUint64(o + abi.ScanVma.start, BigInt(v.start), true);
+    dv.setBigUint64(o + abi.ScanVma.end, BigInt(v.end), true);
+    dv.setUint32(o + abi.ScanVma.anon_only, v.anonOnly ? 1 : 0, true);
+  });
+  const out = new BigUint64Array(SCAN_RUNS * 2);
+  const next = new BigUint64Array(1);
+  let from = 0n;
+  for (;;) {
+    const n = checked(native().cr_scan_pages(pid, ptr(buf), vmas.length, from, ptr(out), SCAN_RUNS, ptr(next)), "scan pages", pid);
+    for (let i = 0; i < n; i++) runs.push({ addr: Number(out[2 * i]), len: Number(out[2 * i + 1]) });
+    if (next[0] === 0n) return runs;
+    from = next[0]!;
+  }
+}
+
+export interface Digest {
+  bytes: number;
+  /** XXH3-128, lower-case hex of the canonical (big-endian) form, as xxh128sum prints it. */
+  hash: string;
+}
+
+function readDigest(out: Uint8Array): Digest {
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  return {
+    bytes: Number(dv.getBigUint64(abi.Digest.bytes, true)),
+    hash: Buffer.from(out.subarray(abi.Digest.hash, abi.Digest.hash + abi.Digest.hashLen)).toString("hex"),
+  };
+}
+
+/** A page copy running on libcr's threads; finish() or abort() must follow, once. */
+export interface PagesJob {
+  /** Wait for it: how many bytes were written and, when asked for, their XXH3-128. */
+  finish(): Digest;
+  /** Stop it and wait until it has stopped (its errors are dropped). */
+  abort(): void;
+}
+
+/**
+ * Start copying `ranges` ([addr, len] pairs) of `pid`'s memory to `fd`, which
+ * must stay open until the job ends; hashed unless `hash` is false (the
+ * benchmark's raw copy).
+ */
+export function startDumpPages(pid: number, ranges: { addr: number; len: number }[], fd: number, opts: { hash: boolean }): PagesJob {
+  // libcr copies the ranges: this array may go once the call returns.
+  const buf = new BigUint64Array(Math.max(1, ranges.length) * 2);
   ranges.forEach((r, i) => {
     buf[2 * i] = BigInt(r.addr);
     buf[2 * i + 1] = BigInt(r.len);
   });
-  const written = new BigUint64Array(1);
-  checked(native().cr_dump_pages(pid, ptr(buf), ranges.length, fd, ptr(written)), "dump pages", pid);
-  return Number(written[0]);
+  const handle = new BigUint64Array(1);
+  checked(native().cr_dump_pages_start(pid, ptr(buf), ranges.length, fd, opts.hash ? 1 : 0, ptr(handle)), "dump pages", pid);
+  let open = true;
+  const end = (abort: boolean): Digest => {
+    if (!open) throw new CrError("dump pages", "the page copy was already waited for", { pid });
+    open = false;
+    const out = new Uint8Array(abi.Digest.size);
+    checked(native().cr_dump_pages_finish(handle[0]!, abort ? 1 : 0, ptr(out)), "dump pages", pid);
+    return readDigest(out);
+  };
+  return {
+    finish: () => end(false),
+    abort: () => {
+      try {
+        end(true);
+      } catch {
+        // Cancelled or failed: either way it is over, and the caller has an error of its own.
+      }
+    },
+  };
+}
+
+/** startDumpPages, then wait for it. */
+export function dumpPages(pid: number, ranges: { addr: number; len: number }[], fd: number, opts: { hash: boolean }): Digest {
+  return startDumpPages(pid, ranges, fd, opts).finish();
+}
+
+/** Read `fd` from its position to EOF: how many bytes and their XXH3-128. */
+export function hashFd(fd: number): Digest {
+  const out = new Uint8Array(abi.Digest.size);
+  checked(native().cr_hash_fd(fd, ptr(out)), "hash");
+  return readDigest(out);
 }
 
 /** munmap [addr, addr+len) inside restored task `tids[0]`, all of whose threads `tids` cr holds (seized), once each has left it; then let them go. */

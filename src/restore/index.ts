@@ -105,7 +105,9 @@ function foregroundFd(job: ShellJob, shared: SharedFds, minFd: number): Foregrou
  * if none: cr then waits for the job like a shell (waitForegroundJob).
  */
 export function restore(opts: RestoreOptions): { pid: number; foreground: number } {
+  const t0 = performance.now();
   const images = loadImages(opts.dir);
+  opts.log(`images checked against the manifest and loaded in ${(performance.now() - t0).toFixed(1)} ms`);
   const job = prepareShellJob(images, opts.shellJob, opts.detached, opts.log);
   // The job's terminal modes go on before the job exists, and back off if it never does.
   const undoModes = job.termios ? takeTerminalModes(job.termios) : undefined;
@@ -168,7 +170,9 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions): 
       epolls: images.epolls.get(o.task.pid) ?? [],
     })), shared.fds, serviceFdBase, fg);
     opts.log(`tree of ${order.length} task(s), ${shared.fds.length} shared fd(s), restorer hole at 0x${hole.start.toString(16)}`);
+    const tSpawn = performance.now();
     spawned = native.restoreTree(tree, rootPid);
+    opts.log(`tree created in ${(performance.now() - tSpawn).toFixed(1)} ms`);
   } finally {
     // The tasks have their own copies now (or there are no tasks).
     closeAll(shared.opened);
@@ -179,8 +183,10 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions): 
     native.closeFd(spawned.goFd);
   };
   let failure: ReturnType<typeof native.restoreStatus>;
+  const tWait = performance.now();
   try {
     failure = native.restoreStatus(spawned.statusFd, rootPid);
+    opts.log(`tasks restored their memory and state in ${(performance.now() - tWait).toFixed(1)} ms`);
   } catch (e) {
     abandon();
     throw e;

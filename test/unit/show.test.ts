@@ -57,7 +57,7 @@ test("text: pid, tree, every VMA with its size, every fd with its path", () => {
   expect(r.status).toBe(0);
   expect(r.stdout).toContain(`root pid ${pid}`);
   expect(r.stdout).toContain(`task ${pid} (sleeper)`);
-  expect(r.stdout).toContain("manifest: 6 files, sha256, not verified");
+  expect(r.stdout).toContain("manifest: 6 files, xxh3-128, not verified");
   const out = lines(r.stdout);
   for (const m of maps) {
     const row = out.find((l) => l.trim().startsWith(`0x${m.start.toString(16)}  0x${m.end.toString(16)} `));
@@ -144,7 +144,7 @@ test("--regs, single files, --verify", () => {
 
   const ok = cr(["show", images, "--verify"]);
   expect(ok.status).toBe(0);
-  expect(ok.stdout).toContain("sha256, verified");
+  expect(ok.stdout).toContain("xxh3-128, verified");
   // One flipped byte in the pages: only the hash can tell.
   const p = join(images, `pages-${pid}.img`);
   const b = readFileSync(p);

@@ -493,6 +493,22 @@ pub const RestoreStep = enum(u32) {
     foreground = 25,
 };
 
+/// A VMA whose pages cr_scan_pages looks at; in address order.
+pub const ScanVma = extern struct {
+    start: u64,
+    end: u64,
+    /// 1 for a private file mapping: only its private copies of pages count.
+    anon_only: u32,
+    _pad: u32 = 0,
+};
+
+/// A byte count and the XXH3-128 of those bytes (canonical, big endian): what
+/// cr_dump_pages wrote and what cr_hash_fd read.
+pub const Digest = extern struct {
+    bytes: u64,
+    hash: [16]u8,
+};
+
 /// The sizes and offsets the TypeScript mirror checks (see cr_abi_layout).
 pub const Layout = extern struct {
     abi_version: u32,
@@ -552,6 +568,10 @@ pub const Layout = extern struct {
     off_tree_task_epoll_off: u32,
     off_tree_fg_pgid: u32,
     size_termios: u32,
+    size_digest: u32,
+    off_digest_hash: u32,
+    size_scan_vma: u32,
+    off_scan_vma_anon_only: u32,
 };
 
 pub fn layout() Layout {
@@ -613,6 +633,10 @@ pub fn layout() Layout {
         .off_tree_task_epoll_off = @offsetOf(TreeTask, "epoll_off"),
         .off_tree_fg_pgid = @offsetOf(TreeHeader, "fg_pgid"),
         .size_termios = TERMIOS_SIZE,
+        .size_digest = @sizeOf(Digest),
+        .off_digest_hash = @offsetOf(Digest, "hash"),
+        .size_scan_vma = @sizeOf(ScanVma),
+        .off_scan_vma_anon_only = @offsetOf(ScanVma, "anon_only"),
     };
 }
 

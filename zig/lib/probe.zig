@@ -5,6 +5,7 @@ const std = @import("std");
 const abi = @import("abi");
 const sys = @import("sys.zig");
 const pt = @import("ptrace.zig");
+const scan = @import("scan.zig");
 
 fn result(rc: usize) i32 {
     return if (sys.isErr(rc)) sys.neg(sys.errnoOf(rc)) else 1;
@@ -125,22 +126,12 @@ fn probePagemap(out: *abi.CheckReport) void {
     const n = sys.syscall4(.pread64, fd, @intFromPtr(&entry), 8, (page / 4096) * 8);
     // A freshly written page is soft-dirty (bit 55) where the kernel tracks it.
     out.soft_dirty = if (sys.isErr(n)) result(n) else if ((entry >> 55) & 1 == 1) 1 else 0;
-    var arg = std.mem.zeroes([12]u64);
-    arg[0] = @sizeOf([12]u64); // size
-    arg[2] = page; // start
-    arg[3] = page + 4096; // end
-    const PAGEMAP_SCAN: usize = 0xC0606610;
-    const rc = sys.syscall3(.ioctl, fd, PAGEMAP_SCAN, @intFromPtr(&arg));
+    var arg = scan.ScanArg{ .start = page, .end = page + 4096, .vec = 0, .vec_len = 0 };
+    const rc = sys.syscall3(.ioctl, fd, scan.PAGEMAP_SCAN, @intFromPtr(&arg));
     out.pagemap_scan = if (sys.isErr(rc)) (if (sys.errnoOf(rc) == 25) 0 else result(rc)) else 1;
 }
 
 /// CPUID leaf 0xD: size of the XSAVE area for the features enabled in XCR0.
 fn xstateSize() u32 {
-    var ebx: u32 = undefined;
-    asm volatile ("cpuid"
-        : [ebx] "={ebx}" (ebx),
-        : [eax] "{eax}" (@as(u32, 0xd)),
-          [ecx] "{ecx}" (@as(u32, 0)),
-        : .{ .edx = true });
-    return ebx;
+    return sys.cpuid(0xd, 0)[1];
 }

@@ -14,6 +14,8 @@ const probe = @import("probe.zig");
 const fds = @import("fds.zig");
 const fdkinds = @import("fdkinds.zig");
 const tty = @import("tty.zig");
+const hash = @import("hash.zig");
+const scan = @import("scan.zig");
 
 export fn cr_abi_layout(out: *abi.Layout) void {
     out.* = abi.layout();
@@ -79,9 +81,34 @@ export fn cr_run_parasite(tids: [*]const i32, count: u32, site: u64, blob: [*]co
     return inject.runParasite(tids[0..count], site, blob[0..blob_len], timer_ids[0..timer_count], out, extras[0..count]);
 }
 
-export fn cr_dump_pages(pid: i32, ranges: [*]const pages.Range, count: u32, fd: i32, written: *u64) i32 {
+/// The runs of pages to save of `vmas`, from address `from` on: fills `out`
+/// (`cap` runs at most), returns how many, and sets `next` to the address to
+/// resume from when `out` filled up, else to 0.
+export fn cr_scan_pages(pid: i32, vmas: [*]const abi.ScanVma, count: u32, from: u64, out: [*]pages.Range, cap: u32, next: *u64) i32 {
     err.clear();
-    return pages.dump(pid, ranges[0..count], fd, written);
+    if (cap == 0) return err.fail(sys.EINVAL, "no room for page runs", .{});
+    return scan.scan(pid, vmas[0..count], from, out[0..cap], next, .scan_ioctl);
+}
+
+/// Start copying the pages of `ranges` to `fd` on two threads of libcr's own
+/// (and hashing them when `want_hash` is non-zero); `handle` gets the job for
+/// cr_dump_pages_finish, which must follow, whatever happens in between.
+export fn cr_dump_pages_start(pid: i32, ranges: [*]const pages.Range, count: u32, fd: i32, want_hash: u32, handle: *u64) i32 {
+    err.clear();
+    return pages.start(pid, ranges[0..count], fd, want_hash != 0, handle);
+}
+
+/// Wait for the page copy of `handle` (cancelled first when `abort` is
+/// non-zero) and free it; `out` gets how many bytes and their XXH3-128.
+export fn cr_dump_pages_finish(handle: u64, abort: u32, out: *abi.Digest) i32 {
+    err.clear();
+    return pages.finish(handle, abort != 0, out);
+}
+
+/// Read `fd` from its position to EOF; `out` gets how many bytes and their XXH3-128.
+export fn cr_hash_fd(fd: i32, out: *abi.Digest) i32 {
+    err.clear();
+    return hash.hashFd(fd, out);
 }
 
 /// `tids`: every thread of the task, the main thread first.
@@ -210,6 +237,12 @@ export fn cr_wait(pid: i32, status: *i32, flags: i32) i32 {
         status.* = @bitCast(st);
         return @intCast(rc);
     }
+}
+
+test {
+    _ = hash;
+    _ = pages;
+    _ = scan;
 }
 
 test "abi layout is self-consistent" {

@@ -65,3 +65,33 @@ pub fn close(fd: i32) void {
 pub fn fdArg(fd: i32) usize {
     return @bitCast(@as(isize, fd));
 }
+
+/// CPUID: eax, ebx, ecx, edx of `leaf` / `sub`.
+pub fn cpuid(leaf: u32, sub: u32) [4]u32 {
+    var a: u32 = undefined;
+    var b: u32 = undefined;
+    var c: u32 = undefined;
+    var d: u32 = undefined;
+    asm volatile ("cpuid"
+        : [a] "={eax}" (a),
+          [b] "={ebx}" (b),
+          [c] "={ecx}" (c),
+          [d] "={edx}" (d),
+        : [leaf] "{eax}" (leaf),
+          [sub] "{ecx}" (sub),
+    );
+    return .{ a, b, c, d };
+}
+
+/// XGETBV: the extended control register `xcr` (0: the state the kernel saves).
+/// Only valid when CPUID reports OSXSAVE.
+pub fn xgetbv(xcr: u32) u64 {
+    var lo: u32 = undefined;
+    var hi: u32 = undefined;
+    asm volatile ("xgetbv"
+        : [lo] "={eax}" (lo),
+          [hi] "={edx}" (hi),
+        : [xcr] "{ecx}" (xcr),
+    );
+    return @as(u64, hi) << 32 | lo;
+}
