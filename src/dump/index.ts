@@ -112,12 +112,29 @@ export function dump(opts: DumpOptions): DumpResult {
     // The pages files' digests, computed as they were written.
     const known = new Map<string, native.Digest>();
     let pagesBytes = 0;
-    for (const t of tasks) {
-      if (t.state === "zombie") continue;
-      const pages = writeTaskImages(t, table, shmem, ghosts, opts);
-      known.set(img.pagesFile(t.pid), pages);
-      pagesBytes += pages.bytes;
-      names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
+    // A pipeline: one task's pages are copied on libcr's threads while this
+    // thread collects the next task (the whole tree is frozen, any order will do).
+    let inFlight: PagesCopy | undefined;
+    try {
+      for (const t of tasks) {
+        if (t.state === "zombie") continue;
+        const collected = collectTask(t, table, shmem, ghosts);
+        const previous = inFlight;
+        inFlight = undefined;
+        if (previous) finishCopy(previous, known, opts);
+        inFlight = startCopy(collected, opts);
+        pagesBytes += collected.pagesBytes;
+        names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
+      }
+      const last = inFlight;
+      inFlight = undefined;
+      if (last) finishCopy(last, known, opts);
+    } finally {
+      // Only after a failure: a copy still running is stopped before the tree is let go.
+      if (inFlight) {
+        inFlight.job.abort();
+        closeSync(inFlight.fd);
+      }
     }
     const inventory: img.InventoryImage = {
       crVersion: CR_VERSION, arch: "x86_64", pageSize: PAGE, kernel: release_(), dumpTime: new Date().toISOString(),
@@ -166,8 +183,27 @@ function writeImage(opts: DumpOptions, name: string, bytes: Uint8Array): void {
   img.writeImageFile(opts.dir, name, bytes, { sync: opts.sync });
 }
 
-/** Write the images of task `frozen`; returns its pages file's size and hash. */
-function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghosts: GhostTable, opts: DumpOptions): native.Digest {
+/** What a frozen task's images hold, collected (the parasite has been and gone), before its pages are copied. */
+interface CollectedTask {
+  pid: number;
+  task: img.TaskImage;
+  pagemap: img.PagemapImage;
+  runs: { addr: number; len: number }[];
+  pagesBytes: number;
+}
+
+/** A task's page copy running on libcr's threads, its metadata already written. */
+interface PagesCopy {
+  pid: number;
+  fd: number;
+  job: native.PagesJob;
+  expected: number;
+  started: number;
+  summary: string;
+}
+
+/** Everything of frozen task `frozen` but its pages. */
+function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghosts: GhostTable): CollectedTask {
   const { pid, tids } = frozen;
   const proc = (rel: string) => readFileSync(`/proc/${pid}/${rel}`, "utf8");
   const stat = parseStat(proc("stat"));
@@ -240,33 +276,47 @@ function writeTaskImages(frozen: DumpTask, table: FileTable, shmem: ShmemTable, 
     fds,
   };
 
-  // The pages are copied (and hashed) on libcr's threads while this one
-  // encodes and writes the metadata images.
-  const pagesName = img.pagesFile(pid);
+  return { pid, task, pagemap: { entries }, runs, pagesBytes: offset };
+}
+
+/** Start copying (and hashing) `c`'s pages on libcr's threads, then write its metadata images meanwhile. */
+function startCopy(c: CollectedTask, opts: DumpOptions): PagesCopy {
+  const pagesName = img.pagesFile(c.pid);
   const fd = openSync(`${opts.dir}/${pagesName}`, "w", 0o600);
-  const tPages = performance.now();
+  const started = performance.now();
   let job: native.PagesJob;
   try {
-    job = native.startDumpPages(pid, runs, fd, { hash: true });
+    job = native.startDumpPages(c.pid, c.runs, fd, { hash: true });
   } catch (e) {
     closeSync(fd);
     throw e;
   }
-  let pages: native.Digest;
+  const copy: PagesCopy = {
+    pid: c.pid, fd, job, expected: c.pagesBytes, started,
+    summary: `${c.task.threads.length} thread(s), ${c.task.mm.vmas.length} VMAs, ${c.runs.length} page runs, ${c.task.fds.length} fds`,
+  };
   try {
-    writeImage(opts, img.taskFile(pid), img.encodeImage("task", task));
-    writeImage(opts, img.pagemapFile(pid), img.encodeImage("pagemap", { entries }));
-    pages = job.finish();
+    writeImage(opts, img.taskFile(c.pid), img.encodeImage("task", c.task));
+    writeImage(opts, img.pagemapFile(c.pid), img.encodeImage("pagemap", c.pagemap));
   } catch (e) {
     job.abort();
-    throw e;
-  } finally {
     closeSync(fd);
+    throw e;
   }
-  const pagesMs = performance.now() - tPages;
-  if (pages.bytes !== offset) throw new CrError("dump", `wrote ${pages.bytes} bytes of pages, expected ${offset}`, { pid });
+  return copy;
+}
+
+/** Wait for a task's page copy; its pages file's size and hash go to `known` for the manifest. */
+function finishCopy(copy: PagesCopy, known: Map<string, native.Digest>, opts: DumpOptions): void {
+  let pages: native.Digest;
+  try {
+    pages = copy.job.finish();
+  } finally {
+    closeSync(copy.fd);
+  }
+  const pagesName = img.pagesFile(copy.pid);
+  if (pages.bytes !== copy.expected) throw new CrError("dump", `wrote ${pages.bytes} bytes of pages, expected ${copy.expected}`, { pid: copy.pid });
   if (opts.sync) img.syncFile(`${opts.dir}/${pagesName}`);
-  opts.log(`dumped ${pid}: ${tids.length} thread(s), ${vmas.length} VMAs, ${runs.length} page runs, ` +
-    `${(pages.bytes / 1048576).toFixed(1)} MiB of pages in ${pagesMs.toFixed(1)} ms, ${fds.length} fds`);
-  return pages;
+  known.set(pagesName, pages);
+  opts.log(`dumped ${copy.pid}: ${copy.summary}, ${(pages.bytes / 1048576).toFixed(1)} MiB of pages in ${(performance.now() - copy.started).toFixed(1)} ms`);
 }
