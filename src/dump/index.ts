@@ -14,7 +14,7 @@ import { parseTimers } from "../proc/timers.ts";
 import * as img from "../images/index.ts";
 import { CR_VERSION } from "../version.ts";
 import { freezeTree, type DumpTask } from "./tree.ts";
-import { classifyVma, pagesToDump, PAGE } from "./memory.ts";
+import { applyVmFlags, classifyVma, pagesToDump, PAGE } from "./memory.ts";
 import { syscallSite } from "../syscall-site.ts";
 import { FileTable } from "./files.ts";
 import { ShmemTable } from "./shmem.ts";
@@ -213,8 +213,8 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
     throw new CrError("dump", `unsupported: seccomp ${status.seccomp === 1 ? "strict mode" : "filter"} (not supported yet)`, { pid });
   }
   const maps = parseMaps(proc("maps"));
-  const vmFlags = parseSmapsVmFlags(proc("smaps"));
-  const classified = maps.map((m) => classifyVma(m, vmFlags.get(m.start), pid));
+  // Without smaps' VmFlags until the pages are being copied (see applyVmFlags).
+  const classified = maps.map((m) => classifyVma(m, undefined, pid));
   const fds = table.collect(pid);
   const exe = exeOf(ghosts, pid);
   mapGhosts(ghosts, pid, maps, classified);
@@ -296,6 +296,7 @@ function startCopy(c: CollectedTask, opts: DumpOptions): PagesCopy {
     summary: `${c.task.threads.length} thread(s), ${c.task.mm.vmas.length} VMAs, ${c.runs.length} page runs, ${c.task.fds.length} fds`,
   };
   try {
+    applyVmFlags(c.task.mm.vmas, parseSmapsVmFlags(readFileSync(`/proc/${c.pid}/smaps`, "utf8")));
     writeImage(opts, img.taskFile(c.pid), img.encodeImage("task", c.task));
     writeImage(opts, img.pagemapFile(c.pid), img.encodeImage("pagemap", c.pagemap));
   } catch (e) {

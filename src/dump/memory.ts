@@ -70,6 +70,20 @@ export function classifyVma(m: MapsEntry, vmFlags: string[] | undefined, pid: nu
   return { ...base, flags: MAP_PRIVATE, kind: "file", path: m.path, dumped: true };
 }
 
+/**
+ * Which VMAs grow down, from smaps' VmFlags ("gd"), for VMAs classified
+ * without them (classifyVma then guesses from the name): reading smaps walks
+ * every page, so the dump does it while the pages are being copied.
+ */
+export function applyVmFlags(vmas: DumpVma[], vmFlags: Map<number, string[]>): void {
+  for (const v of vmas) {
+    const flags = vmFlags.get(v.start);
+    if (!flags) continue;
+    v.growsDown = flags.includes("gd");
+    if ((v.flags & MAP_ANONYMOUS) !== 0) v.flags = v.growsDown ? v.flags | MAP_GROWSDOWN : v.flags & ~MAP_GROWSDOWN;
+  }
+}
+
 /** Runs of pages of `vmas` that must be saved, in address order (see native.scanPages). */
 export function pagesToDump(pid: number, vmas: DumpVma[]): PageRun[] {
   return native.scanPages(pid, vmas.filter((v) => v.dumped).map((v) => ({ start: v.start, end: v.end, anonOnly: v.kind === "file" })));

@@ -1,0 +1,45 @@
+// Classifying a task's mappings: what is re-created how, and which grow down.
+import { describe, expect, test } from "bun:test";
+import { applyVmFlags, classifyVma } from "../../src/dump/memory.ts";
+import { parseMaps } from "../../src/proc/maps.ts";
+
+const MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_GROWSDOWN = 0x100;
+
+const maps = parseMaps([
+  "55d5c6a00000-55d5c6a21000 rw-p 00000000 00:00 0                          [heap]",
+  "7f0000000000-7f0000100000 rw-p 00000000 00:00 0 ",
+  "7f0000200000-7f0000201000 r--s 00000000 fd:01 1234                       /srv/data.bin",
+  "7f0000300000-7f0000400000 r-xp 00010000 fd:01 5678                       /usr/lib/libc.so.6",
+  "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]",
+].join("\n"));
+
+describe("classifyVma", () => {
+  const vmas = maps.map((m) => classifyVma(m, undefined, 1));
+
+  test("anonymous, heap and stack memory is private anonymous and dumped; the stack grows down by its name", () => {
+    expect(vmas.map((v) => v.kind)).toEqual(["heap", "anon", "file", "file", "stack"]);
+    for (const i of [0, 1, 4]) expect(vmas[i]!.flags & (MAP_PRIVATE | MAP_ANONYMOUS)).toBe(MAP_PRIVATE | MAP_ANONYMOUS);
+    expect(vmas.map((v) => v.growsDown)).toEqual([false, false, false, false, true]);
+    expect(vmas[4]!.flags & MAP_GROWSDOWN).toBe(MAP_GROWSDOWN);
+  });
+
+  test("a shared file mapping is the file's: not dumped; a private one keeps its private copies", () => {
+    expect({ flags: vmas[2]!.flags, dumped: vmas[2]!.dumped, path: vmas[2]!.path }).toEqual({ flags: MAP_SHARED, dumped: false, path: "/srv/data.bin" });
+    expect({ flags: vmas[3]!.flags, dumped: vmas[3]!.dumped, offset: vmas[3]!.offset }).toEqual({ flags: MAP_PRIVATE, dumped: true, offset: 0x10000 });
+  });
+});
+
+describe("applyVmFlags", () => {
+  test("smaps' gd decides, for anonymous memory the MAP_GROWSDOWN flag follows; file mappings keep theirs", () => {
+    const vmas = maps.map((m) => classifyVma(m, undefined, 1));
+    applyVmFlags(vmas, new Map([
+      [0x7f0000000000, ["rd", "wr", "mr", "mw", "me", "gd", "ac"]],
+      [0x7ffd00000000, ["rd", "wr", "mr", "mw", "me", "ac"]],
+      [0x7f0000300000, ["rd", "ex", "mr", "mw", "me", "gd"]],
+    ]));
+    expect(vmas.map((v) => v.growsDown)).toEqual([false, true, false, true, false]);
+    expect(vmas[1]!.flags & MAP_GROWSDOWN).toBe(MAP_GROWSDOWN);
+    expect(vmas[4]!.flags & MAP_GROWSDOWN).toBe(0);
+    expect(vmas[3]!.flags).toBe(MAP_PRIVATE);
+  });
+});
