@@ -11,6 +11,7 @@ const pt = @import("ptrace.zig");
 
 const SYSCALL_INT3: u64 = 0xcc050f; // 0f 05 = syscall, cc = int3 (little endian)
 const PARASITE_STACK: usize = 64 * 1024;
+const PR_GET_TID_ADDRESS: u64 = 40;
 const PAGE: usize = 4096;
 
 /// A task prepared for injection: its saved state and the patched site.
@@ -185,7 +186,7 @@ fn askThread(s: *const Session, scratch: u64, out: *abi.ThreadExtra) i32 {
     const tida = scratch + @offsetOf(abi.ThreadExtra, "tid_address");
     var rc = s.syscall(@intFromEnum(sys.SYS.sigaltstack), .{ 0, alt, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO);
     if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "sigaltstack in thread {d} failed", .{s.tid});
-    rc = s.syscall(@intFromEnum(sys.SYS.prctl), .{ 40, tida, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO); // PR_GET_TID_ADDRESS
+    rc = s.syscall(@intFromEnum(sys.SYS.prctl), .{ PR_GET_TID_ADDRESS, tida, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO);
     if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PR_GET_TID_ADDRESS in thread {d} failed", .{s.tid});
     if (readRemote(s.tid, scratch, std.mem.asBytes(out)) != 0) return sys.neg(sys.EIO);
     out.tid = s.tid;
