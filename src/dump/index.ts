@@ -234,6 +234,7 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
     comm: readFileSync(`/proc/${pid}/task/${r.tid}/comm`, "utf8").replace(/\n$/, ""),
     regs: r.regs, xstate: r.xstate, sigmask: r.sigmask, rseq: r.rseq,
     tidAddress: parasite.threads[i]!.tidAddress, robustList: r.robustList, altstack: parasite.threads[i]!.altstack,
+    ...(parasite.threads[i]!.pdeathSig !== 0 ? { pdeathSig: parasite.threads[i]!.pdeathSig } : {}),
     pending: native.peekPendingSignals(r.tid, false),
   }));
 

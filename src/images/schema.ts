@@ -86,6 +86,8 @@ export const task = obj({
     tidAddress: nonneg,
     robustList: obj({ head: nonneg, len: nonneg }),
     altstack: obj({ sp: nonneg, flags: num, size: nonneg }),
+    /** prctl(PR_GET_PDEATHSIG), when set. */
+    pdeathSig: optional(nonneg),
     pending: arr(bytes, 4096),
   })),
   mm: obj({

@@ -50,7 +50,7 @@ export const ParasiteState = {
   err_step: 12408,
 } as const;
 
-export const ThreadExtra = { size: 40, tid: 0, altstack: 8, tid_address: 32 } as const;
+export const ThreadExtra = { size: 40, tid: 0, pdeath_sig: 4, altstack: 8, tid_address: 32 } as const;
 
 export const PLAN_MAGIC = 0x6372706c616e3031n;
 export const MAX_SPECIAL = 4;
@@ -115,6 +115,7 @@ export const PlanThread = {
   sigpending_count: 232,
   rseq_len: 236,
   rseq_sig: 240,
+  pdeath_sig: 244,
   rseq_ptr: 248,
   sigmask: 256,
   altstack: 264,
@@ -190,6 +191,7 @@ export const LAYOUT_FIELDS = [
   "off_plan_thread_comm", "size_thread_extra", "restorer_thread_area", "off_parasite_posix_timers",
   "size_parasite_args", "off_parasite_args_timer_ids", "off_parasite_args_state", "off_plan_posix_timers_off",
   "size_plan_posix_timer", "off_plan_creds", "size_plan_creds", "off_plan_rlimits",
+  "off_thread_extra_pdeath_sig", "off_plan_thread_pdeath_sig",
   "size_tree_epoll", "off_tree_task_epoll_off", "off_tree_fg_pgid", "size_termios",
   "size_digest", "off_digest_hash", "size_scan_vma", "off_scan_vma_anon_only",
 ] as const;
@@ -250,6 +252,8 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_plan_creds: PlanHeader.creds,
   size_plan_creds: PlanCreds.size,
   off_plan_rlimits: PlanHeader.rlimits,
+  off_thread_extra_pdeath_sig: ThreadExtra.pdeath_sig,
+  off_plan_thread_pdeath_sig: PlanThread.pdeath_sig,
   size_tree_epoll: TreeEpoll.size,
   off_tree_task_epoll_off: TreeTask.epoll_off,
   off_tree_fg_pgid: TreeHeader.fg_pgid,

@@ -171,6 +171,8 @@ export function peekPendingSignals(tid: number, shared: boolean): Uint8Array[] {
 
 export interface ThreadExtra {
   tid: number;
+  /** prctl(PR_GET_PDEATHSIG): 0 for none. */
+  pdeathSig: number;
   altstack: { sp: number; flags: number; size: number };
   tidAddress: number;
 }
@@ -226,6 +228,7 @@ export function runParasite(tids: number[], syscallSite: number, timerIds: numbe
     const a = o + abi.ThreadExtra.altstack;
     return {
       tid: xv.getInt32(o + abi.ThreadExtra.tid, true),
+      pdeathSig: xv.getInt32(o + abi.ThreadExtra.pdeath_sig, true),
       altstack: { sp: Number(xv.getBigUint64(a, true)), flags: xv.getInt32(a + 8, true), size: Number(xv.getBigUint64(a + 16, true)) },
       tidAddress: Number(xv.getBigUint64(o + abi.ThreadExtra.tid_address, true)),
     };

@@ -154,7 +154,7 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions): 
   try {
     const fg = foregroundFd(job, shared, serviceFdBase + 1);
     const plans = new Map(live.map((t) => [t.o.task.pid, buildPlan({
-      pid: t.o.task.pid, sid: t.o.sid, pgid: t.o.pgid, task: t.task, pagemap: t.pagemap,
+      pid: t.o.task.pid, sid: t.o.sid, pgid: t.o.pgid, task: t.task, pagemap: t.pagemap, root: t.o.parent < 0,
       sharedIndex: shared.index, shmemIndex: shared.shmemIndex, ghostIndex: shared.ghostIndex, serviceFdBase, pagesPath: resolve(opts.dir, img.pagesFile(t.o.task.pid)), selfMaps,
     })]));
     const busy = [

@@ -26,6 +26,8 @@ export interface PlanInput {
   shmemIndex: ReadonlyMap<number, number>;
   /** Index in the shared fd table of each ghost file's read-only and read-write fds (mappings, exe). */
   ghostIndex?: ReadonlyMap<number, { read?: number | undefined; write?: number | undefined }>;
+  /** The tree's root: its parent is whoever restores it, so its parent-death signal is not armed. */
+  root?: boolean;
   /** The status pipe's fd number; the task's own fds are all below it. */
   serviceFdBase: number;
   pagesPath: string;
@@ -249,6 +251,8 @@ export function buildPlan(inp: PlanInput): Uint8Array {
     u64(o + T.altstack, t.altstack.sp); i32(o + T.altstack + 8, t.altstack.flags); u64(o + T.altstack + 16, t.altstack.size);
     u64(o + T.tid_address, t.tidAddress);
     u64(o + T.robust_head, t.robustList.head); u64(o + T.robust_len, t.robustList.len);
+    // As CRIU: the root's parent at restore is cr (or cr's), not the one it had.
+    u32(o + T.pdeath_sig, inp.root ? 0 : t.pdeathSig ?? 0);
     // A thread with no recorded name takes the task's.
     bytes.set(enc.encode(t.comm ?? task.comm).subarray(0, 15), o + T.comm);
   });

@@ -63,6 +63,24 @@ describe("process tree round trip", () => {
   test("two processes writing through one shared file description", () => treeRoundTrip("dupfd"));
   test("a parent and 3 children counting in shared anonymous memory, private COW pages apart", () => treeRoundTrip("shmcount", ["3"]));
 
+  test("children keep their parent-death signal: killing the restored root takes them along", () => {
+    // Every child of the ring sets PR_SET_PDEATHSIG(SIGKILL) (common.h, wl_child_init).
+    const w = startWorkload("ring", ["4"]);
+    const pids = treePids(w.dir);
+    pids.forEach(track);
+    waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress before the dump");
+    const images = tempDir("cr-images-");
+    expect(cr(["dump", "-t", String(w.pid), "-D", images]).status).toBe(0);
+    waitDumpedGone(images);
+    const r = cr(["restore", "-D", images, "-d"]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const at = readProgress(w.dir);
+    waitFor(() => readProgress(w.dir) >= at + 3, 10_000, "progress after restore");
+    process.kill(w.pid, "SIGKILL");
+    for (const p of pids.slice(1)) waitFor(() => !alive(p), 5_000, `child ${p} to die with its parent`);
+  });
+
   test("no task of a restored tree keeps the restorer's area, not even a child forked right away", () => {
     const dir = tempDir("cr-fork-");
     // Forks a child (no exec: it keeps a copy of the parent's mappings) every 5 ms.

@@ -138,10 +138,12 @@ pub const ParasiteArgs = extern struct {
 pub const PARASITE_MAGIC: u64 = 0x6372_7061_7261_7331; // "crparas1"
 
 /// What only a thread itself can tell (asked by syscalls injected into each
-/// thread while the parasite's area is mapped): its sigaltstack and clear-tid address.
+/// thread while the parasite's area is mapped): its parent-death signal,
+/// sigaltstack and clear-tid address.
 pub const ThreadExtra = extern struct {
     tid: i32,
-    _pad: u32,
+    /// prctl(PR_GET_PDEATHSIG).
+    pdeath_sig: i32,
     altstack: StackT,
     tid_address: u64,
 };
@@ -310,7 +312,8 @@ pub const PlanThread = extern struct {
     sigpending_count: u32,
     rseq_len: u32,
     rseq_sig: u32,
-    _pad0: u32,
+    /// prctl(PR_SET_PDEATHSIG) once the credentials are set (they reset it); 0: none.
+    pdeath_sig: u32,
     rseq_ptr: u64,
     sigmask: u64,
     altstack: StackT,
@@ -564,6 +567,8 @@ pub const Layout = extern struct {
     off_plan_creds: u32,
     size_plan_creds: u32,
     off_plan_rlimits: u32,
+    off_thread_extra_pdeath_sig: u32,
+    off_plan_thread_pdeath_sig: u32,
     size_tree_epoll: u32,
     off_tree_task_epoll_off: u32,
     off_tree_fg_pgid: u32,
@@ -629,6 +634,8 @@ pub fn layout() Layout {
         .off_plan_creds = @offsetOf(PlanHeader, "creds"),
         .size_plan_creds = @sizeOf(PlanCreds),
         .off_plan_rlimits = @offsetOf(PlanHeader, "rlimits"),
+        .off_thread_extra_pdeath_sig = @offsetOf(ThreadExtra, "pdeath_sig"),
+        .off_plan_thread_pdeath_sig = @offsetOf(PlanThread, "pdeath_sig"),
         .size_tree_epoll = @sizeOf(TreeEpoll),
         .off_tree_task_epoll_off = @offsetOf(TreeTask, "epoll_off"),
         .off_tree_fg_pgid = @offsetOf(TreeHeader, "fg_pgid"),

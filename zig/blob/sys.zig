@@ -46,6 +46,7 @@ pub const PR_SET_NAME: usize = 15;
 pub const PR_SET_MM_MAP: usize = 14;
 pub const PR_GET_TID_ADDRESS: usize = 40;
 pub const PR_TIMER_CREATE_RESTORE_IDS: usize = 77;
+pub const PR_SET_PDEATHSIG: usize = 1;
 pub const PR_GET_DUMPABLE: usize = 3;
 pub const PR_SET_DUMPABLE: usize = 4;
 pub const PR_SET_KEEPCAPS: usize = 8;

@@ -12,6 +12,7 @@ const pt = @import("ptrace.zig");
 const SYSCALL_INT3: u64 = 0xcc050f; // 0f 05 = syscall, cc = int3 (little endian)
 const PARASITE_STACK: usize = 64 * 1024;
 const PR_GET_TID_ADDRESS: u64 = 40;
+const PR_GET_PDEATHSIG: u64 = 2;
 const PAGE: usize = 4096;
 
 /// A task prepared for injection: its saved state and the patched site.
@@ -179,15 +180,19 @@ fn runParasiteIn(s: *Session, tids: []const i32, blob: []const u8, timer_ids: []
     return 0;
 }
 
-/// sigaltstack and PR_GET_TID_ADDRESS, run by the thread of session `s`,
-/// answered into `scratch` (inside the parasite's area) and read back.
+/// sigaltstack, PR_GET_TID_ADDRESS and PR_GET_PDEATHSIG, run by the thread
+/// of session `s`, answered into `scratch` (inside the parasite's area) and
+/// read back.
 fn askThread(s: *const Session, scratch: u64, out: *abi.ThreadExtra) i32 {
     const alt = scratch + @offsetOf(abi.ThreadExtra, "altstack");
     const tida = scratch + @offsetOf(abi.ThreadExtra, "tid_address");
+    const pdeath = scratch + @offsetOf(abi.ThreadExtra, "pdeath_sig");
     var rc = s.syscall(@intFromEnum(sys.SYS.sigaltstack), .{ 0, alt, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO);
     if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "sigaltstack in thread {d} failed", .{s.tid});
     rc = s.syscall(@intFromEnum(sys.SYS.prctl), .{ PR_GET_TID_ADDRESS, tida, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO);
     if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PR_GET_TID_ADDRESS in thread {d} failed", .{s.tid});
+    rc = s.syscall(@intFromEnum(sys.SYS.prctl), .{ PR_GET_PDEATHSIG, pdeath, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO);
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PR_GET_PDEATHSIG in thread {d} failed", .{s.tid});
     if (readRemote(s.tid, scratch, std.mem.asBytes(out)) != 0) return sys.neg(sys.EIO);
     out.tid = s.tid;
     return 0;

@@ -459,6 +459,8 @@ fn leave(c: *const Ctx, k: usize) noreturn {
     queuePending(c, t.sigpending_off, t.sigpending_count, true);
     // Last of what the thread does for itself: nothing after this needs privileges.
     setCreds(c, k);
+    // After the credentials, whose change clears it.
+    if (t.pdeath_sig != 0) _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_PDEATHSIG, t.pdeath_sig), .thread, @intCast(k));
     const frame = buildFrame(c, t, c.threadArea(k));
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_FS, t.regs.fs_base), .sigreturn, 1);
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_GS, t.regs.gs_base), .sigreturn, 2);
