@@ -80,7 +80,7 @@ export function dump(opts: DumpOptions): DumpResult {
   };
   const tasks = freezeTree(opts.pid, {
     seize: (tid) => {
-      const stopped = native.seize(tid);
+      const stopped = seizeOrExplain(tid);
       seized.push(tid);
       return stopped;
     },
@@ -176,6 +176,29 @@ function checkRestorable(tree: img.TreeImage, rootPid: number): void {
   } catch (e) {
     if (!(e instanceof CrError)) throw e;
     throw new CrError("dump", e.message, { ...(e.pid === undefined ? {} : { pid: e.pid }), cause: e });
+  }
+}
+
+/** native.seize, with the usual reason for EPERM spelled out: another tracer (a debugger, strace). */
+function seizeOrExplain(tid: number): boolean {
+  try {
+    return native.seize(tid);
+  } catch (e) {
+    if (!(e instanceof CrError) || e.errno !== 1) throw e;
+    let tracer = 0;
+    try {
+      tracer = Number(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${tid}/status`, "utf8"))?.[1] ?? 0);
+    } catch {
+      throw e;
+    }
+    if (tracer === 0) throw e;
+    let comm = "";
+    try {
+      comm = ` (${readFileSync(`/proc/${tracer}/comm`, "utf8").trim()})`;
+    } catch {
+      // Gone meanwhile: the pid says enough.
+    }
+    throw new CrError("dump", `thread ${tid} is already traced by pid ${tracer}${comm}: detach it first`, { pid: tid, errno: 16, cause: e });
   }
 }
 

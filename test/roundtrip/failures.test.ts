@@ -57,6 +57,35 @@ describe("dump failures leave the process untouched", () => {
     expectUnsupportedFd(p.pid, dir, `${fifo} (deleted)`);
   });
 
+  test("a process another tracer holds is refused, naming the tracer, and runs on", () => {
+    const w = startWorkload("sleeper");
+    waitFor(() => readProgress(w.dir) >= 2, 10_000, "progress");
+    // A stand-in for a debugger: PTRACE_SEIZE from python, then it just waits.
+    const tracer = Bun.spawn(["python3", "-c", [
+      "import ctypes, sys, time",
+      "libc = ctypes.CDLL(None, use_errno=True)",
+      `assert libc.ptrace(0x4206, ${w.pid}, None, None) == 0, ctypes.get_errno()`,
+      "print('seized', flush=True)",
+      "time.sleep(1000)",
+    ].join("\n")], { stdio: ["ignore", "pipe", "ignore"] });
+    track(tracer.pid);
+    try {
+      waitFor(() => tracerOf(w.pid) === tracer.pid, 10_000, "the stand-in tracer");
+      const r = cr(["dump", "-t", String(w.pid), "-D", tempDir()]);
+      expect(r.status).not.toBe(0);
+      const line = oneLine(r.stderr);
+      expect(line).toContain(`already traced by pid ${tracer.pid}`);
+      expect(line).toContain(`pid ${w.pid}`);
+      expect(tracerOf(w.pid)).toBe(tracer.pid);
+      const at = readProgress(w.dir);
+      waitFor(() => readProgress(w.dir) >= at + 5, 10_000, "progress after the refused dump");
+    } finally {
+      // The tracer goes first: a traced task's death is reported to its tracer before its parent.
+      process.kill(tracer.pid, "SIGKILL");
+      waitGone(tracer.pid);
+    }
+  });
+
   test("an unsupported fd (a socket) is named, with its pid, and the process runs on", () => {
     const dir = tempDir();
     const p = Bun.spawn([join(import.meta.dir, "../workloads/bin/sleeper"), dir], { stdio: ["ignore", "pipe", "ignore"] });
