@@ -216,7 +216,10 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions): 
       native.unmapRemote(tidsOf(t), syscallSite(t.task.mm.vmas, t.o.task.pid), hole.start, hole.len);
     } catch (e) {
       // A task that exited meanwhile (killed from outside) has nothing left to clean.
-      if (!(e instanceof CrError) || isAlive(t.o.task.pid)) throw e;
+      if (e instanceof CrError && !isAlive(t.o.task.pid)) continue;
+      // Otherwise the restore failed after all: nothing of it may stay (the images can be restored again).
+      killTree(order.map((o) => o.task.pid), rootPid);
+      throw e;
     }
   }
   // Tasks that were in a job-control stop at dump time stop again, now that they are whole.
