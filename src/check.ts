@@ -94,6 +94,7 @@ export function runCheck(): CheckReport {
     f("userfaultfd", p.userfaultfd, false),
     f("pagemap_scan", p.pagemap_scan, false),
     f("soft_dirty", p.soft_dirty, false),
+    f("timer_restore_ids", p.timer_restore_ids, false, "POSIX timers restore at their ids"),
     { name: "map_files", ok: mapFilesReadable(), required: false, detail: mapFilesReadable() ? "readable" : "not readable" },
     { name: "xstate", ok: p.xstate_size > 0 && p.xstate_size <= 16384, required: true, detail: `${p.xstate_size} bytes` },
     { name: "vdso_layout", ok: vdso.some((v) => v.name === "[vdso]"), required: true,

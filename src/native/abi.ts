@@ -166,13 +166,14 @@ export const RESTORE_STEPS: Record<number, string> = {
   1: "child setup", 2: "open file", 3: "dup fd", 4: "chdir", 5: "map restorer hole", 6: "unmap old mappings",
   7: "move vdso/vvar", 8: "map VMA", 9: "fill pages", 10: "protect VMA", 11: "prctl(PR_SET_MM_MAP)",
   12: "rt_sigaction", 13: "setitimer", 14: "rseq", 15: "misc", 16: "rt_sigreturn", 17: "setsid/setpgid",
-  18: "fork a child", 19: "re-create a zombie", 20: "thread", 21: "POSIX timer", 22: "credentials",
+  18: "fork a child", 19: "re-create a zombie", 20: "thread", 21: "POSIX timer (re-created at its id: Linux 6.15+, see cr check)", 22: "credentials",
   23: "epoll_ctl (register a file in an epoll)", 24: "prlimit", 25: "tcsetpgrp (the job's terminal foreground)",
 };
 
 export const CHECK_FIELDS = [
   "ptrace_seize", "ptrace_interrupt", "process_vm_readv", "clone3_set_tid", "pidfd_open", "pidfd_getfd",
   "rseq_config", "userfaultfd", "memfd_create", "prctl_mm_map", "pagemap_scan", "soft_dirty", "xstate_size",
+  "timer_restore_ids",
 ] as const;
 export type CheckField = (typeof CHECK_FIELDS)[number];
 export const CHECK_REPORT_SIZE = 56;

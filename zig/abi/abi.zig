@@ -663,7 +663,8 @@ pub const CheckReport = extern struct {
     pagemap_scan: i32,
     soft_dirty: i32,
     xstate_size: i32,
-    _pad: i32,
+    /// prctl(PR_TIMER_CREATE_RESTORE_IDS) (6.15+): POSIX timers at their ids.
+    timer_restore_ids: i32,
 };
 
 comptime {

@@ -103,6 +103,9 @@ pub fn run(out: *abi.CheckReport) void {
     rc = sys.syscall5(.prctl, 35, 15, @intFromPtr(&size), 0, 0); // PR_SET_MM, PR_SET_MM_MAP_SIZE
     out.prctl_mm_map = if (sys.isErr(rc)) result(rc) else if (size == @sizeOf(abi.PrctlMmMap)) 1 else sys.neg(sys.EPROTO);
     out.xstate_size = @intCast(xstateSize());
+    // PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET: 0 or 1 where the kernel has it.
+    rc = sys.syscall5(.prctl, 77, 2, 0, 0, 0);
+    out.timer_restore_ids = if (sys.isErr(rc)) (if (sys.errnoOf(rc) == sys.EINVAL) 0 else result(rc)) else 1;
 }
 
 /// PAGEMAP_SCAN (6.7+) and soft-dirty, both on a page of our own.
