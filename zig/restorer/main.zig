@@ -405,20 +405,24 @@ fn createPosixTimers(c: *const Ctx) void {
 const FUTEX_WAIT_PRIVATE: usize = 128;
 const FUTEX_WAKE_PRIVATE: usize = 129;
 const ETIMEDOUT: usize = @bitCast(@as(isize, -110));
-/// 100 ms timeouts before a wait gives up (30 s). A thread that fails takes
-/// the whole task with it (exit_group), so running out means something else
-/// is wrong.
-const WAIT_ROUNDS: u32 = 300;
+/// 100 ms timeouts before the main thread gives up waiting for its threads to
+/// be ready (30 s): a thread that fails takes the whole task with it
+/// (exit_group), so running out means something else is wrong.
+const READY_TIMEOUTS: u32 = 300;
+/// The other threads wait for the main thread's go, which comes only once the
+/// whole tree is restored: that may take long, and cr kills the task if it
+/// gives up, so they never give up themselves.
+const GO_TIMEOUTS: u32 = std.math.maxInt(u32);
 
 /// Sleep until `word` holds `want`. Every wake-up without a timeout saw the
-/// word change or a wake, so only timeouts count against the bound.
-fn waitFor(c: *const Ctx, word: *u32, want: u32, k: usize) void {
+/// word change or a wake, so only timeouts count against `max_timeouts`.
+fn waitFor(c: *const Ctx, word: *u32, want: u32, k: usize, max_timeouts: u32) void {
     const timeout = [2]i64{ 0, 100_000_000 };
     var timeouts: u32 = 0;
     while (true) {
         const v = @atomicLoad(u32, word, .acquire);
         if (v == want) return;
-        if (timeouts == WAIT_ROUNDS) c.fail(ETIMEDOUT, .thread, @intCast(k));
+        if (timeouts == max_timeouts) c.fail(ETIMEDOUT, .thread, @intCast(k));
         const rc = sys.syscall4(sys.SYS_futex, @intFromPtr(word), FUTEX_WAIT_PRIVATE, v, @intFromPtr(&timeout));
         if (rc == ETIMEDOUT) timeouts += 1;
     }
@@ -465,7 +469,7 @@ fn leave(c: *const Ctx, k: usize) noreturn {
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_FS, t.regs.fs_base), .sigreturn, 1);
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_GS, t.regs.gs_base), .sigreturn, 2);
     if (k == 0) {
-        waitFor(c, &c.h.threads_waiting, 0, 0);
+        waitFor(c, &c.h.threads_waiting, 0, 0, READY_TIMEOUTS);
         closeServiceFds(c);
         // Ready: closing the status pipe tells cr so; then wait for the whole tree.
         _ = sys.syscall1(sys.SYS_close, @bitCast(@as(isize, c.h.status_fd)));
@@ -476,7 +480,7 @@ fn leave(c: *const Ctx, k: usize) noreturn {
         if (@atomicRmw(u32, &c.h.threads_waiting, .Sub, 1, .acq_rel) == 1) {
             _ = sys.syscall3(sys.SYS_futex, @intFromPtr(&c.h.threads_waiting), FUTEX_WAKE_PRIVATE, 1);
         }
-        waitFor(c, &c.h.threads_go, 1, k);
+        waitFor(c, &c.h.threads_go, 1, k, GO_TIMEOUTS);
     }
     asm volatile (
         \\ movq %[sp], %%rsp
