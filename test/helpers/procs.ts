@@ -1,6 +1,7 @@
 // Processes and temp dirs of the round-trip tests: every test starts its
 // workloads through here and calls cleanup() in a finally/afterEach, which
 // kills (by PID, only ours) and reaps what is left and removes the dirs.
+import { expect } from "bun:test";
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -164,4 +165,19 @@ export function cleanup(): void {
   ourPids.clear();
   for (const d of ourDirs) rmSync(d, { recursive: true, force: true });
   ourDirs.clear();
+}
+
+/** Dump `pid` into a fresh dir (killing it), wait for the pid to be free, restore detached; returns the images dir. */
+export function roundTrip(pid: number): string {
+  const images = tempDir("cr-images-");
+  const d = cr(["dump", "-t", String(pid), "-D", images]);
+  expect(d.stderr).toBe("");
+  expect(d.status).toBe(0);
+  waitGone(pid);
+  const r = cr(["restore", "-D", images, "-d"]);
+  expect(r.stderr).toBe("");
+  expect(r.status).toBe(0);
+  track(pid);
+  expect(alive(pid)).toBe(true);
+  return images;
 }

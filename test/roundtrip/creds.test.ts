@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { cleanup, cr, tempDir, track, waitFor, waitGone } from "../helpers/procs.ts";
+import { cleanup, cr, roundTrip, tempDir, track, waitFor, waitGone } from "../helpers/procs.ts";
 
 afterEach(cleanup);
 
@@ -56,18 +56,11 @@ function progress(dir: string): number {
   }
 }
 
-function roundTrip(pid: number, dir: string): void {
+function credsRoundTrip(pid: number, dir: string): void {
   waitFor(() => progress(dir) >= 3, 10_000, "the counter to run");
   const before = credsOf(pid);
   const owner = procOwner(pid);
-  const images = tempDir("cr-images-");
-  const d = cr(["dump", "-t", String(pid), "-D", images]);
-  expect(d.stderr).toBe("");
-  expect(d.status).toBe(0);
-  waitGone(pid);
-  const r = cr(["restore", "-D", images, "-d"]);
-  expect(r.stderr).toBe("");
-  expect(r.status).toBe(0);
+  roundTrip(pid);
   expect(credsOf(pid)).toEqual(before);
   expect(procOwner(pid)).toBe(owner);
   const at = progress(dir);
@@ -78,7 +71,7 @@ describe("credentials", () => {
   test("an unprivileged task (uid/gid 65534, groups 100 and 65534) comes back unprivileged", () => {
     const dir = tempDir();
     const pid = startCounter(dir, ["setpriv", "--reuid=65534", "--regid=65534", "--groups=100,65534"]);
-    roundTrip(pid, dir);
+    credsRoundTrip(pid, dir);
     expect(credsOf(pid)[String(pid)]!.find((l) => l.startsWith("Uid"))).toBe("Uid:\t65534\t65534\t65534\t65534");
   });
 
@@ -88,7 +81,7 @@ describe("credentials", () => {
       "setpriv", "--bounding-set=-sys_admin,-net_raw", "--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service",
       "--no-new-privs",
     ]);
-    roundTrip(pid, dir);
+    credsRoundTrip(pid, dir);
     const st = credsOf(pid)[String(pid)]!;
     expect(st).toContain("NoNewPrivs:\t1");
     expect(st.find((l) => l.startsWith("CapAmb"))).toBe("CapAmb:\t0000000000000400");

@@ -5,25 +5,11 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, cr, procState, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitFor, waitGone,
+  alive, cleanup, cr, procState, readProgress, readResult, startWorkload, roundTrip, stopWorkload, tempDir, track, waitFor, waitGone,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
 
-/** Dump `pid` into a fresh dir (killing it), wait for the pid to be free, restore detached. */
-function roundTrip(pid: number): string {
-  const images = tempDir("cr-images-");
-  const d = cr(["dump", "-t", String(pid), "-D", images]);
-  expect(d.stderr).toBe("");
-  expect(d.status).toBe(0);
-  waitGone(pid);
-  const r = cr(["restore", "-D", images, "-d"]);
-  expect(r.stderr).toBe("");
-  expect(r.status).toBe(0);
-  track(pid);
-  expect(alive(pid)).toBe(true);
-  return images;
-}
 
 const cases: { name: string; args?: string[] }[] = [
   { name: "counter" },
