@@ -17,7 +17,7 @@ pub fn build(b: *std.Build) void {
         .optimize = optimize,
         .link_libc = false,
         .pic = true,
-        // The page copy runs on two threads of libcr's own (lib/pages.zig).
+        // The page dump's splicer is a thread of libcr's own (lib/pages.zig).
         .single_threaded = false,
         .strip = optimize != .Debug,
     });
@@ -66,6 +66,11 @@ pub fn build(b: *std.Build) void {
         });
         mod.addImport("abi", blob_abi);
         mod.addImport("sys", b.createModule(.{ .root_source_file = b.path("blob/sys.zig"), .target = blob_target }));
+        // The parasite hashes the pages it sends (baseline SSE2 build of the bulk loop).
+        mod.addImport("xxh3", b.createModule(.{ .root_source_file = b.path("lib/xxh3.zig"), .target = blob_target }));
+        const gather = b.createModule(.{ .root_source_file = b.path("lib/gather.zig"), .target = blob_target });
+        gather.addImport("abi", blob_abi);
+        mod.addImport("gather", gather);
         const elf = b.addExecutable(.{ .name = b.fmt("{s}.elf", .{name}), .root_module = mod });
         elf.pie = true;
         elf.entry = .{ .symbol_name = "blob_entry" };

@@ -153,6 +153,9 @@ export class FileTable {
       }
     }
     if (!target.startsWith("/")) throw unsupported("this kind of file is not supported yet");
+    // Restore opens files before any task exists: a process's own /proc
+    // directory (its maps, status, ...) is not there yet, or is someone else's.
+    if (/^\/proc\/\d+(\/|$)/.test(target)) throw unsupported("a file of a process's own /proc directory is not supported yet");
     if (isDeleted(target, st)) return deletedFileEntry(this.ghosts, pid, fd, target, st, flags, info.pos);
     if (st.isFIFO()) {
       return { kind: "fifo", path: target, flags, pos: 0, mode: Number(st.mode), fifoId: this.addFifo(pid, fd, `${st.dev}:${st.ino}`, target) };

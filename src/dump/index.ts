@@ -14,7 +14,7 @@ import { parseTimers } from "../proc/timers.ts";
 import * as img from "../images/index.ts";
 import { CR_VERSION } from "../version.ts";
 import { freezeTree, type DumpTask } from "./tree.ts";
-import { applyVmFlags, classifyVma, pagesToDump, PAGE } from "./memory.ts";
+import { applyVmFlags, classifyVma, pagesToDump, PAGE, unreadableWithPages } from "./memory.ts";
 import { syscallSite } from "../syscall-site.ts";
 import { FileTable } from "./files.ts";
 import { ShmemTable } from "./shmem.ts";
@@ -112,8 +112,9 @@ export function dump(opts: DumpOptions): DumpResult {
     // The pages files' digests, computed as they were written.
     const known = new Map<string, native.Digest>();
     let pagesBytes = 0;
-    // A pipeline: one task's pages are copied on libcr's threads while this
-    // thread collects the next task (the whole tree is frozen, any order will do).
+    // A pipeline: one task's pages go to its image (its parasite sends them,
+    // libcr's splicer writes them) while this thread collects the next task
+    // (the whole tree is frozen, any order will do).
     let inFlight: PagesCopy | undefined;
     try {
       for (const t of tasks) {
@@ -130,7 +131,7 @@ export function dump(opts: DumpOptions): DumpResult {
       inFlight = undefined;
       if (last) finishCopy(last, known, opts);
     } finally {
-      // Only after a failure: a copy still running is stopped before the tree is let go.
+      // Only after a failure: a page dump under way ends, and its task is cured, before the tree is let go.
       if (inFlight) {
         inFlight.job.abort();
         closeSync(inFlight.fd);
@@ -212,10 +213,14 @@ interface CollectedTask {
   task: img.TaskImage;
   pagemap: img.PagemapImage;
   runs: { addr: number; len: number }[];
+  /** The VMAs without PROT_READ that hold some of the runs. */
+  unreadable: { addr: number; len: number; prot: number }[];
   pagesBytes: number;
+  /** Where libcr injects syscalls into the task. */
+  syscallSite: number;
 }
 
-/** A task's page copy running on libcr's threads, its metadata already written. */
+/** A task's page dump under way (its parasite and libcr's splicer), its metadata already written. */
 interface PagesCopy {
   pid: number;
   fd: number;
@@ -249,7 +254,8 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
   // Registers first: the parasite's injected syscalls leave them as they were, but read them untouched.
   const raw = tids.map((tid) => native.readThread(tid));
   const timers = parseTimers(proc("timers"));
-  const parasite = native.runParasite(tids, syscallSite(vmas, pid), timers.map((t) => t.id));
+  const site = syscallSite(vmas, pid);
+  const parasite = native.runParasite(tids, site, timers.map((t) => t.id));
   // The SIGCONT that lifted a job-control stop is cr's, not the task's.
   const sharedPending = native.peekPendingSignals(pid, true).filter((si) => frozen.state !== "stopped" || si[0] !== SIGCONT);
   const threads: img.TaskImage["threads"] = raw.map((r, i) => ({
@@ -300,17 +306,17 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
     fds,
   };
 
-  return { pid, task, pagemap: { entries }, runs, pagesBytes: offset };
+  return { pid, task, pagemap: { entries }, runs, unreadable: unreadableWithPages(vmas, runs), pagesBytes: offset, syscallSite: site };
 }
 
-/** Start copying (and hashing) `c`'s pages on libcr's threads, then write its metadata images meanwhile. */
+/** Start dumping (and hashing) `c`'s pages, then write its metadata images meanwhile. */
 function startCopy(c: CollectedTask, opts: DumpOptions): PagesCopy {
   const pagesName = img.pagesFile(c.pid);
   const fd = openSync(`${opts.dir}/${pagesName}`, "w", 0o600);
   const started = performance.now();
   let job: native.PagesJob;
   try {
-    job = native.startDumpPages(c.pid, c.runs, fd, { hash: true });
+    job = native.startDumpPages(c.pid, c.syscallSite, c.runs, c.unreadable, fd);
   } catch (e) {
     closeSync(fd);
     throw e;
@@ -331,7 +337,7 @@ function startCopy(c: CollectedTask, opts: DumpOptions): PagesCopy {
   return copy;
 }
 
-/** Wait for a task's page copy; its pages file's size and hash go to `known` for the manifest. */
+/** Wait for a task's page dump (which cures the task); its pages file's size and hash go to `known` for the manifest. */
 function finishCopy(copy: PagesCopy, known: Map<string, native.Digest>, opts: DumpOptions): void {
   let pages: native.Digest;
   try {

@@ -88,3 +88,19 @@ export function applyVmFlags(vmas: DumpVma[], vmFlags: Map<number, string[]>): v
 export function pagesToDump(pid: number, vmas: DumpVma[]): PageRun[] {
   return native.scanPages(pid, vmas.filter((v) => v.dumped).map((v) => ({ start: v.start, end: v.end, anonOnly: v.kind === "file" })));
 }
+
+/**
+ * The VMAs the task cannot read (no PROT_READ: PROT_NONE guard or parked
+ * memory) that hold some of `runs`: the parasite opens them for reading
+ * while it sends the pages, then puts their protection back. Both lists in
+ * address order; runs never span two VMAs.
+ */
+export function unreadableWithPages(vmas: DumpVma[], runs: PageRun[]): { addr: number; len: number; prot: number }[] {
+  const out: { addr: number; len: number; prot: number }[] = [];
+  let r = 0;
+  for (const v of vmas) {
+    while (r < runs.length && runs[r]!.addr < v.start) r++;
+    if ((v.prot & PROT_READ) === 0 && r < runs.length && runs[r]!.addr < v.end) out.push({ addr: v.start, len: v.end - v.start, prot: v.prot });
+  }
+  return out;
+}

@@ -159,6 +159,9 @@ export const PlanFile = {
 export const StatusRecord = { size: 24, err: 0, step: 8, index: 12, pid: 16 } as const;
 /** A VMA for cr_scan_pages: start, end (u64), anon_only (u32), padding. */
 export const ScanVma = { size: 24, start: 0, end: 8, anon_only: 16 } as const;
+/** A run of pages (addr, len) and an unreadable VMA (start, len, prot): u64 fields only. */
+export const PageRange = { size: 16 } as const;
+export const ProtRange = { size: 24, prot: 16 } as const;
 /** A byte count and the XXH3-128 of those bytes (16 bytes, canonical big-endian order). */
 export const Digest = { size: 24, bytes: 0, hash: 8, hashLen: 16 } as const;
 
@@ -195,6 +198,7 @@ export const LAYOUT_FIELDS = [
   "off_thread_extra_pdeath_sig", "off_plan_thread_pdeath_sig",
   "size_tree_epoll", "off_tree_task_epoll_off", "off_tree_fg_pgid", "size_termios",
   "size_digest", "off_digest_hash", "size_scan_vma", "off_scan_vma_anon_only",
+  "size_page_range", "size_prot_range", "off_prot_range_prot",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -245,7 +249,7 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   restorer_thread_area: RESTORER_THREAD_AREA,
   off_parasite_posix_timers: ParasiteState.posix_timers,
   // ParasiteArgs is libcr <-> parasite only; its layout is checked here all the same.
-  size_parasite_args: 13456,
+  size_parasite_args: 13552,
   off_parasite_args_timer_ids: 12,
   off_parasite_args_state: 1040,
   off_plan_posix_timers_off: PlanHeader.posix_timers_off,
@@ -263,4 +267,7 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_digest_hash: Digest.hash,
   size_scan_vma: ScanVma.size,
   off_scan_vma_anon_only: ScanVma.anon_only,
+  size_page_range: PageRange.size,
+  size_prot_range: ProtRange.size,
+  off_prot_range_prot: ProtRange.prot,
 };

@@ -22,8 +22,9 @@ const symbols = {
   cr_read_thread: { args: [i32, P], returns: i32 },
   cr_peek_siginfo: { args: [i32, i32, P, u32], returns: i32 },
   cr_run_parasite: { args: [P, u32, u64, P, usize, P, u32, P, P], returns: i32 },
-  cr_dump_pages_start: { args: [i32, P, u32, i32, u32, P], returns: i32 },
-  cr_dump_pages_finish: { args: [u64, u32, P], returns: i32 },
+  cr_dump_pages_start: { args: [i32, u64, P, usize, P, u32, P, u32, i32, P], returns: i32 },
+  cr_dump_pages_finish: { args: [u64, P], returns: i32 },
+  cr_copy_pages: { args: [i32, P, u32, P], returns: i32 },
   cr_hash_fd: { args: [i32, P], returns: i32 },
   cr_scan_pages: { args: [i32, P, u32, u64, P, u32, P], returns: i32 },
   cr_unmap_remote: { args: [P, u32, u64, u64, u64], returns: i32 },
@@ -285,51 +286,65 @@ function readDigest(out: Uint8Array): Digest {
   };
 }
 
-/** A page copy running on libcr's threads; finish() or abort() must follow, once. */
+/** A page dump under way (the parasite in the task, libcr's splicer thread); finish() or abort() must follow, once. */
 export interface PagesJob {
-  /** Wait for it: how many bytes were written and, when asked for, their XXH3-128. */
+  /** Wait for it and cure the task: how many bytes were sent and their XXH3-128. */
   finish(): Digest;
-  /** Stop it and wait until it has stopped (its errors are dropped). */
+  /** The same, for a dump that failed elsewhere: the task is cured, errors are dropped. */
   abort(): void;
 }
 
-/**
- * Start copying `ranges` ([addr, len] pairs) of `pid`'s memory to `fd`, which
- * must stay open until the job ends; hashed unless `hash` is false (the
- * benchmark's raw copy).
- */
-export function startDumpPages(pid: number, ranges: { addr: number; len: number }[], fd: number, opts: { hash: boolean }): PagesJob {
-  // libcr copies the ranges: this array may go once the call returns.
-  const buf = new BigUint64Array(Math.max(1, ranges.length) * 2);
+/** abi.PageRange records (or abi.ProtRange ones, with `prot`): all u64 fields. */
+function rangeArray(ranges: { addr: number; len: number; prot?: number }[], fields: 2 | 3 = 2): BigUint64Array {
+  const buf = new BigUint64Array(Math.max(1, ranges.length) * fields);
   ranges.forEach((r, i) => {
-    buf[2 * i] = BigInt(r.addr);
-    buf[2 * i + 1] = BigInt(r.len);
+    buf[fields * i] = BigInt(r.addr);
+    buf[fields * i + 1] = BigInt(r.len);
+    if (fields === 3) buf[fields * i + 2] = BigInt(r.prot ?? 0);
   });
+  return buf;
+}
+
+/**
+ * Start dumping `ranges` ([addr, len] pairs) of frozen task `pid` (its main
+ * thread, as the parasite left it) into `fd`, which must stay open until the
+ * job ends; `unreadable` are the VMAs without PROT_READ that hold some of
+ * them (with their prot); injected syscalls run at `syscallSite`.
+ */
+export function startDumpPages(pid: number, syscallSite: number, ranges: { addr: number; len: number }[],
+  unreadable: { addr: number; len: number; prot: number }[], fd: number): PagesJob {
+  // libcr copies both lists into the task: these arrays may go once the call returns.
+  const buf = rangeArray(ranges);
+  const prot = rangeArray(unreadable, 3);
+  const blob = nativeBlobs().parasite;
   const handle = new BigUint64Array(1);
-  checked(native().cr_dump_pages_start(pid, ptr(buf), ranges.length, fd, opts.hash ? 1 : 0, ptr(handle)), "dump pages", pid);
+  checked(native().cr_dump_pages_start(pid, BigInt(syscallSite), ptr(blob), blob.length, ptr(buf), ranges.length,
+    ptr(prot), unreadable.length, fd, ptr(handle)), "dump pages", pid);
   let open = true;
-  const end = (abort: boolean): Digest => {
-    if (!open) throw new CrError("dump pages", "the page copy was already waited for", { pid });
+  const end = (): Digest => {
+    if (!open) throw new CrError("dump pages", "the page dump was already waited for", { pid });
     open = false;
     const out = new Uint8Array(abi.Digest.size);
-    checked(native().cr_dump_pages_finish(handle[0]!, abort ? 1 : 0, ptr(out)), "dump pages", pid);
+    checked(native().cr_dump_pages_finish(handle[0]!, ptr(out)), "dump pages", pid);
     return readDigest(out);
   };
   return {
-    finish: () => end(false),
+    finish: end,
     abort: () => {
       try {
-        end(true);
+        end();
       } catch {
-        // Cancelled or failed: either way it is over, and the caller has an error of its own.
+        // Either way it is over, and the caller has an error of its own.
       }
     },
   };
 }
 
-/** startDumpPages, then wait for it. */
-export function dumpPages(pid: number, ranges: { addr: number; len: number }[], fd: number, opts: { hash: boolean }): Digest {
-  return startDumpPages(pid, ranges, fd, opts).finish();
+/** The benchmark's raw copy: `ranges` of `pid` read with process_vm_readv and thrown away; the bytes copied. */
+export function copyPages(pid: number, ranges: { addr: number; len: number }[]): number {
+  const bytes = new BigUint64Array(1);
+  checked(native().cr_copy_pages(pid, ptr(rangeArray(ranges)), ranges.length, ptr(bytes)), "copy pages", pid);
+  return Number(bytes[0]);
 }
 
 /** Read `fd` from its position to EOF: how many bytes and their XXH3-128. */

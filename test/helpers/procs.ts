@@ -142,6 +142,19 @@ export function stopWorkload(w: { pid: number; dir: string }, ms = 20_000): stri
   return readResult(w.dir)!;
 }
 
+/** The workload makes `n` more iterations (or reports a result, which must then not be a failure). */
+export function expectProgress(w: { dir: string }, n = 5): void {
+  const at = readProgress(w.dir);
+  waitFor(() => readProgress(w.dir) >= at + n || readResult(w.dir) !== null, 15_000, "progress after restore");
+  expect(readResult(w.dir)).toBeNull();
+}
+
+/** The workload goes on and, asked to stop, passes its own final check. */
+export function expectRunsOnAndPasses(w: { pid: number; dir: string }, n = 5): void {
+  expectProgress(w, n);
+  expect(stopWorkload(w)).toStartWith("PASS");
+}
+
 export function cr(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): SpawnSyncReturns<string> {
   return spawnSync(CR, args, { encoding: "utf8", cwd: opts.cwd ?? ROOT, timeout: opts.timeoutMs ?? 120_000 });
 }

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, truncateSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, cr, oneLine, readProgress, startWorkload, tempDir, tracerOf, track, waitFor, waitGone,
+  alive, cleanup, CR, cr, oneLine, readProgress, sleepMs, startWorkload, tempDir, tracerOf, track, waitFor, waitGone,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -55,6 +55,16 @@ describe("dump failures leave the process untouched", () => {
     track(p.pid);
     waitFor(() => existsSync(join(dir, "ready")), 10_000, "sleeper with a FIFO");
     expectUnsupportedFd(p.pid, dir, `${fifo} (deleted)`);
+  });
+
+  test("an fd on the process's own /proc directory (restore could not open it) is named, and the process runs on", () => {
+    const dir = tempDir();
+    const bin = join(import.meta.dir, "../workloads/bin/sleeper");
+    // exec keeps the pid: fd 1 is the sleeper's own /proc/PID/status.
+    const p = Bun.spawn(["sh", "-c", `exec 1</proc/self/status; exec "${bin}" "${dir}"`], { stdio: ["ignore", "ignore", "ignore"] });
+    track(p.pid);
+    waitFor(() => existsSync(join(dir, "ready")), 10_000, "sleeper reading its own /proc");
+    expectUnsupportedFd(p.pid, dir, `/proc/${p.pid}/status`);
   });
 
   test("a process another tracer holds is refused, naming the tracer, and runs on", () => {
@@ -123,6 +133,38 @@ describe("a tree whose dump fails half-way runs on untouched", () => {
     const nums = readFileSync(log, "utf8").trim().split("\n").map(Number);
     nums.forEach((n, i) => expect(n).toBe(i + 1));
   });
+});
+
+describe("a task that dies during its dump", () => {
+  test("killed while its parasite sends its pages: one line, no hang, no image left to restore", async () => {
+    const w = startWorkload("pattern", ["768"]);
+    waitFor(() => readProgress(w.dir) >= 1, 30_000, "pattern to fill its memory");
+    const fdCount = () => {
+      try {
+        return readdirSync(`/proc/${w.pid}/fd`).length;
+      } catch {
+        return -1;
+      }
+    };
+    const before = fdCount();
+    const images = tempDir("cr-images-");
+    const dump = Bun.spawn([CR, "dump", "-t", String(w.pid), "-D", images], { stdout: "ignore", stderr: "pipe" });
+    // The page pipe's write end is in the task's fd table while the parasite
+    // sends 768 MiB (a few hundred ms; its read end, there for a moment
+    // before, has gone to cr): kill the task a little into that.
+    const end = Date.now() + 30_000;
+    while (fdCount() !== before + 1 && Date.now() < end) sleepMs(1);
+    sleepMs(20);
+    expect(fdCount()).toBe(before + 1);
+    process.kill(w.pid, "SIGKILL");
+    const code = await dump.exited;
+    const err = await new Response(dump.stderr).text();
+    expect(code).not.toBe(0);
+    expect(oneLine(err)).toContain(`task ${w.pid} ended while its pages were being dumped`);
+    // Without a manifest the directory is not a set of images.
+    expect(existsSync(join(images, "manifest.cbor"))).toBe(false);
+    waitGone(w.pid);
+  }, 60_000);
 });
 
 describe("restore refuses before creating anything", () => {

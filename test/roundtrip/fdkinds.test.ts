@@ -10,7 +10,7 @@ import { join } from "node:path";
 import * as img from "../../src/images/index.ts";
 import { parseEpollTargets } from "../../src/proc/fdinfo.ts";
 import {
-  alive, cleanup, cr, oneLine, readProgress, readResult, startWorkload, stopWorkload, tempDir, tracerOf, track,
+  alive, cleanup, cr, expectProgress, oneLine, readProgress, readResult, startWorkload, stopWorkload, tempDir, tracerOf, track,
   waitDumpedGone, waitFor, waitGone, type Workload,
 } from "../helpers/procs.ts";
 
@@ -67,9 +67,7 @@ const filesOf = (images: string) => img.decodeImage("files", img.readImageFile(i
 
 /** After restore: it goes on, reads one more SIGUSR1, and passes its final checks. */
 function continuesAndPasses(w: Workload, pids: number[]): void {
-  const at = readProgress(w.dir);
-  waitFor(() => readProgress(w.dir) >= at + 5 || readResult(w.dir) !== null, 15_000, "progress after restore");
-  expect(readResult(w.dir)).toBeNull();
+  expectProgress(w);
   sendUsr1(w, 2);
   expect(stopWorkload(w)).toStartWith("PASS");
   for (const p of pids) expect(alive(p)).toBe(false);

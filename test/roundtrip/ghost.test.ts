@@ -9,7 +9,7 @@ import {
 import { join } from "node:path";
 import * as img from "../../src/images/index.ts";
 import {
-  alive, cleanup, cr, oneLine, readProgress, readResult, startWorkload, stopWorkload, tempDir, tracerOf, track, waitFor,
+  alive, cleanup, expectRunsOnAndPasses, cr, oneLine, readProgress, readResult, startWorkload, stopWorkload, tempDir, tracerOf, track, waitFor,
   waitGone, WORKLOADS,
 } from "../helpers/procs.ts";
 
@@ -30,14 +30,6 @@ function restoreDetached(images: string, pid: number): void {
   expect(r.status).toBe(0);
   track(pid);
   expect(alive(pid)).toBe(true);
-}
-
-/** The workload goes on and, asked to stop, passes its own final check. */
-function expectRunsOnAndPasses(w: { pid: number; dir: string }): void {
-  const at = readProgress(w.dir);
-  waitFor(() => readProgress(w.dir) >= at + 5 || readResult(w.dir) !== null, 15_000, "progress after restore");
-  expect(readResult(w.dir)).toBeNull();
-  expect(stopWorkload(w)).toStartWith("PASS");
 }
 
 const files = (images: string) => img.decodeImage("files", img.readImageFile(images, img.FILES), img.FILES);

@@ -1,10 +1,13 @@
 // Memory that lives outside the task: a MAP_SHARED file mapping (its content
 // is the file's, only the mapping comes back) and SysV shared memory (refused
-// with a clear error, the process untouched).
+// with a clear error, the process untouched). And memory the task cannot
+// read itself (PROT_NONE with content), which the parasite must still dump.
 import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { alive, cleanup, cr, tempDir, track, waitFor, waitGone } from "../helpers/procs.ts";
+import {
+  alive, cleanup, expectRunsOnAndPasses, cr, readProgress, roundTrip, startWorkload, tempDir, track, waitFor, waitGone,
+} from "../helpers/procs.ts";
 import * as img from "../../src/images/index.ts";
 
 afterEach(cleanup);
@@ -84,5 +87,35 @@ describe("shared memory outside the task", () => {
     expect(r.stderr).toContain(`pid ${pid}`);
     const at = progress();
     waitFor(() => progress() >= at + 5, 10_000, "python to go on after the refused dump");
+  });
+});
+
+describe("memory the task cannot read", () => {
+  const PROT_READ = 1;
+
+  test("PROT_NONE pages with content are dumped, and come back unreadable with their content", () => {
+    const w = startWorkload("protnone");
+    waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress before the dump");
+    const images = roundTrip(w.pid);
+    // The images hold pages inside the unreadable VMAs, so their content came from the dump.
+    const task = img.decodeImage("task", img.readImageFile(images, img.taskFile(w.pid)), "task");
+    const pagemap = img.decodeImage("pagemap", img.readImageFile(images, img.pagemapFile(w.pid)), "pagemap");
+    const unreadable = task.mm.vmas.filter((v) => v.dumped && (v.prot & PROT_READ) === 0);
+    const withPages = unreadable.filter((v) => pagemap.entries.some((e) => e.start >= v.start && e.start < v.end));
+    expect(withPages.length).toBeGreaterThanOrEqual(3);
+    // Each iteration checks the ranges still fault; the final check reads their content.
+    expectRunsOnAndPasses(w);
+  });
+
+  test("--leave-running puts every protection back: the task's maps are unchanged", () => {
+    const w = startWorkload("protnone");
+    waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress before the dump");
+    const before = readFileSync(`/proc/${w.pid}/maps`, "utf8");
+    const d = cr(["dump", "-t", String(w.pid), "-D", tempDir("cr-images-"), "-R"]);
+    expect(d.stderr).toBe("");
+    expect(d.status).toBe(0);
+    // No parasite area left, no protection changed, no mapping split or merged.
+    expect(readFileSync(`/proc/${w.pid}/maps`, "utf8")).toBe(before);
+    expectRunsOnAndPasses(w);
   });
 });

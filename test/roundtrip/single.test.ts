@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, cr, procState, readProgress, readResult, startWorkload, roundTrip, stopWorkload, tempDir, track, waitFor, waitGone,
+  alive, cleanup, expectRunsOnAndPasses, cr, procState, readProgress, readResult, startWorkload, roundTrip, stopWorkload, tempDir, track, waitFor, waitGone,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -28,10 +28,7 @@ describe("single process round trip", () => {
       const w = startWorkload(c.name, c.args ?? []);
       waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress before the dump");
       roundTrip(w.pid);
-      const after = readProgress(w.dir);
-      waitFor(() => readProgress(w.dir) >= after + 5 || readResult(w.dir) !== null, 15_000, "progress after restore");
-      expect(readResult(w.dir)).toBeNull();
-      expect(stopWorkload(w)).toStartWith("PASS");
+      expectRunsOnAndPasses(w);
     });
   }
 

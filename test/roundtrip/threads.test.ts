@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, cr, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitDumpedGone, waitFor, waitGone, WORKLOADS,
+  alive, cleanup, expectRunsOnAndPasses, cr, readProgress, readResult, startWorkload, tempDir, track, waitDumpedGone, waitFor, waitGone, WORKLOADS,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -35,14 +35,6 @@ function restore(images: string, pid: number): void {
   track(pid);
 }
 
-/** Let the workload run on for a while, then have it check everything once more. */
-function expectKeepsGoing(w: { pid: number; dir: string }): void {
-  const at = readProgress(w.dir);
-  waitFor(() => readProgress(w.dir) >= at + 10 || readResult(w.dir) !== null, 15_000, "progress after restore");
-  expect(readResult(w.dir)).toBeNull();
-  expect(stopWorkload(w)).toStartWith("PASS");
-}
-
 describe("threads", () => {
   test("8 threads come back at their tids with their own masks, pending signals, altstacks, names, TLS and xmm0", () => {
     const w = startWorkload("threads");
@@ -55,7 +47,7 @@ describe("threads", () => {
     waitGone(w.pid);
     restore(images, w.pid);
     expect(threadsOf(w.pid)).toEqual(before);
-    expectKeepsGoing(w);
+    expectRunsOnAndPasses(w, 10);
   });
 
   test("a restored multi-threaded task can be dumped and restored again", () => {
@@ -71,7 +63,7 @@ describe("threads", () => {
       expect(readResult(w.dir)).toBeNull();
     }
     expect(threadsOf(w.pid)).toEqual(before);
-    expectKeepsGoing(w);
+    expectRunsOnAndPasses(w, 10);
   });
 
   test("--leave-running cures every thread: the original keeps all its state", () => {
@@ -80,7 +72,7 @@ describe("threads", () => {
     const before = threadsOf(w.pid);
     const images = dump(w.pid, ["--leave-running"]);
     expect(threadsOf(w.pid)).toEqual(before);
-    expectKeepsGoing(w);
+    expectRunsOnAndPasses(w, 10);
     // The images of the running original restore too.
     waitGone(w.pid);
     restore(images, w.pid);
@@ -107,7 +99,7 @@ describe("threads", () => {
     expect(threadsOf(child)).toEqual(before);
     // Under the same parent (the shell, or the subshell it forked for the `&&` list).
     expect(ppidOf(child)).toBe(parent);
-    expectKeepsGoing({ pid: child, dir: wdir });
+    expectRunsOnAndPasses({ pid: child, dir: wdir }, 10);
   });
 
   test("an unmodified bun (JIT, worker threads, epoll, eventfd, timers) keeps running its interval", () => {

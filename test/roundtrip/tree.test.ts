@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, cr, dumpedPids, procState, waitDumpedGone, readProgress, readResult, startWorkload, stopWorkload, tempDir, track, waitFor, waitGone,
+  alive, cleanup, expectRunsOnAndPasses, cr, dumpedPids, procState, waitDumpedGone, readProgress, startWorkload, tempDir, track, waitFor, waitGone,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -47,10 +47,7 @@ function treeRoundTrip(name: string, args: string[] = []): void {
     if (p !== w.pid) expect({ pid: p, ppid: now.ppid }).toEqual({ pid: p, ppid: b.ppid });
     expect({ pid: p, pgid: now.pgid, sid: now.sid }).toEqual({ pid: p, pgid: b.pgid, sid: b.sid });
   }
-  const at = readProgress(w.dir);
-  waitFor(() => readProgress(w.dir) >= at + 5 || readResult(w.dir) !== null, 15_000, "progress after restore");
-  expect(readResult(w.dir)).toBeNull();
-  expect(stopWorkload(w)).toStartWith("PASS");
+  expectRunsOnAndPasses(w);
   for (const p of pids) expect(alive(p)).toBe(false);
 }
 

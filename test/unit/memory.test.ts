@@ -1,6 +1,6 @@
 // Classifying a task's mappings: what is re-created how, and which grow down.
 import { describe, expect, test } from "bun:test";
-import { applyVmFlags, classifyVma } from "../../src/dump/memory.ts";
+import { applyVmFlags, classifyVma, unreadableWithPages } from "../../src/dump/memory.ts";
 import { parseMaps } from "../../src/proc/maps.ts";
 
 const MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_GROWSDOWN = 0x100;
@@ -41,5 +41,29 @@ describe("applyVmFlags", () => {
     expect(vmas[1]!.flags & MAP_GROWSDOWN).toBe(MAP_GROWSDOWN);
     expect(vmas[4]!.flags & MAP_GROWSDOWN).toBe(0);
     expect(vmas[3]!.flags).toBe(MAP_PRIVATE);
+  });
+});
+
+describe("unreadableWithPages", () => {
+  const vmas = parseMaps([
+    "7f0000000000-7f0000010000 rw-p 00000000 00:00 0 ",
+    "7f0000010000-7f0000012000 ---p 00000000 00:00 0 ", // guard with pages
+    "7f0000012000-7f0000020000 rw-p 00000000 00:00 0 ",
+    "7f0000020000-7f0000030000 ---p 00000000 00:00 0 ", // guard without pages
+    "7f0000030000-7f0000031000 -w-p 00000000 00:00 0 ", // write-only, with a page
+  ].join("\n")).map((m) => classifyVma(m, undefined, 1));
+  const run = (addr: number, pages: number) => ({ addr, len: pages * 4096 });
+
+  test("only the VMAs without PROT_READ that hold a run, with their own protection", () => {
+    const runs = [run(0x7f0000000000, 2), run(0x7f0000011000, 1), run(0x7f0000012000, 3), run(0x7f0000030000, 1)];
+    expect(unreadableWithPages(vmas, runs)).toEqual([
+      { addr: 0x7f0000010000, len: 0x2000, prot: 0 },
+      { addr: 0x7f0000030000, len: 0x1000, prot: 2 },
+    ]);
+  });
+
+  test("no runs, or runs only in readable memory: nothing to open", () => {
+    expect(unreadableWithPages(vmas, [])).toEqual([]);
+    expect(unreadableWithPages(vmas, [run(0x7f0000000000, 16), run(0x7f0000012000, 14)])).toEqual([]);
   });
 });

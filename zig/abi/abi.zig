@@ -125,17 +125,57 @@ pub const ParasiteState = extern struct {
     _pad: u32,
 };
 
+/// A run of pages to dump: `len` bytes (whole pages) from `addr`.
+pub const PageRange = extern struct { addr: u64, len: u64 };
+
+/// What the parasite does in one run: answer ParasiteState (and libcr then
+/// asks each thread), or feed the task's pages into a pipe (ParasitePages).
+pub const ParasiteMode = enum(u32) { info = 0, pages = 1 };
+
+/// A VMA the task cannot read (no PROT_READ) that holds pages to dump: the
+/// parasite opens it for reading while it sends them, then puts `prot` back.
+pub const ProtRange = extern struct { start: u64, len: u64, prot: u64 };
+
+/// The page dump as the parasite does it: vmsplice every range, in order,
+/// into the pipe's write end (the dumper holds the read end and splices it
+/// into the pages image), hash what it sent, then close the pipe.
+pub const ParasitePages = extern struct {
+    /// The PageRange array, inside the injected area.
+    ranges: u64,
+    range_count: u64,
+    /// The ProtRange array, inside the injected area.
+    unreadable: u64,
+    unreadable_count: u64,
+    /// Out: how many of them are open for reading right now (0 once put back).
+    opened: u64,
+    /// pipe2's answer, injected before the parasite runs: [read end, write end].
+    pipe: [2]i32,
+    /// Out: bytes sent, and their XXH3-128 (canonical form, as Digest.hash).
+    bytes: u64,
+    hash: [16]u8,
+    /// Out: 1 once the parasite closed the write end (the dumper sees EOF).
+    closed: u32,
+    /// Out: which step failed (0: none; PagesStep), its -errno, and the address it was at.
+    err_step: u32,
+    err: i64,
+    err_addr: u64,
+};
+
+/// The steps of the parasite's page dump, for libcr's error messages.
+pub const PagesStep = enum(u32) { none = 0, bad_range = 1, vmsplice = 2, close = 3, open_unreadable = 4, close_unreadable = 5, _ };
+
 /// The parasite's argument block, placed right after the blob in the injected area.
 pub const ParasiteArgs = extern struct {
     magic: u64,
     /// The task's POSIX timer ids (from /proc/PID/timers) to read.
     timer_count: u32,
     timer_ids: [MAX_POSIX_TIMERS]i32,
-    _pad: u32,
+    mode: ParasiteMode,
     state: ParasiteState,
+    pages: ParasitePages,
 };
 
-pub const PARASITE_MAGIC: u64 = 0x6372_7061_7261_7331; // "crparas1"
+pub const PARASITE_MAGIC: u64 = 0x6372_7061_7261_7332; // "crparas2"
 
 /// What only a thread itself can tell (asked by syscalls injected into each
 /// thread while the parasite's area is mapped): its parent-death signal,
@@ -577,6 +617,9 @@ pub const Layout = extern struct {
     off_digest_hash: u32,
     size_scan_vma: u32,
     off_scan_vma_anon_only: u32,
+    size_page_range: u32,
+    size_prot_range: u32,
+    off_prot_range_prot: u32,
 };
 
 pub fn layout() Layout {
@@ -644,6 +687,9 @@ pub fn layout() Layout {
         .off_digest_hash = @offsetOf(Digest, "hash"),
         .size_scan_vma = @sizeOf(ScanVma),
         .off_scan_vma_anon_only = @offsetOf(ScanVma, "anon_only"),
+        .size_page_range = @sizeOf(PageRange),
+        .size_prot_range = @sizeOf(ProtRange),
+        .off_prot_range_prot = @offsetOf(ProtRange, "prot"),
     };
 }
 

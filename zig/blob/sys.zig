@@ -40,6 +40,7 @@ pub const SYS_timer_gettime: usize = 224;
 pub const SYS_timer_getoverrun: usize = 225;
 pub const SYS_clone3: usize = 435;
 pub const SYS_rt_tgsigqueueinfo: usize = 297;
+pub const SYS_vmsplice: usize = 278;
 
 pub const PR_SET_MM: usize = 35;
 pub const PR_SET_NAME: usize = 15;

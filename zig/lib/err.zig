@@ -29,3 +29,40 @@ pub fn copyTo(out: [*]u8, cap: usize) usize {
     @memcpy(out[0..n], buf[0..n]);
     return n;
 }
+
+/// The detail as it is now, to put back after clean-up code whose own
+/// failures (a task that died: every ptrace call fails) would replace the
+/// first, real cause.
+pub const Saved = struct {
+    text: [buf.len]u8,
+    len: usize,
+
+    pub fn restore(s: *const Saved) void {
+        @memcpy(buf[0..s.len], s.text[0..s.len]);
+        len = s.len;
+    }
+};
+
+pub fn save() Saved {
+    var s: Saved = .{ .text = undefined, .len = len };
+    @memcpy(s.text[0..len], buf[0..len]);
+    return s;
+}
+
+/// `first` when it failed (its detail put back over whatever `then`
+/// reported since `saved`), else `then`.
+pub fn firstOf(first: i32, saved: *const Saved, then: i32) i32 {
+    if (first == 0) return then;
+    saved.restore();
+    return first;
+}
+
+test "the first failure keeps its detail through a failing clean-up" {
+    const rc = fail(3, "the real cause", .{});
+    const s = save();
+    const cleaned = fail(5, "clean-up failed too", .{});
+    try std.testing.expectEqual(@as(i32, -3), firstOf(rc, &s, cleaned));
+    var out: [64]u8 = undefined;
+    try std.testing.expectEqualStrings("the real cause", out[0..copyTo(&out, out.len)]);
+    try std.testing.expectEqual(@as(i32, -5), firstOf(0, &s, cleaned));
+}

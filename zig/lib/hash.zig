@@ -10,14 +10,8 @@ const xxh3 = @import("xxh3.zig");
 extern fn cr_xxh3_blocks_avx2(acc: *xxh3.Acc, data: [*]const u8, n: usize) callconv(.c) void;
 
 const Kernel = enum(u8) { unknown, sse2, avx2 };
-/// Decided by prepare() or on first use, on the thread that calls libcr; the
-/// page reader thread hashes too, but is started after prepare().
+/// Decided on first use, on the thread that calls libcr (the only one that hashes).
 var kernel: Kernel = .unknown;
-
-/// Pick the bulk loop now, before another thread may hash.
-pub fn prepare() void {
-    if (kernel == .unknown) kernel = detect();
-}
 
 fn detect() Kernel {
     const leaf1 = sys.cpuid(1, 0);
@@ -32,7 +26,7 @@ fn detect() Kernel {
 }
 
 fn blocks(acc: *xxh3.Acc, data: [*]const u8, n: usize) callconv(.c) void {
-    prepare();
+    if (kernel == .unknown) kernel = detect();
     switch (kernel) {
         .avx2 => cr_xxh3_blocks_avx2(acc, data, n),
         .sse2 => xxh3.blocks(acc, data, n),

@@ -16,14 +16,14 @@ const PR_GET_PDEATHSIG: u64 = 2;
 const PAGE: usize = 4096;
 
 /// A task prepared for injection: its saved state and the patched site.
-const Session = struct {
+pub const Session = struct {
     tid: i32,
     site: u64,
     saved_regs: abi.UserRegs,
     saved_mask: u64,
     saved_word: u64,
 
-    fn begin(tid: i32, site: u64) !Session {
+    pub fn begin(tid: i32, site: u64) !Session {
         var s = Session{ .tid = tid, .site = site, .saved_regs = undefined, .saved_mask = 0, .saved_word = 0 };
         if (pt.getRegs(tid, &s.saved_regs) != 0) return error.Ptrace;
         var rc = pt.ptrace(pt.PTRACE_GETSIGMASK, tid, 8, @intFromPtr(&s.saved_mask));
@@ -36,12 +36,7 @@ const Session = struct {
             _ = err.fail(sys.errnoOf(rc), "cannot read code at 0x{x} in {d}", .{ site, tid });
             return error.Ptrace;
         }
-        const patched = (s.saved_word & ~@as(u64, 0xffffff)) | SYSCALL_INT3;
-        rc = pt.ptrace(pt.PTRACE_POKEDATA, tid, site, patched);
-        if (sys.isErr(rc)) {
-            _ = err.fail(sys.errnoOf(rc), "cannot patch code at 0x{x} in {d}", .{ site, tid });
-            return error.Ptrace;
-        }
+        try s.patchCode();
         // Block every signal but SIGTRAP while our code runs: a handler must not
         // run on the parasite's stack. SIGTRAP stays open because int3 forces it,
         // and forcing a blocked SIGTRAP would reset the task's own handler.
@@ -53,11 +48,26 @@ const Session = struct {
         return s;
     }
 
-    /// Put everything back. Best effort: reports the first failure.
-    fn cure(s: *const Session) i32 {
-        var first: i32 = 0;
+    /// Write `syscall; int3` over the site, for syscall().
+    pub fn patchCode(s: *const Session) !void {
+        const patched = (s.saved_word & ~@as(u64, 0xffffff)) | SYSCALL_INT3;
+        const rc = pt.ptrace(pt.PTRACE_POKEDATA, s.tid, s.site, patched);
+        if (sys.isErr(rc)) {
+            _ = err.fail(sys.errnoOf(rc), "cannot patch code at 0x{x} in {d}", .{ s.site, s.tid });
+            return error.Ptrace;
+        }
+    }
+
+    /// Put the site's original code back (cure does it too).
+    pub fn restoreCode(s: *const Session) i32 {
         const rc = pt.ptrace(pt.PTRACE_POKEDATA, s.tid, s.site, s.saved_word);
-        if (sys.isErr(rc)) first = err.fail(sys.errnoOf(rc), "cannot restore code at 0x{x} in {d}", .{ s.site, s.tid });
+        if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "cannot restore code at 0x{x} in {d}", .{ s.site, s.tid });
+        return 0;
+    }
+
+    /// Put everything back. Best effort: reports the first failure.
+    pub fn cure(s: *const Session) i32 {
+        var first: i32 = s.restoreCode();
         const r2 = pt.setRegs(s.tid, &s.saved_regs);
         if (first == 0) first = r2;
         const r3 = pt.setSigmask(s.tid, s.saved_mask);
@@ -65,18 +75,33 @@ const Session = struct {
         return first;
     }
 
-    /// Run until the int3 after our code; any other stop is an error.
-    fn runToTrap(s: *const Session, regs: *const abi.UserRegs, what: []const u8) !abi.UserRegs {
+    /// Start the task at `regs` (our code), without waiting.
+    pub fn start(s: *const Session, regs: *const abi.UserRegs, what: []const u8) !void {
         if (pt.setRegs(s.tid, regs) != 0) return error.Ptrace;
         const rc = pt.ptrace(pt.PTRACE_CONT, s.tid, 0, 0);
         if (sys.isErr(rc)) {
             _ = err.fail(sys.errnoOf(rc), "PTRACE_CONT of {d} for {s} failed", .{ s.tid, what });
             return error.Ptrace;
         }
-        const st = pt.waitStop(s.tid, 10_000) catch |e| {
+    }
+
+    /// Run until the int3 after our code; any other stop is an error.
+    fn runToTrap(s: *const Session, regs: *const abi.UserRegs, what: []const u8) !abi.UserRegs {
+        try s.start(regs, what);
+        var st = pt.waitStop(s.tid, 10_000) catch |e| {
             _ = err.fail(sys.EIO, "{s} in {d}: {s}", .{ what, s.tid, @errorName(e) });
             return error.Ptrace;
         };
+        // A PTRACE_INTERRUPT that found the task already stopped (see
+        // pages.zig's stall path) stops it once more when it resumes: go on.
+        if (st.sig == sys.SIGTRAP and st.event == pt.PTRACE_EVENT_STOP) {
+            const rc = pt.ptrace(pt.PTRACE_CONT, s.tid, 0, 0);
+            if (sys.isErr(rc)) return error.Ptrace;
+            st = pt.waitStop(s.tid, 10_000) catch |e| {
+                _ = err.fail(sys.EIO, "{s} in {d}: {s}", .{ what, s.tid, @errorName(e) });
+                return error.Ptrace;
+            };
+        }
         if (st.sig != sys.SIGTRAP or st.event != 0) {
             _ = err.fail(sys.EPROTO, "{s} in {d}: unexpected stop (signal {d}, event {d})", .{ what, s.tid, st.sig, st.event });
             return error.Ptrace;
@@ -86,7 +111,7 @@ const Session = struct {
         return after;
     }
 
-    fn syscall(s: *const Session, nr: usize, a: [6]u64) !u64 {
+    pub fn syscall(s: *const Session, nr: usize, a: [6]u64) !u64 {
         var r = s.saved_regs;
         r.rip = s.site;
         r.rax = nr;
@@ -115,46 +140,96 @@ pub fn runParasite(tids: []const i32, site: u64, blob: []const u8, timer_ids: []
 
     var s = Session.begin(tids[0], site) catch return sys.neg(sys.EIO);
     const rc = runParasiteIn(&s, tids, blob, timer_ids, .{ .args = args_off, .scratch = scratch_off, .len = region_len }, out, extras);
-    const cured = s.cure();
-    return if (rc != 0) rc else cured;
+    const saved = err.save();
+    return err.firstOf(rc, &saved, s.cure());
 }
 
 const Region = struct { args: usize, scratch: usize, len: usize };
 
-fn runParasiteIn(s: *Session, tids: []const i32, blob: []const u8, timer_ids: []const i32, region: Region, out: *abi.ParasiteState, extras: []abi.ThreadExtra) i32 {
+/// Map an RWX private anonymous area of `len` bytes in the task, for the parasite.
+pub fn mapArea(s: *const Session, len: usize) !u64 {
     const prot_rwx: u64 = 7;
     const map_private_anon: u64 = 0x22;
-    const remote = s.syscall(@intFromEnum(sys.SYS.mmap), .{ 0, region.len, prot_rwx, map_private_anon, std.math.maxInt(u64), 0 }) catch return sys.neg(sys.EIO);
-    if (sys.isErr(remote)) return err.fail(sys.errnoOf(remote), "mmap of the parasite area in {d} failed", .{s.tid});
-    defer {
-        const un = s.syscall(@intFromEnum(sys.SYS.munmap), .{ remote, region.len, 0, 0, 0, 0 }) catch 0;
-        if (sys.isErr(un)) _ = err.fail(sys.errnoOf(un), "munmap of the parasite area in {d} failed", .{s.tid});
+    const remote = try s.syscall(@intFromEnum(sys.SYS.mmap), .{ 0, len, prot_rwx, map_private_anon, std.math.maxInt(u64), 0 });
+    if (sys.isErr(remote)) {
+        _ = err.fail(sys.errnoOf(remote), "mmap of the parasite area in {d} failed", .{s.tid});
+        return error.Ptrace;
     }
+    return remote;
+}
 
-    var args = std.mem.zeroes(abi.ParasiteArgs);
-    args.magic = abi.PARASITE_MAGIC;
-    args.timer_count = @intCast(timer_ids.len);
-    @memcpy(args.timer_ids[0..timer_ids.len], timer_ids);
-    args.state.err = -1;
-    const local = [_]std.posix.iovec_const{
-        .{ .base = blob.ptr, .len = blob.len },
-        .{ .base = @ptrCast(&args), .len = @sizeOf(abi.ParasiteArgs) },
-    };
-    const remote_iov = [_]std.posix.iovec_const{
-        .{ .base = @ptrFromInt(remote), .len = blob.len },
-        .{ .base = @ptrFromInt(remote + region.args), .len = @sizeOf(abi.ParasiteArgs) },
-    };
-    const w = std.os.linux.process_vm_writev(s.tid, &local, &remote_iov, 0);
-    if (sys.isErr(w)) return err.fail(sys.errnoOf(w), "writing the parasite into {d} failed", .{s.tid});
-    if (w != blob.len + @sizeOf(abi.ParasiteArgs)) return err.fail(sys.EIO, "short write of the parasite into {d}", .{s.tid});
+/// Remove the area of mapArea; 0 or -errno (the message says which task).
+pub fn unmapArea(s: *const Session, remote: u64, len: usize) i32 {
+    const un = s.syscall(@intFromEnum(sys.SYS.munmap), .{ remote, len, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO);
+    if (sys.isErr(un)) return err.fail(sys.errnoOf(un), "munmap of the parasite area in {d} failed", .{s.tid});
+    return 0;
+}
 
+/// Where writeParasite puts what follows the arguments.
+pub fn extraOffset(args_off: usize) usize {
+    return std.mem.alignForward(usize, args_off + @sizeOf(abi.ParasiteArgs), 16);
+}
+
+/// Copy the blob to the start of the area at `remote`, its arguments at
+/// `args_off`, and `extras` (whatever the mode needs, e.g. the page ranges)
+/// one after the other from extraOffset(args_off).
+pub fn writeParasite(tid: i32, remote: u64, blob: []const u8, args_off: usize, args: *const abi.ParasiteArgs, extras: []const []const u8) i32 {
+    std.debug.assert(args_off >= blob.len and extras.len <= 2);
+    var local: [4]std.posix.iovec_const = undefined;
+    var remote_iov: [4]std.posix.iovec_const = undefined;
+    local[0] = .{ .base = blob.ptr, .len = blob.len };
+    remote_iov[0] = .{ .base = @ptrFromInt(remote), .len = blob.len };
+    local[1] = .{ .base = @ptrCast(args), .len = @sizeOf(abi.ParasiteArgs) };
+    remote_iov[1] = .{ .base = @ptrFromInt(remote + args_off), .len = @sizeOf(abi.ParasiteArgs) };
+    var n: usize = 2;
+    var at = remote + extraOffset(args_off);
+    var want = blob.len + @sizeOf(abi.ParasiteArgs);
+    for (extras) |e| {
+        // An empty iovec may still fault on its base: leave it out.
+        if (e.len == 0) continue;
+        local[n] = .{ .base = e.ptr, .len = e.len };
+        remote_iov[n] = .{ .base = @ptrFromInt(at), .len = e.len };
+        n += 1;
+        at += e.len;
+        want += e.len;
+    }
+    const w = std.os.linux.process_vm_writev(tid, local[0..n], remote_iov[0..n], 0);
+    if (sys.isErr(w)) return err.fail(sys.errnoOf(w), "writing the parasite into {d} failed", .{tid});
+    if (w != want) return err.fail(sys.EIO, "short write of the parasite into {d}", .{tid});
+    return 0;
+}
+
+/// The registers that start the parasite of the area at `remote`: its entry,
+/// its arguments in rdi, its stack at the end of the area.
+pub fn parasiteRegs(s: *const Session, remote: u64, args_off: usize, len: usize) abi.UserRegs {
     var r = s.saved_regs;
     r.rip = remote;
-    r.rdi = remote + region.args;
-    r.rsp = remote + region.len - 64;
+    r.rdi = remote + args_off;
+    r.rsp = remote + len - 64;
     r.orig_rax = std.math.maxInt(u64);
     r.rax = 0;
     r.eflags &= ~@as(u64, 0x400); // clear DF: the parasite is ordinary compiled code
+    return r;
+}
+
+fn runParasiteIn(s: *Session, tids: []const i32, blob: []const u8, timer_ids: []const i32, region: Region, out: *abi.ParasiteState, extras: []abi.ThreadExtra) i32 {
+    const remote = mapArea(s, region.len) catch return sys.neg(sys.EIO);
+    const rc = runInArea(s, remote, tids, blob, timer_ids, region, out, extras);
+    const saved = err.save();
+    return err.firstOf(rc, &saved, unmapArea(s, remote, region.len));
+}
+
+fn runInArea(s: *Session, remote: u64, tids: []const i32, blob: []const u8, timer_ids: []const i32, region: Region, out: *abi.ParasiteState, extras: []abi.ThreadExtra) i32 {
+    var args = std.mem.zeroes(abi.ParasiteArgs);
+    args.magic = abi.PARASITE_MAGIC;
+    args.mode = .info;
+    args.timer_count = @intCast(timer_ids.len);
+    @memcpy(args.timer_ids[0..timer_ids.len], timer_ids);
+    args.state.err = -1;
+    const w = writeParasite(s.tid, remote, blob, region.args, &args, &.{});
+    if (w != 0) return w;
+
+    const r = parasiteRegs(s, remote, region.args, region.len);
     _ = s.runToTrap(&r, "parasite") catch return sys.neg(sys.EIO);
 
     if (readRemote(s.tid, remote + region.args, std.mem.asBytes(&args)) != 0) return sys.neg(sys.EIO);
@@ -173,9 +248,9 @@ fn runParasiteIn(s: *Session, tids: []const i32, blob: []const u8, timer_ids: []
     for (tids[1..], extras[1..]) |tid, *x| {
         var ts = Session.begin(tid, s.site) catch return sys.neg(sys.EIO);
         const rc = askThread(&ts, scratch, x);
-        const cured = ts.cure();
-        if (rc != 0) return rc;
-        if (cured != 0) return cured;
+        const saved = err.save();
+        const first = err.firstOf(rc, &saved, ts.cure());
+        if (first != 0) return first;
     }
     return 0;
 }
@@ -198,7 +273,7 @@ fn askThread(s: *const Session, scratch: u64, out: *abi.ThreadExtra) i32 {
     return 0;
 }
 
-fn readRemote(tid: i32, addr: u64, buf: []u8) i32 {
+pub fn readRemote(tid: i32, addr: u64, buf: []u8) i32 {
     const liov = [_]std.posix.iovec{.{ .base = buf.ptr, .len = buf.len }};
     const riov = [_]std.posix.iovec_const{.{ .base = @ptrFromInt(addr), .len = buf.len }};
     const n = std.os.linux.process_vm_readv(tid, &liov, &riov, 0);
@@ -228,9 +303,8 @@ pub fn unmapRemote(tids: []const i32, site: u64, addr: u64, len: u64) i32 {
     } else if (sys.isErr(r.?)) {
         rc = err.fail(sys.errnoOf(r.?), "munmap of the restorer area in {d} failed", .{tids[0]});
     }
-    const cured = s.cure();
-    if (rc != 0) return rc;
-    return cured;
+    const saved = err.save();
+    return err.firstOf(rc, &saved, s.cure());
 }
 
 /// cr seizes every thread while it waits at the go barrier, inside

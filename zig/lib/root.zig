@@ -84,25 +84,35 @@ export fn cr_run_parasite(tids: [*]const i32, count: u32, site: u64, blob: [*]co
 /// The runs of pages to save of `vmas`, from address `from` on: fills `out`
 /// (`cap` runs at most), returns how many, and sets `next` to the address to
 /// resume from when `out` filled up, else to 0.
-export fn cr_scan_pages(pid: i32, vmas: [*]const abi.ScanVma, count: u32, from: u64, out: [*]pages.Range, cap: u32, next: *u64) i32 {
+export fn cr_scan_pages(pid: i32, vmas: [*]const abi.ScanVma, count: u32, from: u64, out: [*]abi.PageRange, cap: u32, next: *u64) i32 {
     err.clear();
     if (cap == 0) return err.fail(sys.EINVAL, "no room for page runs", .{});
     return scan.scan(pid, vmas[0..count], from, out[0..cap], next, .scan_ioctl);
 }
 
-/// Start copying the pages of `ranges` to `fd` on two threads of libcr's own
-/// (and hashing them when `want_hash` is non-zero); `handle` gets the job for
-/// cr_dump_pages_finish, which must follow, whatever happens in between.
-export fn cr_dump_pages_start(pid: i32, ranges: [*]const pages.Range, count: u32, fd: i32, want_hash: u32, handle: *u64) i32 {
+/// Start dumping the pages of `ranges` of frozen task `pid` into `fd` (see
+/// pages.zig: the parasite `blob` runs in the task, injected at `site`, and
+/// opens the `unreadable` VMAs for reading meanwhile);
+/// `handle` gets the job for cr_dump_pages_finish, which must follow,
+/// whatever happens in between.
+export fn cr_dump_pages_start(pid: i32, site: u64, blob: [*]const u8, blob_len: usize, ranges: [*]const abi.PageRange, count: u32, unreadable: [*]const abi.ProtRange, unreadable_count: u32, fd: i32, handle: *u64) i32 {
     err.clear();
-    return pages.start(pid, ranges[0..count], fd, want_hash != 0, handle);
+    if (blob_len == 0) return err.fail(sys.EINVAL, "empty parasite blob", .{});
+    return pages.start(pid, site, blob[0..blob_len], ranges[0..count], unreadable[0..unreadable_count], fd, handle);
 }
 
-/// Wait for the page copy of `handle` (cancelled first when `abort` is
-/// non-zero) and free it; `out` gets how many bytes and their XXH3-128.
-export fn cr_dump_pages_finish(handle: u64, abort: u32, out: *abi.Digest) i32 {
+/// Wait for the page dump of `handle` and cure its task; `out` gets how
+/// many bytes were sent and their XXH3-128.
+export fn cr_dump_pages_finish(handle: u64, out: *abi.Digest) i32 {
     err.clear();
-    return pages.finish(handle, abort != 0, out);
+    return pages.finish(handle, out);
+}
+
+/// The benchmark's raw copy: process_vm_readv of `ranges` of `pid` into a
+/// buffer, thrown away; `bytes` gets how many.
+export fn cr_copy_pages(pid: i32, ranges: [*]const abi.PageRange, count: u32, bytes: *u64) i32 {
+    err.clear();
+    return pages.rawCopy(pid, ranges[0..count], bytes);
 }
 
 /// Read `fd` from its position to EOF; `out` gets how many bytes and their XXH3-128.
@@ -243,6 +253,8 @@ test {
     _ = hash;
     _ = pages;
     _ = scan;
+    _ = @import("thread.zig");
+    _ = @import("gather.zig");
 }
 
 test "abi layout is self-consistent" {

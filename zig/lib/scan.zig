@@ -11,7 +11,6 @@ const std = @import("std");
 const abi = @import("abi");
 const sys = @import("sys.zig");
 const err = @import("err.zig");
-const pages = @import("pages.zig");
 
 const PAGE: u64 = 4096;
 const ENOTTY: u16 = 25;
@@ -52,7 +51,7 @@ pub const Strategy = enum { scan_ioctl, read_pagemap };
 /// into one run, but never across two VMAs (each pagemap entry of the image
 /// belongs to one VMA).
 const Out = struct {
-    runs: []pages.Range,
+    runs: []abi.PageRange,
     n: usize = 0,
     new_vma: bool = true,
 
@@ -137,7 +136,7 @@ fn scanPagemap(pm_fd: usize, from: u64, to: u64, anon_only: bool, out: *Out) Ste
 /// Fill `runs` with the pages to save of `vmas` (in address order), starting
 /// at address `from`. Returns how many runs, and sets `next` to where the
 /// next call must start when `runs` filled up, else to 0.
-pub fn scan(pid: i32, vmas: []const abi.ScanVma, from: u64, runs: []pages.Range, next: *u64, strategy: Strategy) i32 {
+pub fn scan(pid: i32, vmas: []const abi.ScanVma, from: u64, runs: []abi.PageRange, next: *u64, strategy: Strategy) i32 {
     std.debug.assert(runs.len > 0);
     var path_buf: [32]u8 = undefined;
     const path = std.fmt.bufPrintZ(&path_buf, "/proc/{d}/pagemap", .{pid}) catch unreachable;
@@ -174,8 +173,8 @@ pub fn scan(pid: i32, vmas: []const abi.ScanVma, from: u64, runs: []pages.Range,
 
 fn expectSameRuns(vmas: []const abi.ScanVma, cap: usize) !void {
     const pid: i32 = @intCast(std.os.linux.getpid());
-    var a: [64]pages.Range = undefined;
-    var b: [64]pages.Range = undefined;
+    var a: [64]abi.PageRange = undefined;
+    var b: [64]abi.PageRange = undefined;
     var na: usize = 0;
     var nb: usize = 0;
     inline for (.{ Strategy.scan_ioctl, Strategy.read_pagemap }) |s| {
@@ -192,7 +191,7 @@ fn expectSameRuns(vmas: []const abi.ScanVma, cap: usize) !void {
             from = next;
         }
     }
-    try std.testing.expectEqualSlices(pages.Range, a[0..na], b[0..nb]);
+    try std.testing.expectEqualSlices(abi.PageRange, a[0..na], b[0..nb]);
 }
 
 test "PAGEMAP_SCAN and pagemap agree, also when resumed" {
@@ -227,7 +226,7 @@ test "PAGEMAP_SCAN and pagemap agree, also when resumed" {
     if (file < anon) sorted = .{ vmas[2], vmas[0], vmas[1] };
     for ([_]usize{ 64, 1, 2 }) |cap| try expectSameRuns(&sorted, cap);
 
-    var runs: [8]pages.Range = undefined;
+    var runs: [8]abi.PageRange = undefined;
     var next: u64 = 0;
     const n = scan(@intCast(linux.getpid()), &sorted, 0, &runs, &next, .scan_ioctl);
     try std.testing.expectEqual(@as(u64, 0), next);

@@ -31,6 +31,7 @@ pub fn neg(e: u16) i32 {
 pub const EINTR: u16 = 4;
 pub const EAGAIN: u16 = 11;
 pub const ESRCH: u16 = 3;
+pub const ECHILD: u16 = 10;
 pub const EINVAL: u16 = 22;
 pub const EIO: u16 = 5;
 pub const ENOMEM: u16 = 12;

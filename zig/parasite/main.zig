@@ -1,16 +1,23 @@
 //! The parasite: a freestanding blob that libcr copies into a frozen victim and
-//! runs there on a stack of its own. It asks the kernel, from inside the task,
-//! for what no /proc file or ptrace request tells about the whole process:
-//! every sigaction, the itimers, the POSIX timers' settings, the current brk
-//! and the dumpable flag (per-thread answers come
-//! from syscalls libcr injects into each thread). It
-//! writes the answers into its argument block and stops on int3, where libcr
-//! reads them and cures the task.
+//! runs there on a stack of its own, in one of two modes (ParasiteArgs.mode):
+//!   - info: ask the kernel, from inside the task, for what no /proc file or
+//!     ptrace request tells about the whole process: every sigaction, the
+//!     itimers, the POSIX timers' settings, the current brk and the dumpable
+//!     flag (per-thread answers come from syscalls libcr injects into each thread);
+//!   - pages: vmsplice the task's pages into a pipe whose other end the dumper
+//!     splices into the pages image (the pages are copied once, by the kernel,
+//!     into the image's page cache), hashing them on the way on this CPU
+//!     while the dumper's thread writes on another.
+//! It writes its answers into its argument block and stops on int3, where
+//! libcr reads them and cures the task.
 //!
 //! Runs inside someone else's process: no allocation, no globals, no libc,
-//! every loop bounded, nothing but the syscalls below.
+//! every loop bounded, nothing but the syscalls below. The hash uses SSE
+//! registers: libcr saves and puts back the thread's xstate around this mode.
 const abi = @import("abi");
 const sys = @import("sys");
+const xxh3 = @import("xxh3");
+const gather = @import("gather");
 
 export fn blob_entry() linksection(".text.entry") callconv(.naked) noreturn {
     // rdi = ParasiteArgs (set by libcr), rsp = top of the parasite stack.
@@ -27,10 +34,20 @@ export fn parasite_main(args: *abi.ParasiteArgs) callconv(.c) void {
     if (args.magic != abi.PARASITE_MAGIC) {
         st.err = -22;
         st.err_step = 0xffff;
+        args.pages.err = -22;
+        args.pages.err_step = 0xffff;
         return;
     }
     st.err = 0;
     st.err_step = 0;
+    switch (args.mode) {
+        .info => info(args),
+        .pages => pages(&args.pages),
+    }
+}
+
+fn info(args: *abi.ParasiteArgs) void {
+    const st = &args.state;
 
     var sig: usize = 1;
     while (sig <= abi.NSIG) : (sig += 1) {
@@ -60,4 +77,82 @@ export fn parasite_main(args: *abi.ParasiteArgs) callconv(.c) void {
 fn fail(st: *abi.ParasiteState, rc: usize, step: u32) void {
     st.err = @bitCast(rc);
     st.err_step = step;
+}
+
+/// Bytes gathered per vmsplice call: the size libcr gives the pipe, so one
+/// call fills it and the dumper always has a whole pipe to splice.
+const CHUNK: usize = 1 << 20;
+/// Ranges gathered per call (each at least a page).
+const MAX_IOV: usize = 64;
+
+/// The page dump: open the unreadable VMAs for reading, send the pages,
+/// put the protections back, and close the pipe (the dumper's EOF).
+fn pages(p: *abi.ParasitePages) void {
+    p.err = 0;
+    p.err_step = 0;
+    const unreadable: [*]const abi.ProtRange = @ptrFromInt(p.unreadable);
+    for (unreadable[0..p.unreadable_count]) |v| {
+        // vmsplice takes pages as the task could read them: PROT_NONE ones not at all.
+        const rc = sys.syscall3(sys.SYS_mprotect, v.start, v.len, v.prot | sys.PROT_READ);
+        if (sys.isErr(rc)) {
+            failPages(p, rc, .open_unreadable, v.start);
+            break;
+        }
+        p.opened += 1;
+    }
+    if (p.err == 0) send(p);
+    // Back as they were, whatever happened (libcr does it if we never get here).
+    for (unreadable[0..p.opened]) |v| {
+        const rc = sys.syscall3(sys.SYS_mprotect, v.start, v.len, v.prot);
+        if (sys.isErr(rc) and p.err == 0) failPages(p, rc, .close_unreadable, v.start);
+    }
+    if (p.err == 0) p.opened = 0;
+    if (p.err != 0) return;
+    const rc = sys.syscall1(sys.SYS_close, @intCast(p.pipe[1]));
+    if (sys.isErr(rc)) return failPages(p, rc, .close, 0);
+    p.closed = 1;
+}
+
+/// Send every range, in order, into the pipe, and hash it. vmsplice first:
+/// it fails cleanly (EFAULT) on a page the task cannot read, where reading
+/// it here would fault; then the hash reads the same, unchanged bytes (the
+/// task is frozen).
+fn send(p: *abi.ParasitePages) void {
+    const ranges: [*]const abi.PageRange = @ptrFromInt(p.ranges);
+    const wfd: usize = @intCast(p.pipe[1]);
+    var h = xxh3.Hasher(xxh3.blocks).init();
+    var total: u64 = 0;
+    var cursor: gather.Cursor = .{ .ranges = ranges[0..p.range_count] };
+    // Bounded: every round takes at least a page of the ranges.
+    while (!cursor.done()) {
+        var iov: [MAX_IOV]gather.Iovec = undefined;
+        var fill: usize = 0;
+        const n = cursor.next(&iov, CHUNK, &fill) catch return failPages(p, @bitCast(@as(isize, -22)), .bad_range, 0);
+        // vmsplice may take part of it (the pipe is full): send the rest.
+        var sent: [MAX_IOV]gather.Iovec = iov;
+        var first: usize = 0;
+        while (first < n) {
+            const rc = sys.syscall4(sys.SYS_vmsplice, wfd, @intFromPtr(&sent[first]), n - first, 0);
+            // Every signal but SIGTRAP is blocked: no EINTR to retry. Each
+            // round sends at least a byte, so the loop ends.
+            if (sys.isErr(rc)) return failPages(p, rc, .vmsplice, sent[first].base);
+            if (rc == 0) return failPages(p, @bitCast(@as(isize, -5)), .vmsplice, sent[first].base);
+            var left: usize = rc;
+            while (first < n and left >= sent[first].len) : (first += 1) left -= sent[first].len;
+            if (first < n) {
+                sent[first].base += left;
+                sent[first].len -= left;
+            }
+        }
+        for (iov[0..n]) |v| h.update(@as([*]const u8, @ptrFromInt(v.base))[0..v.len]);
+        total += fill;
+    }
+    p.bytes = total;
+    p.hash = h.final();
+}
+
+fn failPages(p: *abi.ParasitePages, rc: usize, step: abi.PagesStep, addr: u64) void {
+    p.err = @bitCast(rc);
+    p.err_step = @intFromEnum(step);
+    p.err_addr = addr;
 }
