@@ -26,7 +26,7 @@ function fail(e: unknown): never {
     process.stderr.write(`cr: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
     if (verbose && e instanceof Error && e.stack) process.stderr.write(e.stack + "\n");
   }
-  process.exit(1);
+  process.exit(e instanceof CrError && e.signal !== undefined ? 128 + e.signal : 1);
 }
 
 function usage(msg: string): never {

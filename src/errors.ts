@@ -6,13 +6,16 @@ export class CrError extends Error {
   readonly op: string;
   readonly errno: number | undefined;
   readonly pid: number | undefined;
+  /** The signal that stopped the operation (cr then exits with 128 + it). */
+  readonly signal: number | undefined;
 
-  constructor(op: string, message: string, opts: { errno?: number; pid?: number; cause?: unknown } = {}) {
+  constructor(op: string, message: string, opts: { errno?: number; pid?: number; signal?: number; cause?: unknown } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "CrError";
     this.op = op;
     this.errno = opts.errno;
     this.pid = opts.pid;
+    this.signal = opts.signal;
   }
 
   /** One line for the user: "op (pid N): message [errno NAME]". */

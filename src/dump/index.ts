@@ -21,8 +21,10 @@ import { ShmemTable } from "./shmem.ts";
 import { DEFAULT_GHOST_LIMIT, exeOf, GhostTable, mapGhosts } from "./ghost.ts";
 import { JobTerminal, jobContext, treeExternal } from "./shelljob.ts";
 import { orderTasks } from "../restore/tree.ts";
+import { withStopSignalsHeld, type StopCheck } from "../stopsignals.ts";
 
 const SIGCONT = 18, SIGSTOP = 19;
+const NOT_DUMPED = "the dump is incomplete (no manifest) and the tree runs on as it was";
 
 export interface DumpOptions {
   pid: number;
@@ -53,6 +55,11 @@ function peakRssKiB(): number {
 }
 
 export function dump(opts: DumpOptions): DumpResult {
+  return withStopSignalsHeld("dump", (check) => dumpHeld(opts, check));
+}
+
+/** dump(), with `check` called between steps to give up on a stop signal (the tree then runs on as it was). */
+function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
   const t0 = performance.now();
   img.createImageDir(opts.dir);
   const tSeize = performance.now();
@@ -119,6 +126,7 @@ export function dump(opts: DumpOptions): DumpResult {
     try {
       for (const t of tasks) {
         if (t.state === "zombie") continue;
+        check(NOT_DUMPED);
         const collected = collectTask(t, table, shmem, ghosts);
         const previous = inFlight;
         inFlight = undefined;
@@ -130,6 +138,7 @@ export function dump(opts: DumpOptions): DumpResult {
       const last = inFlight;
       inFlight = undefined;
       if (last) finishCopy(last, known, opts);
+      check(NOT_DUMPED);
     } finally {
       // Only after a failure: a page dump under way ends, and its task is cured, before the tree is let go.
       if (inFlight) {

@@ -25,6 +25,9 @@ const symbols = {
   cr_dump_pages_start: { args: [i32, u64, P, usize, P, u32, P, u32, i32, P], returns: i32 },
   cr_dump_pages_finish: { args: [u64, P], returns: i32 },
   cr_copy_pages: { args: [i32, P, u32, P], returns: i32 },
+  cr_hold_stop_signals: { args: [], returns: i32 },
+  cr_stop_signal: { args: [], returns: u32 },
+  cr_release_stop_signals: { args: [], returns: u32 },
   cr_hash_fd: { args: [i32, P], returns: i32 },
   cr_scan_pages: { args: [i32, P, u32, u64, P, u32, P], returns: i32 },
   cr_unmap_remote: { args: [P, u32, u64, u64, u64], returns: i32 },
@@ -108,6 +111,21 @@ export function runProbes(): CheckResults {
 
 export function setChildSubreaper(): void {
   checked(native().cr_set_child_subreaper(), "prctl");
+}
+
+/** Note SIGHUP, SIGINT, SIGQUIT and SIGTERM instead of dying of them (see zig/lib/interrupt.zig). */
+export function holdStopSignals(): void {
+  checked(native().cr_hold_stop_signals(), "signals");
+}
+
+/** The stop signal noted since holdStopSignals (0: none). */
+export function stopSignal(): number {
+  return native().cr_stop_signal();
+}
+
+/** Back to the old actions; the stop signal noted meanwhile (0: none). */
+export function releaseStopSignals(): number {
+  return native().cr_release_stop_signals();
 }
 
 /** Freeze `tid`; true when it was in a job-control stop (see retrap). */

@@ -8,6 +8,7 @@ import { CrError } from "../errors.ts";
 import * as native from "../native/index.ts";
 import { RESTORE_STEPS } from "../native/abi.ts";
 import { parseMaps } from "../proc/maps.ts";
+import { withStopSignalsHeld, type StopCheck } from "../stopsignals.ts";
 import { parseStat } from "../proc/stat.ts";
 import * as img from "../images/index.ts";
 import { buildPlan, restorerHole, setPlanHole, zombiePlan, type Hole } from "./plan.ts";
@@ -113,7 +114,7 @@ export function restore(opts: RestoreOptions): { pid: number; foreground: number
   const undoModes = job.termios ? takeTerminalModes(job.termios) : undefined;
   let pid: number;
   try {
-    ({ pid } = createTree(images, job, opts));
+    ({ pid } = withStopSignalsHeld("restore", (check) => createTree(images, job, opts, check)));
   } catch (e) {
     undoModes?.();
     throw e;
@@ -133,7 +134,8 @@ export function restore(opts: RestoreOptions): { pid: number; foreground: number
   return { pid, foreground: job.foreground };
 }
 
-function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions): { pid: number } {
+/** `check` gives up on a stop signal while the tree can still be removed whole. */
+function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, check: StopCheck): { pid: number } {
   const rootPid = images.inventory.rootPid;
   const order = orderTasks(images.tree, rootPid, job.crPgid);
   for (const { task } of order) {
@@ -203,6 +205,7 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions): 
   // runs (or forks, handing the area down) before its area is gone.
   const tidsOf = (t: (typeof live)[number]) => [t.o.task.pid, ...t.o.task.threads.filter((tid) => tid !== t.o.task.pid)];
   try {
+    check("the tree was removed, nothing was restored");
     for (const t of live) for (const tid of tidsOf(t)) native.seize(tid);
   } catch (e) {
     abandon();

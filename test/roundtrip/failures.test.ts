@@ -4,7 +4,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, truncateSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, CR, cr, oneLine, readProgress, sleepMs, startWorkload, tempDir, tracerOf, track, waitFor, waitGone,
+  alive, cleanup, CR, cr, expectRunsOnAndPasses, oneLine, readProgress, sleepMs, startWorkload, tempDir, tracerOf, track, waitFor, waitGone,
+  type Workload,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -135,8 +136,13 @@ describe("a tree whose dump fails half-way runs on untouched", () => {
   });
 });
 
-describe("a task that dies during its dump", () => {
-  test("killed while its parasite sends its pages: one line, no hang, no image left to restore", async () => {
+describe("a dump cut short while the parasite sends the pages", () => {
+  /**
+   * Start dumping a 768 MiB workload and call `act` while its parasite sends
+   * the pages (a few hundred ms): the page pipe's write end is then in the
+   * task's fd table (its read end, there for a moment before, has gone to cr).
+   */
+  async function duringPageDump(act: (w: Workload, dumper: number) => void): Promise<{ w: Workload; images: string; code: number; err: string }> {
     const w = startWorkload("pattern", ["768"]);
     waitFor(() => readProgress(w.dir) >= 1, 30_000, "pattern to fill its memory");
     const fdCount = () => {
@@ -149,22 +155,36 @@ describe("a task that dies during its dump", () => {
     const before = fdCount();
     const images = tempDir("cr-images-");
     const dump = Bun.spawn([CR, "dump", "-t", String(w.pid), "-D", images], { stdout: "ignore", stderr: "pipe" });
-    // The page pipe's write end is in the task's fd table while the parasite
-    // sends 768 MiB (a few hundred ms; its read end, there for a moment
-    // before, has gone to cr): kill the task a little into that.
     const end = Date.now() + 30_000;
     while (fdCount() !== before + 1 && Date.now() < end) sleepMs(1);
     sleepMs(20);
     expect(fdCount()).toBe(before + 1);
-    process.kill(w.pid, "SIGKILL");
+    act(w, dump.pid);
     const code = await dump.exited;
     const err = await new Response(dump.stderr).text();
-    expect(code).not.toBe(0);
-    expect(oneLine(err)).toContain(`task ${w.pid} ended while its pages were being dumped`);
     // Without a manifest the directory is not a set of images.
     expect(existsSync(join(images, "manifest.cbor"))).toBe(false);
+    return { w, images, code, err };
+  }
+
+  test("the task killed: one line, no hang", async () => {
+    const { w, code, err } = await duringPageDump((w) => process.kill(w.pid, "SIGKILL"));
+    expect(code).not.toBe(0);
+    expect(oneLine(err)).toContain(`task ${w.pid} ended while its pages were being dumped`);
     waitGone(w.pid);
   }, 60_000);
+
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    test(`cr sent ${sig}: it finishes with the task, which runs on untraced, and exits 128+signal`, async () => {
+      const { w, code, err } = await duringPageDump((_, dumper) => process.kill(dumper, sig));
+      expect(code).toBe(128 + (sig === "SIGTERM" ? 15 : 2));
+      expect(oneLine(err)).toContain(`interrupted by ${sig}`);
+      expect(alive(w.pid)).toBe(true);
+      expect(tracerOf(w.pid)).toBe(0);
+      // The parasite is gone and every register is back: it checks its memory on and passes.
+      expectRunsOnAndPasses(w);
+    }, 60_000);
+  }
 });
 
 describe("restore refuses before creating anything", () => {

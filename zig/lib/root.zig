@@ -16,6 +16,7 @@ const fdkinds = @import("fdkinds.zig");
 const tty = @import("tty.zig");
 const hash = @import("hash.zig");
 const scan = @import("scan.zig");
+const interrupt = @import("interrupt.zig");
 
 export fn cr_abi_layout(out: *abi.Layout) void {
     out.* = abi.layout();
@@ -29,6 +30,23 @@ export fn cr_check(out: *abi.CheckReport) i32 {
     err.clear();
     probe.run(out);
     return 0;
+}
+
+/// Note SIGHUP, SIGINT, SIGQUIT and SIGTERM instead of dying of them, while
+/// cr holds a tree (see interrupt.zig), until cr_release_stop_signals.
+export fn cr_hold_stop_signals() i32 {
+    err.clear();
+    return interrupt.hold();
+}
+
+/// The stop signal noted since cr_hold_stop_signals (0: none).
+export fn cr_stop_signal() u32 {
+    return interrupt.pending();
+}
+
+/// Put the old actions back; returns the stop signal noted meanwhile (0: none).
+export fn cr_release_stop_signals() u32 {
+    return interrupt.release();
 }
 
 /// Make cr a child subreaper: orphans of the trees it restores (and of the
@@ -255,6 +273,7 @@ test {
     _ = scan;
     _ = @import("thread.zig");
     _ = @import("gather.zig");
+    _ = interrupt;
 }
 
 test "abi layout is self-consistent" {
