@@ -25,7 +25,8 @@ const linux = std.os.linux;
 const PAGE: usize = 4096;
 /// The pipe's size, and the most one splice moves: the parasite gathers as
 /// much per vmsplice (parasite/main.zig CHUNK). 1 MiB is the default
-/// /proc/sys/fs/pipe-max-size; a bigger pipe was no faster.
+/// /proc/sys/fs/pipe-max-size. Measured on 1 GiB: 1 MiB splices 218 ms,
+/// 64 KiB ones 256 ms (more calls, each taking the pipe's lock).
 const PIPE_SIZE: usize = 1 << 20;
 const PARASITE_STACK: usize = 64 << 10;
 const SPLICER_STACK: usize = 64 << 10;
@@ -70,7 +71,6 @@ const Job = struct {
     stop: std.atomic.Value(bool) = .init(false),
     /// The splicer's first write error.
     write_errno: u16 = 0,
-    region_len: usize,
 };
 
 const HEADER: usize = std.mem.alignForward(usize, @sizeOf(Job), PAGE);
@@ -109,7 +109,6 @@ pub fn start(pid: i32, site: u64, blob: []const u8, ranges: []const abi.PageRang
         .out_fd = out_fd,
         .xstate = undefined,
         .xstate_len = 0,
-        .region_len = REGION_LEN,
     };
     const rc = launch(j, blob, ranges, unreadable);
     if (rc != 0) {
@@ -286,7 +285,7 @@ pub fn finish(handle: u64, out: *abi.Digest) i32 {
         return 0;
     }
     const j: *Job = @ptrFromInt(handle);
-    defer _ = sys.syscall2(.munmap, handle, j.region_len);
+    defer _ = sys.syscall2(.munmap, handle, REGION_LEN);
     std.debug.assert(j.running);
     var first = waitParasite(j);
     var res = std.mem.zeroes(abi.ParasitePages);
