@@ -39,20 +39,28 @@ export function writeManifest(dir: string, names: string[], opts: { sync: boolea
   writeImageFile(dir, MANIFEST, encodeImage("manifest", body), opts);
 }
 
-/** Check every listed file (regular, same size, same hash) and that nothing else is there. */
-export function verifyManifest(dir: string): ManifestImage {
+/**
+ * Check every listed file (regular, same size, same hash) and that nothing
+ * else is there. The content of the files `later` picks is not hashed now:
+ * `checkLater` does it (restore runs it while the restored tasks read those
+ * files, and lets no task run before it passed).
+ */
+export function verifyManifest(dir: string, later: (name: string) => boolean = () => false): { manifest: ManifestImage; checkLater: () => void } {
   // decodeImage has refused an unknown hashAlg, bad names and malformed hashes.
   const m = decodeImage("manifest", readImageFile(dir, MANIFEST), MANIFEST);
   const listed = new Set(m.files.map((f) => f.name));
   for (const f of m.files) {
     const { size } = statImageFile(dir, f.name);
     if (size !== f.size) throw new CrError("image", `${f.name}: ${size} bytes, the manifest says ${f.size} (truncated or changed)`);
-    const d = hashFile(join(dir, f.name));
-    if (d.bytes !== f.size) throw new CrError("image", `${f.name}: ${d.bytes} bytes read, the manifest says ${f.size} (truncated or changed)`);
-    if (d.hash !== f.hash) throw new CrError("image", `${f.name}: content does not match the manifest (corrupted)`);
   }
   for (const name of readdirSync(dir)) {
     if (name !== MANIFEST && !listed.has(name)) throw new CrError("image", `${name}: not in the manifest (stray file in the image directory)`);
   }
-  return m;
+  const checkContent = (f: ManifestImage["files"][number]) => {
+    const d = hashFile(join(dir, f.name));
+    if (d.bytes !== f.size) throw new CrError("image", `${f.name}: ${d.bytes} bytes read, the manifest says ${f.size} (truncated or changed)`);
+    if (d.hash !== f.hash) throw new CrError("image", `${f.name}: content does not match the manifest (corrupted)`);
+  };
+  for (const f of m.files) if (!later(f.name)) checkContent(f);
+  return { manifest: m, checkLater: () => m.files.filter((f) => later(f.name)).forEach(checkContent) };
 }

@@ -30,13 +30,19 @@ export interface RestoreOptions {
 }
 
 /** Every image of `dir`, checked against the manifest and against each other, for this machine. */
-export function loadImages(dir: string): img.ImageSet {
+/**
+ * The images of `dir`, checked against the manifest but for the content of
+ * the pages files: `checkPages` hashes those, and restore runs it while the
+ * new tasks fill their memory from them (on another CPU), before any of
+ * them may run.
+ */
+export function loadImages(dir: string): { set: img.ImageSet; checkPages: () => void } {
   img.checkImageDirSafe(dir);
-  img.verifyManifest(dir);
+  const { checkLater } = img.verifyManifest(dir, (name) => /^pages-\d+\.img$/.test(name));
   const set = img.loadImageSet(dir);
   if (set.inventory.arch !== "x86_64") throw new CrError("restore", `images are for ${set.inventory.arch}, this is x86_64`);
   if (set.inventory.pageSize !== 4096) throw new CrError("restore", `images use page size ${set.inventory.pageSize}, this machine 4096`);
-  return set;
+  return { set, checkPages: checkLater };
 }
 
 /** Who holds `pid`, for the error message (a zombie is freed only when its parent reaps it). */
@@ -107,14 +113,14 @@ function foregroundFd(job: ShellJob, shared: SharedFds, minFd: number): Foregrou
  */
 export function restore(opts: RestoreOptions): { pid: number; foreground: number } {
   const t0 = performance.now();
-  const images = loadImages(opts.dir);
+  const { set: images, checkPages } = loadImages(opts.dir);
   opts.log(`images checked against the manifest and loaded in ${(performance.now() - t0).toFixed(1)} ms`);
   const job = prepareShellJob(images, opts.shellJob, opts.detached, opts.log);
   // The job's terminal modes go on before the job exists, and back off if it never does.
   const undoModes = job.termios ? takeTerminalModes(job.termios) : undefined;
   let pid: number;
   try {
-    ({ pid } = withStopSignalsHeld("restore", (check) => createTree(images, job, opts, check)));
+    ({ pid } = withStopSignalsHeld("restore", (check) => createTree(images, job, opts, check, checkPages)));
   } catch (e) {
     undoModes?.();
     throw e;
@@ -134,8 +140,11 @@ export function restore(opts: RestoreOptions): { pid: number; foreground: number
   return { pid, foreground: job.foreground };
 }
 
-/** `check` gives up on a stop signal while the tree can still be removed whole. */
-function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, check: StopCheck): { pid: number } {
+/**
+ * `check` gives up on a stop signal while the tree can still be removed
+ * whole; `checkPages` (see loadImages) runs while the tasks fill their memory.
+ */
+function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, check: StopCheck, checkPages: () => void): { pid: number } {
   const rootPid = images.inventory.rootPid;
   const order = orderTasks(images.tree, rootPid, job.crPgid);
   for (const { task } of order) {
@@ -187,6 +196,8 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
   let failure: ReturnType<typeof native.restoreStatus>;
   const tWait = performance.now();
   try {
+    checkPages();
+    opts.log(`pages files checked against the manifest in ${(performance.now() - tWait).toFixed(1)} ms`);
     failure = native.restoreStatus(spawned.statusFd, rootPid);
     opts.log(`tasks restored their memory and state in ${(performance.now() - tWait).toFixed(1)} ms`);
   } catch (e) {

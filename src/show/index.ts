@@ -22,7 +22,7 @@ export interface ShowOptions {
 const read = <K extends img.ImageKind>(dir: string, kind: K, name: string) => img.decodeImage(kind, img.readImageFile(dir, name), name);
 
 function manifestIfAny(dir: string, verify: boolean): img.ManifestImage | undefined {
-  if (verify) return img.verifyManifest(dir);
+  if (verify) return img.verifyManifest(dir).manifest;
   return existsSync(`${dir}/${img.MANIFEST}`) ? read(dir, "manifest", img.MANIFEST) : undefined;
 }
 

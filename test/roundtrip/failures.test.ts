@@ -222,3 +222,21 @@ describe("restore refuses before creating anything", () => {
     expect(alive(pid)).toBe(false);
   });
 });
+
+describe("restore removes what it built", () => {
+  test("a bit flipped in a pages image: found while the task fills its memory, removed before it runs", () => {
+    const { pid, images, dir } = dumpedSleeper();
+    const name = readdirSync(images).find((f) => f.startsWith("pages-"))!;
+    const bytes = readFileSync(join(images, name));
+    bytes[Math.floor(bytes.length / 2)]! ^= 0x10;
+    writeFileSync(join(images, name), bytes);
+    const progress = readProgress(dir);
+    const r = cr(["restore", "-D", images, "-d"]);
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toContain(`${name}: content does not match the manifest (corrupted)`);
+    expect(alive(pid)).toBe(false);
+    // The restored sleeper never ran: it would have counted on.
+    sleepMs(300);
+    expect(readProgress(dir)).toBe(progress);
+  });
+});

@@ -412,7 +412,7 @@ test("thousands of corrupted image sets are refused cleanly", () => {
     materialize(v);
     const verified = attempt(() => show(scratch, { verify: true, json: false, regs: true }));
     const unverified = attempt(() => show(scratch, { verify: false, json: true, regs: false }));
-    const loaded = attempt(() => loadImages(scratch));
+    const loaded = attempt(() => loadImages(scratch).checkPages());
     for (const [what, o] of [["show --verify", verified], ["show --json", unverified], ["restore load", loaded]] as const) {
       if (o !== "ok" && o !== "refused") problems.push(`${v.name}: ${what}: ${o}`);
     }
