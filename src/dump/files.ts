@@ -4,7 +4,7 @@
 // regular files (deleted ones as ghosts, see ghost.ts), directories, character devices by path, pipes and named
 // FIFOs (with the bytes buffered in them, read without consuming them),
 // memfds (content in the ShmemTable), and eventfd, timerfd, signalfd and
-// epoll from what their fdinfo shows. Anything else stops the dump with the
+// epoll from what their fdinfo shows, and unix sockets (see sockets.ts). Anything else stops the dump with the
 // fd, its target and the pid named.
 import { closeSync, constants, openSync, readFileSync, readlinkSync, statSync, type BigIntStats } from "node:fs";
 import { CrError } from "../errors.ts";
@@ -17,6 +17,7 @@ import { listFds } from "../proc/read.ts";
 import type { ShmemTable } from "./shmem.ts";
 import { deletedFileEntry, isDeleted, type GhostTable } from "./ghost.ts";
 import { terminalKind, type TerminalEntry } from "./shelljob.ts";
+import { SocketTable } from "./sockets.ts";
 
 type FileEntry = FilesImage["files"][number];
 type PipeEntry = NonNullable<FilesImage["pipes"]>[number];
@@ -76,6 +77,7 @@ export class FileTable {
   private readonly fifoIds = new Map<string, number>();
   /** By file id. */
   private readonly epolls = new Map<number, PendingEpoll>();
+  private readonly sockets = new SocketTable();
 
   /** `terminal` describes an fd to a terminal, or refuses it (see shelljob.ts). */
   constructor(private readonly shmem: ShmemTable, private readonly ghosts: GhostTable, private readonly terminal: TerminalEntry) {}
@@ -152,6 +154,8 @@ export class FileTable {
         throw unsupported(`cannot read its state: ${(e as Error).message}`);
       }
     }
+    const sock = /^socket:\[(\d+)\]$/.exec(target);
+    if (sock) return { kind: "unix", path: target, flags, pos: 0, unix: this.sockets.describe(pid, fd, Number(sock[1]), target) };
     if (!target.startsWith("/")) throw unsupported("this kind of file is not supported yet");
     // Restore opens files before any task exists: a process's own /proc
     // directory (its maps, status, ...) is not there yet, or is someone else's.
@@ -254,7 +258,12 @@ export class FileTable {
   }
 
   image(): FilesImage {
-    const files = this.files.map((f) => (f.kind === "epoll" ? { ...f, epoll: this.epollEntries(f.id) } : f));
+    const peers = this.sockets.peers(this.files);
+    const files = this.files.map((f) => {
+      if (f.kind === "epoll") return { ...f, epoll: this.epollEntries(f.id) };
+      const peer = peers.get(f.id);
+      return f.unix && peer !== undefined ? { ...f, unix: { ...f.unix, peer } } : f;
+    });
     return { files, pipes: this.pipes, fifos: this.fifos, shmem: this.shmem.objects, ghosts: this.ghosts.ghosts };
   }
 }

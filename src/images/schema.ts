@@ -103,10 +103,30 @@ export const pagemap = obj({
   entries: arr(obj({ start: nonneg, pages: nonneg, offset: nonneg })),
 });
 
+/**
+ * A unix domain socket. `state`: "connected" to `peer` (the other end's id in
+ * files.cbor; without it the other end was closed), "listening" (bound to
+ * `name`, with `backlog`) or "unbound" (made, neither bound nor connected).
+ * `name`: sun_path's bytes (an abstract name starts with a 0 byte).
+ * `shutdown`: RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2. `sndbuf`: SO_SNDBUF as
+ * getsockopt showed it. `queue`: what it had to read, oldest first: each
+ * message of a dgram or seqpacket socket, runs of a stream's bytes.
+ */
+export const unixSocket = obj({
+  type: oneOf("stream", "dgram", "seqpacket"),
+  state: oneOf("connected", "listening", "unbound"),
+  peer: optional(nonneg),
+  name: optional(bytes),
+  backlog: optional(nonneg),
+  shutdown: nonneg,
+  sndbuf: nonneg,
+  queue: arr(bytes, 1 << 16),
+});
+
 export const files = obj({
   files: arr(obj({
     id: nonneg,
-    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd", "eventfd", "timerfd", "signalfd", "epoll", "tty"),
+    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd", "eventfd", "timerfd", "signalfd", "epoll", "tty", "unix"),
     path: str,
     flags: nonneg,
     pos: nonneg,
@@ -143,6 +163,8 @@ export const files = obj({
      * controlling terminal of the session outside the tree.
      */
     tty: optional(obj({ ctty: bool })),
+    /** kind "unix": a unix domain socket (see unixSocket). */
+    unix: optional(unixSocket),
   })),
   /** Every pipe the tree holds an end of: capacity and the bytes buffered at dump time. */
   pipes: optional(arr(obj({ id: nonneg, size: nonneg, data: bytes }))),
@@ -182,6 +204,7 @@ export type TaskImage = ImageBody<"task">;
 export type VmaImage = ReturnType<typeof vma>;
 export type PagemapImage = ImageBody<"pagemap">;
 export type FilesImage = ImageBody<"files">;
+export type UnixSocketImage = ReturnType<typeof unixSocket>;
 export type GhostImage = NonNullable<FilesImage["ghosts"]>[number];
 export type ManifestImage = ImageBody<"manifest">;
 

@@ -153,7 +153,7 @@ const inU64 = (v: bigint) => v >= 0n && v < U64_END;
 type FileRecord = FilesImage["files"][number];
 
 /** The kind's own record is there and in range; references stay inside files.cbor. */
-function checkFileKind(f: FileRecord, ids: ReadonlySet<number>, fifos: ReadonlySet<number>): string | null {
+function checkFileKind(f: FileRecord, byId: ReadonlyMap<number, FileRecord>, fifos: ReadonlySet<number>): string | null {
   switch (f.kind) {
     case "fifo":
       if (f.fifoId === undefined || !fifos.has(f.fifoId)) return `fifo without a record in fifos (fifoId ${f.fifoId})`;
@@ -178,10 +178,12 @@ function checkFileKind(f: FileRecord, ids: ReadonlySet<number>, fifos: ReadonlyS
     case "tty":
       if (!f.tty) return "tty without its record";
       return null;
+    case "unix":
+      return checkUnix(f, byId);
     case "epoll": {
       if (!f.epoll) return "epoll without its registrations";
       for (const [i, r] of f.epoll.entries()) {
-        if (!ids.has(r.fileId) || r.fileId === f.id) return `epoll[${i}]: registered file ${r.fileId} is not another file of files.cbor`;
+        if (!byId.has(r.fileId) || r.fileId === f.id) return `epoll[${i}]: registered file ${r.fileId} is not another file of files.cbor`;
         if (r.tfd >= MAX_FD || r.events > 0xffffffff || !inU64(r.data)) return `epoll[${i}]: fd, events or data out of range`;
       }
       const dup = f.epoll.find((r, i) => f.epoll!.findIndex((q) => q.tfd === r.tfd && q.fileId === r.fileId) !== i);
@@ -191,6 +193,32 @@ function checkFileKind(f: FileRecord, ids: ReadonlySet<number>, fifos: ReadonlyS
     default:
       return null;
   }
+}
+
+const UNIX_PATH_MAX = 108;
+
+/** A socket's own record, and a peer that is a unix socket of its type whose peer it is. */
+function checkUnix(f: FileRecord, byId: ReadonlyMap<number, FileRecord>): string | null {
+  const u = f.unix;
+  if (!u) return "unix socket without its record";
+  if (u.shutdown > 3) return `unix socket shutdown state ${u.shutdown} out of range`;
+  if (u.sndbuf > 0x7fffffff) return `unix socket send buffer ${u.sndbuf} out of range`;
+  if (u.state !== "connected" && (u.peer !== undefined || u.queue.length !== 0)) return `a ${u.state} unix socket with a peer or a queue`;
+  if (u.state === "listening") {
+    if (u.type === "dgram") return "a listening dgram socket";
+    if (!u.name || u.backlog === undefined) return "a listening unix socket without its name or backlog";
+  } else if (u.name !== undefined || u.backlog !== undefined) {
+    return `a ${u.state} unix socket with a name or a backlog`;
+  }
+  if (u.name) {
+    if (u.name.length === 0 || u.name.length > UNIX_PATH_MAX) return `unix socket name of ${u.name.length} bytes`;
+    if (u.name[0] !== 0 && (u.name[0] !== 0x2f || u.name.includes(0))) return "unix socket name is neither abstract nor an absolute path";
+  }
+  if (u.peer === undefined) return null;
+  const p = byId.get(u.peer)?.unix;
+  if (!p || u.peer === f.id) return `unix socket peer ${u.peer} is not another unix socket of files.cbor`;
+  if (p.type !== u.type || p.state !== "connected" || p.peer !== f.id) return `unix socket peer ${u.peer} is not a ${u.type} socket connected back to it`;
+  return null;
 }
 
 /** Where a ghost file is recreated: an absolute path without ".", ".." or empty components (nor NUL). */
@@ -231,10 +259,10 @@ const files: Check<FilesImage> = (b) => {
     const over = list.findIndex((p) => p.data.length > p.size);
     if (over >= 0) return `${name}[${over}]: ${list[over]!.data.length} bytes buffered in a pipe of ${list[over]!.size}`;
   }
-  const ids = new Set(b.files.map((f) => f.id));
+  const byId = new Map(b.files.map((f) => [f.id, f]));
   const fifos = new Set((b.fifos ?? []).map((p) => p.id));
   for (const [i, f] of b.files.entries()) {
-    const problem = checkFileKind(f, ids, fifos);
+    const problem = checkFileKind(f, byId, fifos);
     if (problem !== null) return `files[${i}]: ${problem}`;
   }
   return checkGhosts(b);

@@ -165,6 +165,14 @@ export const ProtRange = { size: 24, prot: 16 } as const;
 /** A byte count and the XXH3-128 of those bytes (16 bytes, canonical big-endian order). */
 export const Digest = { size: 24, bytes: 0, hash: 8, hashLen: 16 } as const;
 
+/** sock_diag's view of a unix socket: u32 fields, then the name (108 bytes). */
+export const UnixDiag = {
+  size: 144, ino: 0, type: 4, state: 8, has_peer: 12, peer: 16, shutdown: 20, rqueue: 24, wqueue: 28, name_len: 32, name: 36,
+} as const;
+export const UNIX_PATH_MAX = 108;
+/** getsockopt's domain, type, protocol and SO_SNDBUF of a socket (i32 each). */
+export const SockOpts = { size: 16, domain: 0, type: 4, protocol: 8, sndbuf: 12 } as const;
+
 export const RESTORE_STEPS: Record<number, string> = {
   1: "child setup", 2: "open file", 3: "dup fd", 4: "chdir", 5: "map restorer hole", 6: "unmap old mappings",
   7: "move vdso/vvar", 8: "map VMA", 9: "fill pages", 10: "protect VMA", 11: "prctl(PR_SET_MM_MAP)",
@@ -199,6 +207,7 @@ export const LAYOUT_FIELDS = [
   "size_tree_epoll", "off_tree_task_epoll_off", "off_tree_fg_pgid", "size_termios",
   "size_digest", "off_digest_hash", "size_scan_vma", "off_scan_vma_anon_only",
   "size_page_range", "size_prot_range", "off_prot_range_prot",
+  "size_unix_diag", "off_unix_diag_name_len", "off_unix_diag_name", "size_sock_opts",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -270,4 +279,8 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   size_page_range: PageRange.size,
   size_prot_range: ProtRange.size,
   off_prot_range_prot: ProtRange.prot,
+  size_unix_diag: UnixDiag.size,
+  off_unix_diag_name_len: UnixDiag.name_len,
+  off_unix_diag_name: UnixDiag.name,
+  size_sock_opts: SockOpts.size,
 };

@@ -48,6 +48,14 @@ const symbols = {
   cr_make_epoll: { args: [i32], returns: i32 },
   cr_epoll_target_is: { args: [i32, i32, i32, u32], returns: i32 },
   cr_termios: { args: [i32, P, usize, u32], returns: i32 },
+  cr_unix_diag: { args: [u32, P], returns: i32 },
+  cr_grab_fd: { args: [i32, i32], returns: i32 },
+  cr_sock_opts: { args: [i32, P], returns: i32 },
+  cr_unix_peek: { args: [i32, u32, u32, P, usize, P, u32, P], returns: i32 },
+  cr_unix_pair: { args: [u32, i32, P], returns: i32 },
+  cr_unix_fill: { args: [i32, P, usize, P, u32], returns: i32 },
+  cr_unix_finish: { args: [i32, u32, u32], returns: i32 },
+  cr_unix_socket: { args: [u32, P, usize, u32, u32, i32], returns: i32 },
   cr_set_foreground: { args: [i32, i32], returns: i32 },
 } as const;
 
@@ -518,4 +526,118 @@ export function setTermios(fd: number, t: Uint8Array): void {
 /** tcsetpgrp(fd, pgid) (never stopped by SIGTTOU). */
 export function setForeground(fd: number, pgid: number): void {
   checked(native().cr_set_foreground(fd, pgid), "terminal", pgid);
+}
+
+// ---------------------------------------------------------------------------
+// Sockets (zig/lib/unixdiag.zig, zig/lib/unixsk.zig)
+
+export interface UnixDiag {
+  ino: number;
+  /** SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5. */
+  type: number;
+  /** TCP_ESTABLISHED 1, TCP_CLOSE 7, TCP_LISTEN 10. */
+  state: number;
+  /** The peer's inode (0: closed since), or null without a peer. */
+  peer: number | null;
+  /** RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2. */
+  shutdown: number;
+  /** Listening: connections waiting and the backlog; else bytes to read (DGRAM: first message) and bytes unread by the peer. */
+  rqueue: number;
+  wqueue: number;
+  /** The bound address (sun_path bytes, abstract when it starts with 0), or null. */
+  name: Uint8Array | null;
+}
+
+/** sock_diag's view of unix socket `ino`; null when no unix socket has that inode (another family's socket). */
+export function unixDiag(ino: number, pid: number): UnixDiag | null {
+  const buf = new Uint8Array(abi.UnixDiag.size);
+  const rc = native().cr_unix_diag(ino, ptr(buf));
+  if (rc === -2) return null; // ENOENT
+  checked(rc, "sock_diag", pid);
+  const dv = new DataView(buf.buffer);
+  const u32 = (o: number) => dv.getUint32(o, true);
+  const nameLen = u32(abi.UnixDiag.name_len);
+  return {
+    ino: u32(abi.UnixDiag.ino), type: u32(abi.UnixDiag.type), state: u32(abi.UnixDiag.state),
+    peer: u32(abi.UnixDiag.has_peer) ? u32(abi.UnixDiag.peer) : null,
+    shutdown: u32(abi.UnixDiag.shutdown), rqueue: u32(abi.UnixDiag.rqueue), wqueue: u32(abi.UnixDiag.wqueue),
+    name: nameLen ? buf.slice(abi.UnixDiag.name, abi.UnixDiag.name + nameLen) : null,
+  };
+}
+
+/** A copy in cr of fd `fd` of task `pid` (pidfd_getfd: same open file description); close it with closeFd. */
+export function grabFd(pid: number, fd: number): number {
+  return checked(native().cr_grab_fd(pid, fd), "pidfd_getfd", pid);
+}
+
+export interface SockOpts {
+  domain: number;
+  type: number;
+  protocol: number;
+  /** SO_SNDBUF as getsockopt shows it. */
+  sndbuf: number;
+}
+
+export function sockOpts(fd: number, pid: number): SockOpts {
+  const buf = new Int32Array(abi.SockOpts.size / 4);
+  checked(native().cr_sock_opts(fd, ptr(buf)), "getsockopt", pid);
+  return {
+    domain: buf[abi.SockOpts.domain / 4]!, type: buf[abi.SockOpts.type / 4]!,
+    protocol: buf[abi.SockOpts.protocol / 4]!, sndbuf: buf[abi.SockOpts.sndbuf / 4]!,
+  };
+}
+
+/** Most bytes and messages one socket's queue may hold for a dump. */
+const PEEK_BYTES = 8 << 20;
+const PEEK_MESSAGES = 1 << 16;
+
+/** The receive queue of socket `fd` (a copy of a frozen task's), not consumed: messages, or runs of a stream's bytes. */
+export function peekQueue(fd: number, type: number, shutdown: number, pid: number): Uint8Array[] {
+  const buf = new Uint8Array(PEEK_BYTES);
+  const lens = new Uint32Array(PEEK_MESSAGES);
+  const count = new Uint32Array(1);
+  checked(native().cr_unix_peek(fd, type, shutdown, ptr(buf), buf.length, ptr(lens), lens.length, ptr(count)), "peek socket queue", pid);
+  const out: Uint8Array[] = [];
+  let off = 0;
+  for (let i = 0; i < count[0]!; i++) {
+    out.push(buf.slice(off, off + lens[i]!));
+    off += lens[i]!;
+  }
+  return out;
+}
+
+/** A connected unix socket pair of `type` at numbers >= minFd, non-blocking. */
+export function makeSocketPair(type: number, minFd: number): [number, number] {
+  const out = new Int32Array(2);
+  checked(native().cr_unix_pair(type, minFd, ptr(out)), "restore sockets");
+  return [out[0]!, out[1]!];
+}
+
+/** Send `messages` from socket `fd`: they queue at its peer, in order. */
+export function fillSocket(fd: number, messages: Uint8Array[]): void {
+  if (messages.length === 0) return;
+  const total = messages.reduce((a, m) => a + m.length, 0);
+  const data = new Uint8Array(Math.max(1, total));
+  const lens = Uint32Array.from(messages.map((m) => m.length));
+  let off = 0;
+  for (const m of messages) {
+    data.set(m, off);
+    off += m.length;
+  }
+  checked(native().cr_unix_fill(fd, ptr(data), total, ptr(lens), lens.length), "restore sockets");
+}
+
+/** Put back a restored socket's send buffer (as SO_SNDBUF showed it; 0: leave it) and shutdown state. */
+export function finishSocket(fd: number, sndbuf: number, shutdown: number): void {
+  checked(native().cr_unix_finish(fd, sndbuf, shutdown), "restore sockets");
+}
+
+/**
+ * A unix socket of `type` at a number >= minFd, bound to `name` when given
+ * (a stale socket file at the path is removed; one somebody listens at is
+ * "address in use") and listening with `backlog` when it is not null.
+ */
+export function makeUnixSocket(type: number, name: Uint8Array | null, backlog: number | null, minFd: number): number {
+  const n = name ?? new Uint8Array(1);
+  return checked(native().cr_unix_socket(type, ptr(n), name?.length ?? 0, backlog === null ? 0 : 1, backlog ?? 0, minFd), "restore sockets");
 }

@@ -2,7 +2,7 @@
 // before the first fork (files re-opened at their position, pipes re-created
 // and named FIFOs re-opened with their buffered bytes, shared memory objects
 // as memfds, eventfds, timerfds, signalfds and empty epolls from their
-// recorded state; deleted files recreated, opened and unlinked again, see
+// recorded state, unix sockets with their queues (see sockets.ts); deleted files recreated, opened and unlinked again, see
 // ghost.ts): the tasks only dup them to their fd numbers (and make
 // their epoll registrations, see EpollRegistration), so descriptions shared
 // by dup or fork stay shared, and a file that cannot be opened fails the
@@ -14,6 +14,7 @@ import { shmemFile } from "../images/index.ts";
 import * as native from "../native/index.ts";
 import { writeRuns } from "./runs.ts";
 import { openGhosts, type GhostFds, type GhostMapFds, type GhostUse } from "./ghost.ts";
+import { SocketMaker } from "./sockets.ts";
 
 const O_ACCMODE = 3, O_WRONLY = 1, O_RDWR = 2;
 const O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000, O_NONBLOCK = 0o4000;
@@ -128,6 +129,7 @@ export function openSharedFiles(
   const opened: number[] = [];
   const pairs: { id: number; fd: number }[] = [];
   let ghosts: GhostFds = { files: new Map(), maps: new Map(), opened: [] };
+  const sockets = new SocketMaker(byId, minFd, opened);
   try {
     // Deleted files first: recreated, opened and unlinked again in one go.
     ghosts = openGhosts(files, ids, ghostUses, dir, minFd, (f) => f.flags & REOPEN_FLAGS, log);
@@ -168,6 +170,9 @@ export function openSharedFiles(
       } else if (ANON.has(f.kind)) {
         fd = makeAnon(f, minFd);
         opened.push(fd);
+        native.setFileFlags(fd, f.flags & ~O_ACCMODE);
+      } else if (f.kind === "unix") {
+        fd = sockets.open(f);
         native.setFileFlags(fd, f.flags & ~O_ACCMODE);
       } else if (f.ghostId !== undefined) {
         fd = ghosts.files.get(id)!;

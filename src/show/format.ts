@@ -4,7 +4,7 @@ import type {
   FilesImage, InventoryImage, ManifestImage, PagemapImage, TaskImage, TreeImage,
 } from "../images/index.ts";
 import {
-  clock, epollEvents, handler, hex, openFlags, prot, registers, saFlags, seconds, sigset, signal, size,
+  clock, epollEvents, handler, hex, openFlags, prot, registers, saFlags, seconds, sigset, signal, size, unixName,
 } from "./names.ts";
 
 /** Left-aligned columns from rows of cells. */
@@ -74,8 +74,26 @@ export function fileDetail(x: FileRecord, files: FilesImage | undefined): string
       return x.ghostId === undefined ? "" : `deleted: ghost ${x.ghostId}`;
     case "tty":
       return x.tty?.ctty ? "the job's controlling terminal" : "a terminal";
+    case "unix":
+      return x.unix ? unixDetail(x.unix) : "";
     default:
       return "";
+  }
+}
+
+const SHUTDOWN = ["", ", shut down for reading", ", shut down for writing", ", shut down"];
+
+/** A unix socket: type, state and what it had queued. */
+function unixDetail(u: NonNullable<FileRecord["unix"]>): string {
+  const bytes = u.queue.reduce((a, m) => a + m.length, 0);
+  const queued = u.type === "stream" ? `${size(bytes)} queued` : `${u.queue.length} messages (${size(bytes)}) queued`;
+  switch (u.state) {
+    case "connected":
+      return `${u.type}, ${u.peer === undefined ? "peer closed" : `peer ${u.peer}`}, ${queued}${SHUTDOWN[u.shutdown] ?? ""}`;
+    case "listening":
+      return `${u.type}, listening on ${u.name ? unixName(u.name) : "?"}, backlog ${u.backlog ?? "?"}`;
+    default:
+      return `${u.type}, unbound`;
   }
 }
 

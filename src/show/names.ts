@@ -88,3 +88,10 @@ const EPOLL_EVENTS: [number, string][] = [
   [0x20000000, "WAKEUP"], [0x40000000, "ONESHOT"], [0x80000000, "ET"],
 ];
 export const epollEvents = (events: number) => (events === 0 ? "0" : flagNames(events, EPOLL_EVENTS, []));
+
+/** A unix socket name: its path, or "@name" for an abstract one (its 0 bytes as "@", as ss shows it). */
+export function unixName(name: Uint8Array): string {
+  const abstract = name[0] === 0;
+  const text = new TextDecoder().decode(abstract ? name.subarray(1) : name);
+  return abstract ? `@${text.replace(/\0/g, "@")}` : text;
+}

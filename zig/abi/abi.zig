@@ -552,6 +552,40 @@ pub const Digest = extern struct {
     hash: [16]u8,
 };
 
+/// What sock_diag (UNIX_DIAG) says about one unix socket: cr_unix_diag.
+pub const UnixDiag = extern struct {
+    ino: u32,
+    /// SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5.
+    type: u32,
+    /// TCP_ESTABLISHED 1, TCP_CLOSE 7, TCP_LISTEN 10.
+    state: u32,
+    /// 1 when the socket has a peer (UNIX_DIAG_PEER was there).
+    has_peer: u32,
+    /// The peer's inode; 0 when the peer was closed since.
+    peer: u32,
+    /// RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2.
+    shutdown: u32,
+    /// UNIX_DIAG_RQLEN. Listening: connections waiting to be accepted, and
+    /// the backlog. Else: bytes to read (DGRAM: the first message's only),
+    /// and bytes sent not yet read by the peer.
+    rqueue: u32,
+    wqueue: u32,
+    /// Bytes of `name` (0: not bound); an abstract name starts with a 0 byte.
+    name_len: u32,
+    name: [UNIX_PATH_MAX]u8,
+};
+
+pub const UNIX_PATH_MAX: usize = 108;
+
+/// The socket options of an fd that a dump reads (cr_sock_opts).
+pub const SockOpts = extern struct {
+    domain: i32,
+    type: i32,
+    protocol: i32,
+    /// SO_SNDBUF as getsockopt shows it (twice what was set).
+    sndbuf: i32,
+};
+
 /// The sizes and offsets the TypeScript mirror checks (see cr_abi_layout).
 pub const Layout = extern struct {
     abi_version: u32,
@@ -620,6 +654,10 @@ pub const Layout = extern struct {
     size_page_range: u32,
     size_prot_range: u32,
     off_prot_range_prot: u32,
+    size_unix_diag: u32,
+    off_unix_diag_name_len: u32,
+    off_unix_diag_name: u32,
+    size_sock_opts: u32,
 };
 
 pub fn layout() Layout {
@@ -690,6 +728,10 @@ pub fn layout() Layout {
         .size_page_range = @sizeOf(PageRange),
         .size_prot_range = @sizeOf(ProtRange),
         .off_prot_range_prot = @offsetOf(ProtRange, "prot"),
+        .size_unix_diag = @sizeOf(UnixDiag),
+        .off_unix_diag_name_len = @offsetOf(UnixDiag, "name_len"),
+        .off_unix_diag_name = @offsetOf(UnixDiag, "name"),
+        .size_sock_opts = @sizeOf(SockOpts),
     };
 }
 

@@ -17,6 +17,8 @@ const tty = @import("tty.zig");
 const hash = @import("hash.zig");
 const scan = @import("scan.zig");
 const interrupt = @import("interrupt.zig");
+const unixdiag = @import("unixdiag.zig");
+const unixsk = @import("unixsk.zig");
 
 export fn cr_abi_layout(out: *abi.Layout) void {
     out.* = abi.layout();
@@ -241,6 +243,52 @@ export fn cr_epoll_target_is(pid: i32, epfd: i32, tfd: i32, toff: u32) i32 {
     return fdkinds.epollTargetIs(pid, epfd, tfd, toff);
 }
 
+/// sock_diag's view of the unix socket of inode `ino` (ENOENT: no such unix socket).
+export fn cr_unix_diag(ino: u32, out: *abi.UnixDiag) i32 {
+    err.clear();
+    return unixdiag.query(ino, out);
+}
+
+/// A copy in cr of fd `fd` of task `pid` (pidfd_getfd).
+export fn cr_grab_fd(pid: i32, fd: i32) i32 {
+    err.clear();
+    return unixsk.grabFd(pid, fd);
+}
+
+export fn cr_sock_opts(fd: i32, out: *abi.SockOpts) i32 {
+    err.clear();
+    return unixsk.sockOpts(fd, out);
+}
+
+/// Peek the receive queue of socket `fd` (see unixsk.peekQueue): total bytes.
+export fn cr_unix_peek(fd: i32, stype: u32, shutdown: u32, out: [*]u8, cap: usize, lens: [*]u32, max: u32, count: *u32) i32 {
+    err.clear();
+    return unixsk.peekQueue(fd, stype, shutdown, out[0..cap], lens[0..@min(max, unixsk.MAX_MESSAGES)], count);
+}
+
+export fn cr_unix_pair(stype: u32, min_fd: i32, out: *[2]i32) i32 {
+    err.clear();
+    return unixsk.makePair(stype, min_fd, out);
+}
+
+export fn cr_unix_fill(fd: i32, data: [*]const u8, len: usize, lens: [*]const u32, count: u32) i32 {
+    err.clear();
+    if (count > unixsk.MAX_MESSAGES) return err.fail(sys.E2BIG, "{d} messages to queue", .{count});
+    return unixsk.fill(fd, data[0..len], lens[0..count]);
+}
+
+export fn cr_unix_finish(fd: i32, sndbuf: u32, shutdown: u32) i32 {
+    err.clear();
+    if (shutdown > 3) return err.fail(sys.EINVAL, "shutdown state {d}", .{shutdown});
+    return unixsk.finish(fd, sndbuf, shutdown);
+}
+
+export fn cr_unix_socket(stype: u32, name: [*]const u8, name_len: usize, listen: u32, backlog: u32, min_fd: i32) i32 {
+    err.clear();
+    if (name_len > abi.UNIX_PATH_MAX) return err.fail(sys.EINVAL, "a unix socket name of {d} bytes", .{name_len});
+    return unixsk.makeSocket(stype, name[0..name_len], listen != 0, backlog, min_fd);
+}
+
 /// Modes of terminal `fd`: read into `t` (set 0) or set from it (set 1); see tty.zig.
 export fn cr_termios(fd: i32, t: [*]u8, len: usize, set: u32) i32 {
     err.clear();
@@ -303,4 +351,6 @@ test {
     // Tests of the files that have their own.
     _ = fdkinds;
     _ = tty;
+    _ = unixdiag;
+    _ = unixsk;
 }

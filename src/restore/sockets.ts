@@ -1,0 +1,57 @@
+// Unix sockets of the restored tree, made by cr before the first fork like
+// every other open file description: a connected socket and its peer as one
+// socketpair, each end's queue put back by sending it from the other end,
+// then each end's send buffer and shutdown state; a socket whose peer was
+// closed as a pair whose other end is closed once its queue is in; a
+// listening socket bound to its name again (a stale socket file at its path
+// removed, a name somebody listens at refused: "address in use") and
+// listening with its backlog; an unbound socket as a new one.
+import { CrError } from "../errors.ts";
+import type { FilesImage, UnixSocketImage } from "../images/index.ts";
+import * as native from "../native/index.ts";
+
+type FileRecord = FilesImage["files"][number];
+
+const SOCK_TYPES: Record<UnixSocketImage["type"], number> = { stream: 1, dgram: 2, seqpacket: 5 };
+
+export class SocketMaker {
+  /** Peers made with a socket opened earlier, by file id, not handed out yet. */
+  private readonly ends = new Map<number, number>();
+
+  /** `opened` gets every fd made (the caller closes them once the tree is forked, or on failure). */
+  constructor(private readonly byId: ReadonlyMap<number, FileRecord>, private readonly minFd: number, private readonly opened: number[]) {}
+
+  /** The socket of file `f` (kind "unix"), at a number >= minFd, non-blocking until the caller sets its flags. */
+  open(f: FileRecord): number {
+    const u = f.unix;
+    if (!u) throw new CrError("restore", `files.cbor: unix socket ${f.id} without its record`);
+    const made = this.ends.get(f.id);
+    if (made !== undefined) {
+      this.ends.delete(f.id);
+      return made;
+    }
+    const type = SOCK_TYPES[u.type];
+    if (u.state !== "connected") {
+      const fd = native.makeUnixSocket(type, u.name ?? null, u.state === "listening" ? u.backlog ?? 0 : null, this.minFd);
+      this.opened.push(fd);
+      native.finishSocket(fd, u.sndbuf, 0);
+      return fd;
+    }
+    const peer = u.peer === undefined ? undefined : this.byId.get(u.peer)?.unix;
+    if (u.peer !== undefined && !peer) throw new CrError("restore", `files.cbor: unix socket ${f.id}'s peer ${u.peer} is not a unix socket`);
+    const [mine, theirs] = native.makeSocketPair(type, this.minFd);
+    this.opened.push(mine, theirs);
+    // What each end had to read, sent by the other: sent before any shutdown, which would refuse it.
+    native.fillSocket(theirs, u.queue);
+    if (peer) native.fillSocket(mine, peer.queue);
+    native.finishSocket(mine, u.sndbuf, u.shutdown);
+    if (peer && u.peer !== undefined) {
+      native.finishSocket(theirs, peer.sndbuf, peer.shutdown);
+      this.ends.set(u.peer, theirs);
+    } else {
+      this.opened.splice(this.opened.indexOf(theirs), 1);
+      native.closeFd(theirs);
+    }
+    return mine;
+  }
+}
