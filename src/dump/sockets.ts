@@ -72,8 +72,9 @@ export class SocketTable {
       if (d.state === TCP_LISTEN) {
         if (d.rqueue > 0) throw unsupported(`a listening unix ${type} socket with ${d.rqueue} connection(s) waiting to be accepted`);
         if (!d.name) throw unsupported(`a listening unix ${type} socket without a name`);
-        if (d.name[0] !== 0 && d.name[0] !== 0x2f) throw unsupported(`a listening unix socket bound to the relative path ${unixName(d.name)}`);
-        return { ...base, state: "listening", name: d.name, backlog: d.wqueue };
+        const name = pathName(d.name);
+        if (name[0] !== 0 && name[0] !== 0x2f) throw unsupported(`a listening unix socket bound to the relative path ${unixName(name)}`);
+        return { ...base, state: "listening", name, backlog: d.wqueue };
       }
       if (d.state === TCP_CLOSE && !d.name) return { ...base, state: "unbound" };
       if (d.name) throw unsupported(`${what} bound to ${unixName(d.name)} but neither listening nor connected: not supported yet`);
@@ -109,6 +110,13 @@ export class SocketTable {
     }
     return out;
   }
+}
+
+/** A path name as the kernel shows it ends with a 0 byte: the path is what comes before. Abstract names are kept whole. */
+function pathName(name: Uint8Array): Uint8Array {
+  if (name[0] === 0) return name;
+  const end = name.indexOf(0);
+  return end < 0 ? name : name.slice(0, end);
 }
 
 function inodeOf(path: string): number {
