@@ -33,13 +33,14 @@ describe("dump failures leave the process untouched", () => {
   });
 
   /** Dump must fail naming fd 1, its target and the pid, and leave the task running untraced. */
-  function expectUnsupportedFd(pid: number, dir: string, target: string): void {
+  function expectUnsupportedFd(pid: number, dir: string, target: string, why = ""): void {
     waitFor(() => readProgress(dir) >= 2, 10_000, "progress");
     const r = cr(["dump", "-t", String(pid), "-D", tempDir()]);
     expect(r.status).not.toBe(0);
     const line = oneLine(r.stderr);
     expect(line).toContain("fd 1");
     expect(line).toContain(target);
+    expect(line).toContain(why);
     expect(line).toContain(`pid ${pid}`);
     expect(alive(pid)).toBe(true);
     expect(tracerOf(pid)).toBe(0);
@@ -97,19 +98,64 @@ describe("dump failures leave the process untouched", () => {
     }
   });
 
-  test("an unsupported fd (a socket) is named, with its pid, and the process runs on", () => {
+  test("a unix socket connected to a process outside the tree (the test's pipe) is named, with its pid, and the process runs on", () => {
     const dir = tempDir();
+    // Bun's "pipe" stdio is a unix socket pair whose other end is the test's.
     const p = Bun.spawn([join(import.meta.dir, "../workloads/bin/sleeper"), dir], { stdio: ["ignore", "pipe", "ignore"] });
     track(p.pid);
-    expectUnsupportedFd(p.pid, dir, "socket:[");
+    expectUnsupportedFd(p.pid, dir, "socket:[", "which no task of the dumped tree holds");
+  });
+
+  /** The sleeper, exec'd by python3 after `setup` put a socket at fd 1 (SLEEPER and DIR are defined for it). */
+  function sleeperWithSocket(setup: string[]): { pid: number; dir: string } {
+    const dir = tempDir();
+    const bin = join(import.meta.dir, "../workloads/bin/sleeper");
+    const p = Bun.spawn(["python3", "-c", [
+      "import os, socket",
+      `SLEEPER, DIR = ${JSON.stringify(bin)}, ${JSON.stringify(dir)}`,
+      ...setup,
+      "os.execv(SLEEPER, [SLEEPER, DIR])",
+    ].join("\n")], { stdio: ["ignore", "ignore", "ignore"] });
+    track(p.pid);
+    waitFor(() => existsSync(join(dir, "ready")), 10_000, "sleeper with a socket");
+    return { pid: p.pid, dir };
+  }
+
+  test("a listening unix socket with a connection waiting to be accepted is refused, and the process runs on", () => {
+    const { pid, dir } = sleeperWithSocket([
+      "l = socket.socket(socket.AF_UNIX)",
+      "l.bind(DIR + '/l.sock'); l.listen(4)",
+      // Connected, never accepted; the client end goes with the exec (close-on-exec), the connection waits on.
+      "c = socket.socket(socket.AF_UNIX); c.connect(DIR + '/l.sock')",
+      "os.dup2(l.fileno(), 1)",
+    ]);
+    expectUnsupportedFd(pid, dir, "socket:[", "a listening unix stream socket with 1 connection(s) waiting to be accepted");
+  });
+
+  test("a TCP socket is refused as one, and the process runs on", () => {
+    const { pid, dir } = sleeperWithSocket([
+      "s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)",
+      "s.bind(('127.0.0.1', 0)); s.listen()",
+      "os.dup2(s.fileno(), 1)",
+    ]);
+    expectUnsupportedFd(pid, dir, "socket:[", "a TCP socket (IPv4)");
+  });
+
+  test("a socket pair with a file descriptor in flight (SCM_RIGHTS) is refused, and the process runs on", () => {
+    const { pid, dir } = sleeperWithSocket([
+      "a, b = socket.socketpair()",
+      "socket.send_fds(b, [b'x'], [os.open('/dev/null', os.O_RDONLY)])",
+      "os.dup2(a.fileno(), 1); os.dup2(b.fileno(), 3)",
+    ]);
+    expectUnsupportedFd(pid, dir, "socket:[", "file descriptors in flight (SCM_RIGHTS)");
   });
 });
 
 describe("a tree whose dump fails half-way runs on untouched", () => {
-  test("a child holding a socket fails the dump after its parent was dumped; both run on, untraced", () => {
+  test("a child holding a TCP socket fails the dump after its parent was dumped; both run on, untraced", () => {
     const dir = tempDir("cr-tree-fail-");
     const log = join(dir, "count.log");
-    const py = "import socket, time\ns = socket.socketpair()\nopen('ready', 'w').close()\ntime.sleep(1000)";
+    const py = "import socket, time\ns = socket.create_server(('127.0.0.1', 0))\nopen('ready', 'w').close()\ntime.sleep(1000)";
     const sh = Bun.spawn(["bash", "-c", `python3 -c "${py}" & n=0; while :; do n=$((n+1)); echo $n >> "${log}"; sleep 0.02; done`], {
       stdio: ["ignore", "ignore", "ignore"], cwd: dir,
     });
@@ -125,6 +171,7 @@ describe("a tree whose dump fails half-way runs on untouched", () => {
     const line = oneLine(r.stderr);
     expect(line).toContain(`pid ${child}`);
     expect(line).toContain("socket:[");
+    expect(line).toContain("a TCP socket");
     for (const pid of [sh.pid, child]) {
       expect(alive(pid)).toBe(true);
       expect(tracerOf(pid)).toBe(0);
