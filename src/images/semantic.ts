@@ -203,12 +203,12 @@ function checkUnix(f: FileRecord, byId: ReadonlyMap<number, FileRecord>): string
   if (!u) return "unix socket without its record";
   if (u.shutdown > 3) return `unix socket shutdown state ${u.shutdown} out of range`;
   if (u.sndbuf > 0x7fffffff) return `unix socket send buffer ${u.sndbuf} out of range`;
-  if (u.state !== "connected" && (u.peer !== undefined || u.queue.length !== 0)) return `a ${u.state} unix socket with a peer or a queue`;
+  if (u.state !== "connected" && (u.peer !== undefined || u.queue.length !== 0)) return `unix socket (${u.state}) with a peer or a queue`;
   if (u.state === "listening") {
     if (u.type === "dgram") return "a listening dgram socket";
     if (!u.name || u.backlog === undefined) return "a listening unix socket without its name or backlog";
   } else if (u.name !== undefined || u.backlog !== undefined) {
-    return `a ${u.state} unix socket with a name or a backlog`;
+    return `unix socket (${u.state}) with a name or a backlog`;
   }
   if (u.name) {
     if (u.name.length === 0 || u.name.length > UNIX_PATH_MAX) return `unix socket name of ${u.name.length} bytes`;
