@@ -92,7 +92,7 @@ function checked(rc: number, op: string, pid?: number): number {
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
   13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 22: "EINVAL", 25: "ENOTTY", 38: "ENOSYS",
-  71: "EPROTO", 95: "EOPNOTSUPP", 110: "ETIMEDOUT",
+  71: "EPROTO", 74: "EBADMSG", 95: "EOPNOTSUPP", 98: "EADDRINUSE", 110: "ETIMEDOUT", 111: "ECONNREFUSED", 7: "E2BIG",
 };
 export function errnoName(e: number): string {
   return ERRNO_NAMES[e] ?? `errno ${e}`;
@@ -591,10 +591,13 @@ export function sockOpts(fd: number, pid: number): SockOpts {
 const PEEK_BYTES = 8 << 20;
 const PEEK_MESSAGES = 1 << 16;
 
+/** Buffers for peekQueue, made once: a dump may peek many sockets. */
+let peekBufs: { buf: Uint8Array; lens: Uint32Array } | undefined;
+
 /** The receive queue of socket `fd` (a copy of a frozen task's), not consumed: messages, or runs of a stream's bytes. */
 export function peekQueue(fd: number, type: number, shutdown: number, pid: number): Uint8Array[] {
-  const buf = new Uint8Array(PEEK_BYTES);
-  const lens = new Uint32Array(PEEK_MESSAGES);
+  peekBufs ??= { buf: new Uint8Array(PEEK_BYTES), lens: new Uint32Array(PEEK_MESSAGES) };
+  const { buf, lens } = peekBufs;
   const count = new Uint32Array(1);
   checked(native().cr_unix_peek(fd, type, shutdown, ptr(buf), buf.length, ptr(lens), lens.length, ptr(count)), "peek socket queue", pid);
   const out: Uint8Array[] = [];

@@ -121,34 +121,40 @@ describe("dump failures leave the process untouched", () => {
     return { pid: p.pid, dir };
   }
 
-  test("a listening unix socket with a connection waiting to be accepted is refused, and the process runs on", () => {
-    const { pid, dir } = sleeperWithSocket([
-      "l = socket.socket(socket.AF_UNIX)",
-      "l.bind(DIR + '/l.sock'); l.listen(4)",
-      // Connected, never accepted; the client end goes with the exec (close-on-exec), the connection waits on.
-      "c = socket.socket(socket.AF_UNIX); c.connect(DIR + '/l.sock')",
-      "os.dup2(l.fileno(), 1)",
-    ]);
-    expectUnsupportedFd(pid, dir, "socket:[", "a listening unix stream socket with 1 connection(s) waiting to be accepted");
-  });
-
-  test("a TCP socket is refused as one, and the process runs on", () => {
-    const { pid, dir } = sleeperWithSocket([
-      "s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)",
-      "s.bind(('127.0.0.1', 0)); s.listen()",
-      "os.dup2(s.fileno(), 1)",
-    ]);
-    expectUnsupportedFd(pid, dir, "socket:[", "a TCP socket (IPv4)");
-  });
-
-  test("a socket pair with a file descriptor in flight (SCM_RIGHTS) is refused, and the process runs on", () => {
-    const { pid, dir } = sleeperWithSocket([
-      "a, b = socket.socketpair()",
-      "socket.send_fds(b, [b'x'], [os.open('/dev/null', os.O_RDONLY)])",
-      "os.dup2(a.fileno(), 1); os.dup2(b.fileno(), 3)",
-    ]);
-    expectUnsupportedFd(pid, dir, "socket:[", "file descriptors in flight (SCM_RIGHTS)");
-  });
+  /** Sockets a dump refuses: python3 code putting one at fd 1, and the reason the refusal gives. */
+  const REFUSED_SOCKETS: { what: string; setup: string[]; why: string }[] = [
+    {
+      what: "a listening unix socket with a connection waiting to be accepted",
+      setup: [
+        "l = socket.socket(socket.AF_UNIX)",
+        "l.bind(DIR + '/l.sock'); l.listen(4)",
+        // Connected, never accepted; the client end goes with the exec (close-on-exec), the connection waits on.
+        "c = socket.socket(socket.AF_UNIX); c.connect(DIR + '/l.sock')",
+        "os.dup2(l.fileno(), 1)",
+      ],
+      why: "a listening unix stream socket with 1 connection(s) waiting to be accepted",
+    },
+    {
+      what: "a TCP socket",
+      setup: ["s = socket.create_server(('127.0.0.1', 0))", "os.dup2(s.fileno(), 1)"],
+      why: "a TCP socket (IPv4)",
+    },
+    {
+      what: "a socket pair with a file descriptor in flight (SCM_RIGHTS)",
+      setup: [
+        "a, b = socket.socketpair()",
+        "socket.send_fds(b, [b'x'], [os.open('/dev/null', os.O_RDONLY)])",
+        "os.dup2(a.fileno(), 1); os.dup2(b.fileno(), 3)",
+      ],
+      why: "file descriptors in flight (SCM_RIGHTS)",
+    },
+  ];
+  for (const c of REFUSED_SOCKETS) {
+    test(`${c.what} is refused, saying why, and the process runs on`, () => {
+      const { pid, dir } = sleeperWithSocket(c.setup);
+      expectUnsupportedFd(pid, dir, "socket:[", c.why);
+    });
+  }
 });
 
 describe("a tree whose dump fails half-way runs on untouched", () => {

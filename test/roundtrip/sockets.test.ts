@@ -122,7 +122,7 @@ describe("unix sockets", () => {
     expectRunsOnAndPasses(w);
   });
 
-  test("python3 (unmodified) reads after the restore what its socket pairs held unread at the dump", () => {
+  test("python3 (unmodified) reads after the restore what its socket pairs held unread at the dump; its abstract listener and unbound socket work", () => {
     const dir = tempDir("cr-pysock-");
     const script = [
       "import os, socket, time",
@@ -132,6 +132,13 @@ describe("unix sockets", () => {
       "c, d = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)",
       "for m in (b'one', b'', b'three'): c.send(m)",
       "b.shutdown(socket.SHUT_WR)",
+      // A stream whose other end was closed with bytes still to read.
+      "e, f = socket.socketpair()",
+      "f.send(b'bye'); f.close()",
+      // A listening socket with an abstract name, and a socket neither bound nor connected.
+      "name = '\\0cr-test-%d' % os.getpid()",
+      "l = socket.socket(socket.AF_UNIX); l.bind(name); l.listen(3)",
+      "u = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)",
       "open('ready', 'w').close()",
       "while not os.path.exists('go'): time.sleep(0.02)",
       "got = a.recv(1 << 20)",
@@ -144,16 +151,27 @@ describe("unix sockets", () => {
       "try:",
       "    d.recv(64); dg.append(b'EXTRA')",
       "except BlockingIOError: pass",
+      "closed = [e.recv(64), e.recv(64)]",
+      "k = socket.socket(socket.AF_UNIX); k.connect(name); k.send(b'hi')",
+      "conn, _ = l.accept()",
+      "kinds = (u.type, u.getsockname(), l.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))",
       "ok = got == bytes(range(256)) * 40 and b.recv(64) == b'the other way' and dg == [b'one', b'', b'three']",
-      "open('result', 'w').write('PASS' if ok else 'FAIL %d %r' % (len(got), dg))",
+      "ok = ok and closed == [b'bye', b''] and conn.recv(8) == b'hi' and kinds == (socket.SOCK_SEQPACKET, '', 1)",
+      "open('result', 'w').write('PASS' if ok else 'FAIL %d %r %r %r' % (len(got), dg, closed, kinds))",
     ].join("\n");
     const p = Bun.spawn(["python3", "-c", script], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
     track(p.pid);
     waitFor(() => existsSync(join(dir, "ready")), 10_000, "python3 with its sockets");
     const images = roundTrip(p.pid);
     const unix = filesOf(images).files.filter((f) => f.kind === "unix").map((f) => f.unix!);
-    expect(unix.map((u) => u.queue.reduce((n, m) => n + m.length, 0)).sort((x, y) => x - y)).toEqual([0, 8, 13, 10240]);
-    expect(unix.find((u) => u.type === "stream" && u.shutdown === 1)).toBeDefined();
+    const connected = unix.filter((u) => u.state === "connected");
+    expect(connected.map((u) => u.queue.reduce((n, m) => n + m.length, 0)).sort((x, y) => x - y)).toEqual([0, 3, 8, 13, 10240]);
+    expect(connected.find((u) => u.type === "stream" && u.shutdown === 1)).toBeDefined();
+    // The end whose peer was closed: no peer, shut down both ways.
+    expect(connected.find((u) => u.peer === undefined && u.shutdown === 3 && u.queue.length === 1)).toBeDefined();
+    const listening = unix.filter((u) => u.state === "listening");
+    expect(listening.map((u) => new TextDecoder().decode(u.name))).toEqual([`\0cr-test-${p.pid}`]);
+    expect(unix.filter((u) => u.state === "unbound").map((u) => u.type)).toEqual(["seqpacket"]);
     writeFileSync(join(dir, "go"), "");
     waitFor(() => existsSync(join(dir, "result")), 10_000, "python3's result");
     expect(readFileSync(join(dir, "result"), "utf8")).toBe("PASS");
