@@ -195,9 +195,17 @@ pub fn fill(fd: i32, data: []const u8, lens: []const u32) i32 {
     var off: usize = 0;
     for (lens) |len| {
         if (off + len > data.len) return err.fail(sys.EINVAL, "message lengths exceed the {d} bytes given", .{data.len});
-        const n = sys.syscall6(.sendto, sys.fdArg(fd), @intFromPtr(data.ptr + off), len, MSG_DONTWAIT | MSG_NOSIGNAL, 0, 0);
-        if (sys.isErr(n)) return err.fail(sys.errnoOf(n), "cannot queue {d} bytes back into a socket", .{len});
-        if (n != len) return err.fail(sys.EIO, "queued {d} of {d} bytes back into a socket", .{ n, len });
+        // A message socket sends a message whole or not at all; a stream
+        // may take part of a run (it is split into skbs): send the rest.
+        var done: usize = 0;
+        var rounds: u32 = 0;
+        while (rounds == 0 or (done < len and rounds < 1 << 16)) : (rounds += 1) {
+            const n = sys.syscall6(.sendto, sys.fdArg(fd), @intFromPtr(data.ptr + off + done), len - done, MSG_DONTWAIT | MSG_NOSIGNAL, 0, 0);
+            if (sys.isErr(n)) return err.fail(sys.errnoOf(n), "cannot queue {d} bytes back into a socket", .{len});
+            if (n == 0 and len != 0) break;
+            done += n;
+        }
+        if (done != len) return err.fail(sys.EIO, "queued {d} of {d} bytes back into a socket", .{ done, len });
         off += len;
     }
     return 0;
