@@ -155,6 +155,7 @@ function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
     writeImage(opts, img.TREE, img.encodeImage("tree", tree));
     writeImage(opts, img.INVENTORY, img.encodeImage("inventory", inventory));
     const contentFiles = [...shmem.fileNames(), ...ghosts.fileNames()];
+    for (const [name, digest] of [...shmem.digests, ...ghosts.digests]) known.set(name, digest);
     if (opts.sync) for (const name of contentFiles) img.syncFile(`${opts.dir}/${name}`);
     const tManifest = performance.now();
     img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names, ...contentFiles], { sync: opts.sync, known });

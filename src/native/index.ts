@@ -25,6 +25,7 @@ const symbols = {
   cr_dump_pages_start: { args: [i32, u64, P, usize, P, u32, P, u32, i32, P], returns: i32 },
   cr_dump_pages_finish: { args: [u64, P], returns: i32 },
   cr_copy_pages: { args: [i32, P, u32, P], returns: i32 },
+  cr_copy_nonzero_pages: { args: [i32, i32, u64, P, u32, P, P], returns: i32 },
   cr_hold_stop_signals: { args: [], returns: i32 },
   cr_stop_signal: { args: [], returns: u32 },
   cr_release_stop_signals: { args: [], returns: u32 },
@@ -363,6 +364,23 @@ export function copyPages(pid: number, ranges: { addr: number; len: number }[]):
   const bytes = new BigUint64Array(1);
   checked(native().cr_copy_pages(pid, ptr(rangeArray(ranges)), ranges.length, ptr(bytes)), "copy pages", pid);
   return Number(bytes[0]);
+}
+
+/**
+ * Copy the non-zero pages of the first `size` bytes of `src` into `out`
+ * (from its position), back to back, a last partial page zero-padded: where
+ * each run of them went, and the digest of what was written.
+ */
+export function copyNonZeroPages(src: number, out: number, size: number): { pages: { start: number; pages: number; offset: number }[]; digest: Digest } {
+  // The most runs there can be: every other page, and a partial last one.
+  const cap = Math.floor(size / 8192) + 2;
+  const runs = new BigUint64Array(cap * 3);
+  const count = new Uint32Array(1);
+  const out8 = new Uint8Array(abi.Digest.size);
+  checked(native().cr_copy_nonzero_pages(src, out, BigInt(size), ptr(runs), cap, ptr(count), ptr(out8)), "copy pages");
+  const pages = [];
+  for (let i = 0; i < count[0]!; i++) pages.push({ start: Number(runs[3 * i]), pages: Number(runs[3 * i + 1]), offset: Number(runs[3 * i + 2]) });
+  return { pages, digest: readDigest(out8) };
 }
 
 /** Read `fd` from its position to EOF: how many bytes and their XXH3-128. */

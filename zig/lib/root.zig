@@ -17,6 +17,7 @@ const tty = @import("tty.zig");
 const hash = @import("hash.zig");
 const scan = @import("scan.zig");
 const interrupt = @import("interrupt.zig");
+const nonzero = @import("nonzero.zig");
 
 export fn cr_abi_layout(out: *abi.Layout) void {
     out.* = abi.layout();
@@ -124,6 +125,14 @@ export fn cr_dump_pages_start(pid: i32, site: u64, blob: [*]const u8, blob_len: 
 export fn cr_dump_pages_finish(handle: u64, out: *abi.Digest) i32 {
     err.clear();
     return pages.finish(handle, out);
+}
+
+/// Copy the non-zero pages of the first `size` bytes of `src` into `out`
+/// (see nonzero.zig); `runs` (room for `cap`) and `count` get where they went,
+/// `digest` the bytes written and their XXH3-128.
+export fn cr_copy_nonzero_pages(src: i32, out: i32, size: u64, runs: [*]abi.PageRun, cap: u32, count: *u32, digest: *abi.Digest) i32 {
+    err.clear();
+    return nonzero.copy(src, out, size, runs[0..cap], count, digest);
 }
 
 /// The benchmark's raw copy: process_vm_readv of `ranges` of `pid` into a
@@ -274,6 +283,7 @@ test {
     _ = @import("thread.zig");
     _ = @import("gather.zig");
     _ = interrupt;
+    _ = nonzero;
 }
 
 test "abi layout is self-consistent" {
