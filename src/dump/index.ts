@@ -55,13 +55,19 @@ function peakRssKiB(): number {
 }
 
 export function dump(opts: DumpOptions): DumpResult {
-  return withStopSignalsHeld("dump", (check) => dumpHeld(opts, check));
+  const undo = img.createImageDir(opts.dir);
+  try {
+    return withStopSignalsHeld("dump", (check) => dumpHeld(opts, check));
+  } catch (e) {
+    // A failed dump leaves no partial image set behind.
+    undo();
+    throw e;
+  }
 }
 
 /** dump(), with `check` called between steps to give up on a stop signal (the tree then runs on as it was). */
 function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
   const t0 = performance.now();
-  img.createImageDir(opts.dir);
   const tSeize = performance.now();
   const seized: number[] = [];
   // Tasks cr took out of a job-control stop to dump them: stopped again when let go.
