@@ -12,6 +12,7 @@ import { parseInotifyWatches, type InotifyWatch } from "../proc/fdinfo.ts";
 import { mountOf, parseMountinfo, type Mount } from "../proc/mountinfo.ts";
 
 export const INOTIFY_TARGET = "anon_inode:inotify";
+const IN_DONT_FOLLOW = 0x2000000;
 
 type Watch = NonNullable<FilesImage["files"][number]["inotify"]>["watches"][number];
 
@@ -50,8 +51,11 @@ class WatchReader {
     return fd;
   }
 
-  /** The path of the object of watch `w`, checked to lead to that object now. */
-  path(w: InotifyWatch): string {
+  /**
+   * The path of the object of watch `w`, checked to lead to that object now,
+   * and whether that object is a symbolic link (watched with IN_DONT_FOLLOW).
+   */
+  path(w: InotifyWatch): { path: string; symlink: boolean } {
     if (!w.handle) throw this.fail(w.wd, "its filesystem gives no file handle to find the watched file by");
     let obj: number;
     try {
@@ -68,15 +72,17 @@ class WatchReader {
     }
     if (path.endsWith(" (deleted)")) throw this.fail(w.wd, `the watched file ${path} was deleted`);
     let same = false;
+    let symlink = false;
     try {
       const st = lstatSync(path, { bigint: true });
       const [major, minor] = userDev(st.dev);
       same = st.ino === BigInt(w.ino) && major === kernelMajor(w.sdev) && minor === kernelMinor(w.sdev);
+      symlink = st.isSymbolicLink();
     } catch {
       // Not there by that path: the check below says so.
     }
     if (!same) throw this.fail(w.wd, `the watched file (inode ${w.ino}) is not reachable by its path ${path}`);
-    return path;
+    return { path, symlink };
   }
 
   close(): void {
@@ -96,7 +102,11 @@ export function inotifyWatches(pid: number, fd: number, text: string): Watch[] {
   }
   const reader = new WatchReader(pid, fail);
   try {
-    return watches.map((w) => ({ wd: w.wd, mask: w.mask, path: reader.path(w) }));
+    return watches.map((w) => {
+      const { path, symlink } = reader.path(w);
+      // fdinfo does not show IN_DONT_FOLLOW; a watch on a link itself had it.
+      return { wd: w.wd, mask: symlink ? w.mask | IN_DONT_FOLLOW : w.mask, path };
+    });
   } finally {
     reader.close();
   }
