@@ -106,7 +106,7 @@ export const pagemap = obj({
 export const files = obj({
   files: arr(obj({
     id: nonneg,
-    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd", "eventfd", "timerfd", "signalfd", "epoll", "tty"),
+    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd", "eventfd", "timerfd", "signalfd", "epoll", "tty", "inotify"),
     path: str,
     flags: nonneg,
     pos: nonneg,
@@ -143,6 +143,11 @@ export const files = obj({
      * controlling terminal of the session outside the tree.
      */
     tty: optional(obj({ ctty: bool })),
+    /**
+     * kind "inotify": every watch, in wd order: its wd, its IN_* mask (as the
+     * kernel holds it) and the path of the watched file or directory.
+     */
+    inotify: optional(obj({ watches: arr(obj({ wd: nonneg, mask: nonneg, path: str }), 1 << 20) })),
   })),
   /** Every pipe the tree holds an end of: capacity and the bytes buffered at dump time. */
   pipes: optional(arr(obj({ id: nonneg, size: nonneg, data: bytes }))),

@@ -48,6 +48,9 @@ const symbols = {
   cr_make_signalfd: { args: [u64, i32], returns: i32 },
   cr_make_epoll: { args: [i32], returns: i32 },
   cr_epoll_target_is: { args: [i32, i32, i32, u32], returns: i32 },
+  cr_open_by_handle: { args: [i32, i32, P, u32], returns: i32 },
+  cr_make_inotify: { args: [i32], returns: i32 },
+  cr_inotify_watch: { args: [i32, P, u32, i32, i32], returns: i32 },
   cr_termios: { args: [i32, P, usize, u32], returns: i32 },
   cr_set_foreground: { args: [i32, i32], returns: i32 },
 } as const;
@@ -84,8 +87,8 @@ function checked(rc: number, op: string, pid?: number): number {
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
-  13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 22: "EINVAL", 25: "ENOTTY", 38: "ENOSYS",
-  71: "EPROTO", 95: "EOPNOTSUPP", 110: "ETIMEDOUT",
+  13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 22: "EINVAL", 25: "ENOTTY", 34: "ERANGE", 38: "ENOSYS",
+  71: "EPROTO", 95: "EOPNOTSUPP", 110: "ETIMEDOUT", 116: "ESTALE",
 };
 export function errnoName(e: number): string {
   return ERRNO_NAMES[e] ?? `errno ${e}`;
@@ -485,6 +488,24 @@ export function makeSignalfd(mask: bigint, minFd: number): number {
 /** An empty epoll instance at a number >= minFd. */
 export function makeEpoll(minFd: number): number {
   return checked(native().cr_make_epoll(minFd), "restore epoll");
+}
+
+/** An O_PATH fd (close-on-exec) on the object of file handle (`type`, `bytes`) of the filesystem `mountFd` is on. */
+export function openByHandle(mountFd: number, type: number, bytes: Uint8Array, pid: number): number {
+  return checked(native().cr_open_by_handle(mountFd, type, ptr(bytes), bytes.length), "dump inotify", pid);
+}
+
+/** A new inotify instance without watches, at a number >= minFd, non-blocking. */
+export function makeInotify(minFd: number): number {
+  return checked(native().cr_make_inotify(minFd), "restore inotify");
+}
+
+/**
+ * Watch `path` with `mask` as wd `wd` in inotify instance `fd`, whose highest
+ * wd so far is `placed` (0: none); see zig/lib/inotify.zig.
+ */
+export function addInotifyWatch(fd: number, path: string, mask: number, wd: number, placed: number): void {
+  checked(native().cr_inotify_watch(fd, ptr(cstr(path)), mask, wd, placed), "restore inotify");
 }
 
 /**

@@ -1,5 +1,5 @@
 // files.cbor records of the kinds with state of their own (named FIFOs,
-// eventfd, timerfd, signalfd, epoll): a valid set decodes as written, and each
+// eventfd, timerfd, signalfd, epoll, inotify): a valid set decodes as written, and each
 // record that type-checks but makes no sense is refused with its reason.
 import { describe, expect, test } from "bun:test";
 import { CrError } from "../../src/errors.ts";
@@ -18,6 +18,10 @@ function valid(): FilesImage {
       {
         id: 5, kind: "epoll", path: "anon_inode:[eventpoll]", flags: 2, pos: 0,
         epoll: [{ tfd: 2, events: 0x80000019, data: (1n << 64n) - 1n, fileId: 2 }, { tfd: 3, events: 1, data: 0n, fileId: 3 }],
+      },
+      {
+        id: 6, kind: "inotify", path: "anon_inode:inotify", flags: 0o4000, pos: 0,
+        inotify: { watches: [{ wd: 1, mask: 0x84000002, path: "/tmp/a" }, { wd: 3, mask: 0x100, path: "/tmp" }] },
       },
     ],
     pipes: [],
@@ -79,5 +83,14 @@ describe("records that make no sense are refused", () => {
     refused((f) => (at(f, 5).epoll![0]!.events = 2 ** 32), "out of range");
     refused((f) => (at(f, 5).epoll![0]!.data = 1n << 64n), "out of range");
     refused((f) => (at(f, 5).epoll![0]!.tfd = 1 << 20), "out of range");
+  });
+  test("inotify watches missing, out of wd order, with a wd or mask out of range, or on a relative path", () => {
+    refused((f) => delete at(f, 6).inotify, "inotify without its watches");
+    refused((f) => at(f, 6).inotify!.watches.reverse(), "wd 1 out of range or out of order");
+    refused((f) => (at(f, 6).inotify!.watches[1]!.wd = 1), "wd 1 out of range or out of order");
+    refused((f) => (at(f, 6).inotify!.watches[0]!.wd = 0), "wd 0 out of range");
+    refused((f) => (at(f, 6).inotify!.watches[1]!.wd = 2 ** 31), "out of range");
+    refused((f) => (at(f, 6).inotify!.watches[0]!.mask = 2 ** 32), "wider than 32 bits");
+    refused((f) => (at(f, 6).inotify!.watches[0]!.path = "tmp/a"), "is not absolute");
   });
 });

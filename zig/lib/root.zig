@@ -13,6 +13,7 @@ const restore = @import("restore.zig");
 const probe = @import("probe.zig");
 const fds = @import("fds.zig");
 const fdkinds = @import("fdkinds.zig");
+const inotify = @import("inotify.zig");
 const tty = @import("tty.zig");
 const hash = @import("hash.zig");
 const scan = @import("scan.zig");
@@ -250,6 +251,24 @@ export fn cr_epoll_target_is(pid: i32, epfd: i32, tfd: i32, toff: u32) i32 {
     return fdkinds.epollTargetIs(pid, epfd, tfd, toff);
 }
 
+/// An O_PATH fd on the object of a file handle (as fdinfo shows an inotify
+/// watch's) of the filesystem `mount_fd` is on.
+export fn cr_open_by_handle(mount_fd: i32, handle_type: i32, bytes: [*]const u8, len: u32) i32 {
+    err.clear();
+    return inotify.openByHandle(mount_fd, handle_type, bytes[0..len]);
+}
+
+export fn cr_make_inotify(min_fd: i32) i32 {
+    err.clear();
+    return inotify.makeInotify(min_fd);
+}
+
+/// Watch `path` as wd `wd` in inotify instance `fd`, whose highest wd so far is `placed`.
+export fn cr_inotify_watch(fd: i32, path: [*:0]const u8, mask: u32, wd: i32, placed: i32) i32 {
+    err.clear();
+    return inotify.addWatch(fd, path, mask, wd, placed);
+}
+
 /// Modes of terminal `fd`: read into `t` (set 0) or set from it (set 1); see tty.zig.
 export fn cr_termios(fd: i32, t: [*]u8, len: usize, set: u32) i32 {
     err.clear();
@@ -313,4 +332,5 @@ test {
     // Tests of the files that have their own.
     _ = fdkinds;
     _ = tty;
+    _ = inotify;
 }
