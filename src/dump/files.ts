@@ -3,8 +3,9 @@
 // kcmp and point to one entry), and each task's fds into it. Supported:
 // regular files (deleted ones as ghosts, see ghost.ts), directories, character devices by path, pipes and named
 // FIFOs (with the bytes buffered in them, read without consuming them),
-// memfds (content in the ShmemTable), and eventfd, timerfd, signalfd and
-// epoll from what their fdinfo shows, and unix sockets (see sockets.ts). Anything else stops the dump with the
+// memfds (content in the ShmemTable), eventfd, timerfd, signalfd and
+// epoll from what their fdinfo shows, inotify (see inotify.ts) and unix
+// sockets (see sockets.ts). Anything else stops the dump with the
 // fd, its target and the pid named.
 import { closeSync, constants, openSync, readFileSync, readlinkSync, statSync, type BigIntStats } from "node:fs";
 import { CrError } from "../errors.ts";
@@ -17,6 +18,7 @@ import { listFds } from "../proc/read.ts";
 import type { ShmemTable } from "./shmem.ts";
 import { deletedFileEntry, isDeleted, type GhostTable } from "./ghost.ts";
 import { terminalKind, type TerminalEntry } from "./shelljob.ts";
+import { INOTIFY_TARGET, inotifyWatches } from "./inotify.ts";
 import { SocketTable } from "./sockets.ts";
 
 type FileEntry = FilesImage["files"][number];
@@ -132,7 +134,7 @@ export class FileTable {
   }
 
   /** A new description of (pid, fd): its entry, or an error naming why it is not supported. */
-  private describe(pid: number, fd: number, target: string, st: BigIntStats, info: FdInfo): Omit<FileEntry, "id"> {
+  private describe(pid: number, fd: number, target: string, st: BigIntStats, info: FdInfo, text: string): Omit<FileEntry, "id"> {
     const unsupported = (why: string) => new CrError("dump", `unsupported: fd ${fd} -> ${target} (${why})`, { pid });
     const flags = info.flags & ~O_CLOEXEC;
     const pipe = /^pipe:\[(\d+)\]$/.exec(target);
@@ -146,6 +148,7 @@ export class FileTable {
       this.shmem.add(ino, target.slice(0, -" (deleted)".length), `/proc/${pid}/fd/${fd}`, pid);
       return { kind: "memfd", path: target, flags, pos: info.pos, shmemId: ino };
     }
+    if (target === INOTIFY_TARGET) return { kind: "inotify", path: target, flags, pos: 0, inotify: { watches: inotifyWatches(pid, fd, text) } };
     if (target in ANON_KINDS) {
       const kind = ANON_KINDS[target as keyof typeof ANON_KINDS];
       try {
@@ -236,7 +239,7 @@ export class FileTable {
       const key = `${st.dev}:${st.ino}`;
       let id = this.known(key, pid, fd);
       if (id === undefined) {
-        id = this.add(key, pid, fd, this.describe(pid, fd, target, st, info));
+        id = this.add(key, pid, fd, this.describe(pid, fd, target, st, info, text));
         if (this.files[id - 1]!.kind === "epoll") this.addEpoll(pid, fd, id, text, target);
       }
       fds.push({ fd, fileId: id, cloexec: (info.flags & O_CLOEXEC) !== 0 });

@@ -14,7 +14,7 @@ import type { FilesImage, GhostImage } from "../images/index.ts";
 import { ghostFile } from "../images/index.ts";
 import type { MapsEntry } from "../proc/maps.ts";
 import type { DumpVma } from "./memory.ts";
-import { copyNonZeroPages } from "./shmem.ts";
+import * as native from "../native/index.ts";
 
 /** What the kernel appends to the path of an unlinked file in /proc links and maps. */
 export const DELETED = " (deleted)";
@@ -72,6 +72,8 @@ export function isDeleted(link: string, st: BigIntStats): boolean {
 
 export class GhostTable {
   readonly ghosts: GhostImage[] = [];
+  /** Each ghost-ID.img's digest, computed while it was written (for the manifest). */
+  readonly digests = new Map<string, native.Digest>();
   /** Ghost id by "dev:ino". */
   private readonly byInode = new Map<string, number>();
 
@@ -107,8 +109,9 @@ export class GhostTable {
     try {
       const out = openSync(join(this.dir, ghostFile(id)), "w", 0o600);
       try {
-        const { pages } = copyNonZeroPages(src, out, size);
+        const { pages, digest } = native.copyNonZeroPages(src, out, size);
         this.ghosts.push({ id, path, size, mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), mtimeNs: st.mtimeNs, pages });
+        this.digests.set(ghostFile(id), digest);
       } catch (e) {
         throw new CrError("dump", `cannot copy the deleted file of ${what}: ${(e as Error).message}`, { pid, cause: e });
       } finally {

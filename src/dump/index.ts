@@ -55,13 +55,19 @@ function peakRssKiB(): number {
 }
 
 export function dump(opts: DumpOptions): DumpResult {
-  return withStopSignalsHeld("dump", (check) => dumpHeld(opts, check));
+  const undo = img.createImageDir(opts.dir);
+  try {
+    return withStopSignalsHeld("dump", (check) => dumpHeld(opts, check));
+  } catch (e) {
+    // A failed dump leaves no partial image set behind.
+    undo();
+    throw e;
+  }
 }
 
 /** dump(), with `check` called between steps to give up on a stop signal (the tree then runs on as it was). */
 function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
   const t0 = performance.now();
-  img.createImageDir(opts.dir);
   const tSeize = performance.now();
   const seized: number[] = [];
   // Tasks cr took out of a job-control stop to dump them: stopped again when let go.
@@ -155,6 +161,7 @@ function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
     writeImage(opts, img.TREE, img.encodeImage("tree", tree));
     writeImage(opts, img.INVENTORY, img.encodeImage("inventory", inventory));
     const contentFiles = [...shmem.fileNames(), ...ghosts.fileNames()];
+    for (const [name, digest] of [...shmem.digests, ...ghosts.digests]) known.set(name, digest);
     if (opts.sync) for (const name of contentFiles) img.syncFile(`${opts.dir}/${name}`);
     const tManifest = performance.now();
     img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names, ...contentFiles], { sync: opts.sync, known });

@@ -1,21 +1,38 @@
 // The image directory on disk: 0700 directory, 0600 files, no symlinks or
 // special files accepted when reading, fsync on request.
 import {
-  chmodSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, statSync, writeSync,
+  chmodSync, closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, rmdirSync, rmSync, statSync, writeSync,
 } from "node:fs";
 import { join } from "node:path";
 import { CrError } from "../errors.ts";
 
-export function createImageDir(dir: string): void {
+/**
+ * Make `dir` (0700) for a new image set. It must be new or empty: images
+ * already there are never overwritten, nor mixed with a new set. Returns
+ * the undo of a failed dump: every file written into `dir` removed, and
+ * `dir` too when it was made here.
+ */
+export function createImageDir(dir: string): () => void {
+  let made = false;
   try {
+    made = !existsSync(dir);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const st = statSync(dir);
     if (!st.isDirectory()) throw new CrError("image", `${dir} is not a directory`);
+    if (!made && readdirSync(dir).length > 0) throw new CrError("image", `${dir} is not empty: dump into a new or an empty directory`);
     chmodSync(dir, 0o700);
   } catch (e) {
     if (e instanceof CrError) throw e;
     throw new CrError("image", `cannot create image directory ${dir}: ${(e as Error).message}`, { cause: e });
   }
+  return () => {
+    try {
+      for (const name of readdirSync(dir)) rmSync(join(dir, name), { force: true });
+      if (made) rmdirSync(dir);
+    } catch {
+      // Best effort: the dump's own error is the one to report.
+    }
+  };
 }
 
 /** Refuse a directory others could have written images into. */

@@ -126,7 +126,7 @@ export const unixSocket = obj({
 export const files = obj({
   files: arr(obj({
     id: nonneg,
-    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd", "eventfd", "timerfd", "signalfd", "epoll", "tty", "unix"),
+    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd", "eventfd", "timerfd", "signalfd", "epoll", "tty", "inotify", "unix"),
     path: str,
     flags: nonneg,
     pos: nonneg,
@@ -163,6 +163,11 @@ export const files = obj({
      * controlling terminal of the session outside the tree.
      */
     tty: optional(obj({ ctty: bool })),
+    /**
+     * kind "inotify": every watch, in wd order: its wd, its IN_* mask (as the
+     * kernel holds it) and the path of the watched file or directory.
+     */
+    inotify: optional(obj({ watches: arr(obj({ wd: nonneg, mask: nonneg, path: str }), 1 << 20) })),
     /** kind "unix": a unix domain socket (see unixSocket). */
     unix: optional(unixSocket),
   })),

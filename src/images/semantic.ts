@@ -152,6 +152,19 @@ const inU64 = (v: bigint) => v >= 0n && v < U64_END;
 
 type FileRecord = FilesImage["files"][number];
 
+/** Watches in strictly increasing wd order (restore adds them in that order), each on an absolute path. */
+function checkInotify(f: FileRecord): string | null {
+  if (!f.inotify) return "inotify without its watches";
+  let prev = 0;
+  for (const [i, w] of f.inotify.watches.entries()) {
+    if (w.wd <= prev || w.wd > 0x7fffffff) return `inotify.watches[${i}]: wd ${w.wd} out of range or out of order`;
+    if (w.mask > 0xffffffff) return `inotify.watches[${i}]: mask ${w.mask} is wider than 32 bits`;
+    if (!w.path.startsWith("/") || w.path.includes("\0")) return `inotify.watches[${i}]: path ${JSON.stringify(w.path)} is not absolute`;
+    prev = w.wd;
+  }
+  return null;
+}
+
 /** The kind's own record is there and in range; references stay inside files.cbor. */
 function checkFileKind(f: FileRecord, byId: ReadonlyMap<number, FileRecord>, fifos: ReadonlySet<number>): string | null {
   switch (f.kind) {
@@ -178,6 +191,8 @@ function checkFileKind(f: FileRecord, byId: ReadonlyMap<number, FileRecord>, fif
     case "tty":
       if (!f.tty) return "tty without its record";
       return null;
+    case "inotify":
+      return checkInotify(f);
     case "unix":
       return checkUnix(f, byId);
     case "epoll": {

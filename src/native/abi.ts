@@ -162,6 +162,8 @@ export const ScanVma = { size: 24, start: 0, end: 8, anon_only: 16 } as const;
 /** A run of pages (addr, len) and an unreadable VMA (start, len, prot): u64 fields only. */
 export const PageRange = { size: 16 } as const;
 export const ProtRange = { size: 24, prot: 16 } as const;
+/** A run of saved pages of a file-like object: start, pages, offset (u64 each). */
+export const PageRun = { size: 24, offset: 16 } as const;
 /** A byte count and the XXH3-128 of those bytes (16 bytes, canonical big-endian order). */
 export const Digest = { size: 24, bytes: 0, hash: 8, hashLen: 16 } as const;
 
@@ -206,7 +208,7 @@ export const LAYOUT_FIELDS = [
   "off_thread_extra_pdeath_sig", "off_plan_thread_pdeath_sig",
   "size_tree_epoll", "off_tree_task_epoll_off", "off_tree_fg_pgid", "size_termios",
   "size_digest", "off_digest_hash", "size_scan_vma", "off_scan_vma_anon_only",
-  "size_page_range", "size_prot_range", "off_prot_range_prot",
+  "size_page_range", "size_prot_range", "off_prot_range_prot", "size_page_run", "off_page_run_offset",
   "size_unix_diag", "off_unix_diag_name_len", "off_unix_diag_name", "size_sock_opts",
 ] as const;
 
@@ -279,6 +281,8 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   size_page_range: PageRange.size,
   size_prot_range: ProtRange.size,
   off_prot_range_prot: ProtRange.prot,
+  size_page_run: PageRun.size,
+  off_page_run_offset: PageRun.offset,
   size_unix_diag: UnixDiag.size,
   off_unix_diag_name_len: UnixDiag.name_len,
   off_unix_diag_name: UnixDiag.name,

@@ -25,6 +25,7 @@ const symbols = {
   cr_dump_pages_start: { args: [i32, u64, P, usize, P, u32, P, u32, i32, P], returns: i32 },
   cr_dump_pages_finish: { args: [u64, P], returns: i32 },
   cr_copy_pages: { args: [i32, P, u32, P], returns: i32 },
+  cr_copy_nonzero_pages: { args: [i32, i32, u64, P, u32, P, P], returns: i32 },
   cr_hold_stop_signals: { args: [], returns: i32 },
   cr_stop_signal: { args: [], returns: u32 },
   cr_release_stop_signals: { args: [], returns: u32 },
@@ -47,6 +48,9 @@ const symbols = {
   cr_make_signalfd: { args: [u64, i32], returns: i32 },
   cr_make_epoll: { args: [i32], returns: i32 },
   cr_epoll_target_is: { args: [i32, i32, i32, u32], returns: i32 },
+  cr_open_by_handle: { args: [i32, i32, P, u32], returns: i32 },
+  cr_make_inotify: { args: [i32], returns: i32 },
+  cr_inotify_watch: { args: [i32, P, u32, i32, i32], returns: i32 },
   cr_termios: { args: [i32, P, usize, u32], returns: i32 },
   cr_unix_diag: { args: [u32, P], returns: i32 },
   cr_grab_fd: { args: [i32, i32], returns: i32 },
@@ -91,8 +95,9 @@ function checked(rc: number, op: string, pid?: number): number {
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
-  13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 22: "EINVAL", 25: "ENOTTY", 38: "ENOSYS",
-  71: "EPROTO", 74: "EBADMSG", 95: "EOPNOTSUPP", 98: "EADDRINUSE", 110: "ETIMEDOUT", 111: "ECONNREFUSED", 7: "E2BIG",
+  13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 22: "EINVAL", 25: "ENOTTY", 34: "ERANGE", 38: "ENOSYS",
+  71: "EPROTO", 74: "EBADMSG", 95: "EOPNOTSUPP", 98: "EADDRINUSE", 110: "ETIMEDOUT", 111: "ECONNREFUSED",
+  116: "ESTALE", 7: "E2BIG",
 };
 export function errnoName(e: number): string {
   return ERRNO_NAMES[e] ?? `errno ${e}`;
@@ -373,6 +378,23 @@ export function copyPages(pid: number, ranges: { addr: number; len: number }[]):
   return Number(bytes[0]);
 }
 
+/**
+ * Copy the non-zero pages of the first `size` bytes of `src` into `out`
+ * (from its position), back to back, a last partial page zero-padded: where
+ * each run of them went, and the digest of what was written.
+ */
+export function copyNonZeroPages(src: number, out: number, size: number): { pages: { start: number; pages: number; offset: number }[]; digest: Digest } {
+  // The most runs there can be: every other page, and a partial last one.
+  const cap = Math.floor(size / 8192) + 2;
+  const runs = new BigUint64Array(cap * 3);
+  const count = new Uint32Array(1);
+  const out8 = new Uint8Array(abi.Digest.size);
+  checked(native().cr_copy_nonzero_pages(src, out, BigInt(size), ptr(runs), cap, ptr(count), ptr(out8)), "copy pages");
+  const pages = [];
+  for (let i = 0; i < count[0]!; i++) pages.push({ start: Number(runs[3 * i]), pages: Number(runs[3 * i + 1]), offset: Number(runs[3 * i + 2]) });
+  return { pages, digest: readDigest(out8) };
+}
+
 /** Read `fd` from its position to EOF: how many bytes and their XXH3-128. */
 export function hashFd(fd: number): Digest {
   const out = new Uint8Array(abi.Digest.size);
@@ -475,6 +497,24 @@ export function makeSignalfd(mask: bigint, minFd: number): number {
 /** An empty epoll instance at a number >= minFd. */
 export function makeEpoll(minFd: number): number {
   return checked(native().cr_make_epoll(minFd), "restore epoll");
+}
+
+/** An O_PATH fd (close-on-exec) on the object of file handle (`type`, `bytes`) of the filesystem `mountFd` is on. */
+export function openByHandle(mountFd: number, type: number, bytes: Uint8Array, pid: number): number {
+  return checked(native().cr_open_by_handle(mountFd, type, ptr(bytes), bytes.length), "dump inotify", pid);
+}
+
+/** A new inotify instance without watches, at a number >= minFd, non-blocking. */
+export function makeInotify(minFd: number): number {
+  return checked(native().cr_make_inotify(minFd), "restore inotify");
+}
+
+/**
+ * Watch `path` with `mask` as wd `wd` in inotify instance `fd`, whose highest
+ * wd so far is `placed` (0: none); see zig/lib/inotify.zig.
+ */
+export function addInotifyWatch(fd: number, path: string, mask: number, wd: number, placed: number): void {
+  checked(native().cr_inotify_watch(fd, ptr(cstr(path)), mask, wd, placed), "restore inotify");
 }
 
 /**

@@ -1,6 +1,6 @@
 // /proc/PID/fdinfo/FD: the common lines (pos, flags, mnt_id, ino) and the
 // lines each kind of anonymous-inode file adds (eventfd, timerfd, signalfd,
-// epoll). Pure: text in, typed values out; a line that is missing or does
+// epoll, inotify). Pure: text in, typed values out; a line that is missing or does
 // not parse throws, naming it.
 
 export interface FdInfo {
@@ -117,4 +117,43 @@ export function parseEpollTargets(text: string): EpollTarget[] {
     out.push({ tfd: Number(m[1]), events, data, ino: parseInt(m[5]!, 16), sdev: parseInt(m[6]!, 16) });
   }
   return out;
+}
+
+export interface InotifyWatch {
+  wd: number;
+  /** IN_* events and flags (IN_ONESHOT, IN_EXCL_UNLINK ...) as the kernel holds them. */
+  mask: number;
+  ignoredMask: number;
+  /** Inode and device (st_dev, kernel encoding) of the watched object. */
+  ino: number;
+  sdev: number;
+  /** Its file handle, to open it by; absent when its filesystem cannot encode one. */
+  handle: { type: number; bytes: Uint8Array } | undefined;
+}
+
+const INOTIFY_LINE = /^inotify wd:([0-9a-f]+) ino:([0-9a-f]+) sdev:([0-9a-f]+) mask:([0-9a-f]+) ignored_mask:([0-9a-f]+)(?: fhandle-bytes:([0-9a-f]+) fhandle-type:([0-9a-f]+) f_handle:([0-9a-f]*))?\s*$/i;
+
+/**
+ * inotify: one `inotify wd:W ino:I sdev:D mask:M ignored_mask:0 fhandle-bytes:N
+ * fhandle-type:T f_handle:H` line per watch, every number in hex (the kernel
+ * lists the newest wd first); sorted here by wd.
+ */
+export function parseInotifyWatches(text: string): InotifyWatch[] {
+  const out: InotifyWatch[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("inotify ")) continue;
+    const m = INOTIFY_LINE.exec(line);
+    if (!m) throw new Error(`fdinfo: inotify line "${line}" does not parse`);
+    const [wd, ino, sdev, mask, ignoredMask] = [1, 2, 3, 4, 5].map((i) => parseInt(m[i]!, 16)) as [number, number, number, number, number];
+    if (wd < 1 || wd > 0x7fffffff || mask > 0xffffffff || ignoredMask > 0xffffffff) throw new Error(`fdinfo: inotify line "${line}" is out of range`);
+    let handle: InotifyWatch["handle"];
+    if (m[6] !== undefined) {
+      const len = parseInt(m[6], 16);
+      const hex = m[8]!;
+      if (hex.length !== len * 2 || len === 0) throw new Error(`fdinfo: inotify line "${line}": f_handle is not fhandle-bytes long`);
+      handle = { type: parseInt(m[7]!, 16), bytes: Uint8Array.from(hex.match(/../g)!, (b) => parseInt(b, 16)) };
+    }
+    out.push({ wd, mask, ignoredMask, ino, sdev, handle });
+  }
+  return out.sort((a, b) => a.wd - b.wd);
 }

@@ -2,7 +2,8 @@
 // before the first fork (files re-opened at their position, pipes re-created
 // and named FIFOs re-opened with their buffered bytes, shared memory objects
 // as memfds, eventfds, timerfds, signalfds and empty epolls from their
-// recorded state, unix sockets with their queues (see sockets.ts); deleted files recreated, opened and unlinked again, see
+// recorded state, inotify instances with their watches at their wds, unix
+// sockets with their queues (see sockets.ts); deleted files recreated, opened and unlinked again, see
 // ghost.ts): the tasks only dup them to their fd numbers (and make
 // their epoll registrations, see EpollRegistration), so descriptions shared
 // by dup or fork stay shared, and a file that cannot be opened fails the
@@ -41,7 +42,28 @@ export function closeAll(fds: number[]): void {
 type Shmem = NonNullable<FilesImage["shmem"]>[number];
 type FileRecord = FilesImage["files"][number];
 
-/** An eventfd, timerfd, signalfd or (empty) epoll as recorded, at a number >= minFd. */
+/**
+ * An inotify instance with the watches of `f`, each at its wd (see
+ * zig/lib/inotify.zig), at a number >= minFd. A path that is gone or is now
+ * the same file as another watch's fails the restore, naming it.
+ */
+function makeInotify(f: FileRecord, minFd: number): number {
+  if (!f.inotify) throw new CrError("restore", `files.cbor: inotify ${f.id} without its watches`);
+  const fd = native.makeInotify(minFd);
+  try {
+    let placed = 0;
+    for (const w of f.inotify.watches) {
+      native.addInotifyWatch(fd, w.path, w.mask, w.wd, placed);
+      placed = w.wd;
+    }
+  } catch (e) {
+    native.closeFd(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** An eventfd, timerfd, signalfd, inotify or (empty) epoll as recorded, at a number >= minFd. */
 function makeAnon(f: FileRecord, minFd: number): number {
   const missing = () => new CrError("restore", `files.cbor: ${f.kind} ${f.id} without its state`);
   switch (f.kind) {
@@ -54,11 +76,13 @@ function makeAnon(f: FileRecord, minFd: number): number {
     case "signalfd":
       if (!f.signalfd) throw missing();
       return native.makeSignalfd(f.signalfd.sigmask, minFd);
+    case "inotify":
+      return makeInotify(f, minFd);
     default:
       return native.makeEpoll(minFd);
   }
 }
-const ANON = new Set<FileRecord["kind"]>(["eventfd", "timerfd", "signalfd", "epoll"]);
+const ANON = new Set<FileRecord["kind"]>(["eventfd", "timerfd", "signalfd", "epoll", "inotify"]);
 
 /** A memfd holding shared memory object `o`, its pages read from DIR/shmem-ID.img. */
 function makeShmem(o: Shmem, dir: string, minFd: number): number {

@@ -10,6 +10,7 @@ export const PAGE = 4096;
 const TASK_SIZE = 0x7ffffffff000;
 const O_RDONLY = 0, O_DIRECTORY = 0o200000, O_PATH = 0o10000000;
 const ERESTARTSYS = 512, ERESTARTNOINTR = 513, ERESTARTNOHAND = 514, ERESTART_RESTARTBLOCK = 516, EINTR = 4;
+const SYS_POLL = 7;
 const SPECIAL_KINDS = ["vvar", "vvar_vclock", "vdso"] as const;
 
 export interface PlanInput {
@@ -42,7 +43,14 @@ export interface Hole {
 
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
-/** Registers as the task must resume: an interrupted syscall is re-issued (or fails with EINTR, as CRIU does for restart blocks). */
+/**
+ * Registers as the task must resume: an interrupted syscall is re-issued (or
+ * fails with EINTR, as CRIU does for restart blocks: nanosleep has written the
+ * time left already). poll() is the exception: every interrupted poll is a
+ * restart block, even one without a timeout, and programs such as `tail -f`
+ * treat its EINTR as fatal; it is re-issued with its arguments, which are still
+ * in the registers (a timeout starts over: late, never early).
+ */
 export function fixupSyscallRestart(regs: Uint8Array): Uint8Array {
   const out = regs.slice();
   const dv = new DataView(out.buffer);
@@ -50,7 +58,7 @@ export function fixupSyscallRestart(regs: Uint8Array): Uint8Array {
   const orig = dv.getBigInt64(off("orig_rax"), true);
   if (orig < 0n) return out;
   const rax = Number(dv.getBigInt64(off("rax"), true));
-  if (rax === -ERESTARTSYS || rax === -ERESTARTNOINTR || rax === -ERESTARTNOHAND) {
+  if (rax === -ERESTARTSYS || rax === -ERESTARTNOINTR || rax === -ERESTARTNOHAND || (rax === -ERESTART_RESTARTBLOCK && orig === BigInt(SYS_POLL))) {
     dv.setBigInt64(off("rax"), orig, true);
     dv.setBigUint64(off("rip"), dv.getBigUint64(off("rip"), true) - 2n, true);
   } else if (rax === -ERESTART_RESTARTBLOCK) {

@@ -4,7 +4,7 @@ import type {
   FilesImage, InventoryImage, ManifestImage, PagemapImage, TaskImage, TreeImage,
 } from "../images/index.ts";
 import {
-  clock, epollEvents, handler, hex, openFlags, prot, registers, saFlags, seconds, sigset, signal, size, unixName,
+  clock, epollEvents, handler, hex, inotifyMask, openFlags, prot, registers, saFlags, seconds, sigset, signal, size, unixName,
 } from "./names.ts";
 
 /** Left-aligned columns from rows of cells. */
@@ -70,6 +70,8 @@ export function fileDetail(x: FileRecord, files: FilesImage | undefined): string
       return x.signalfd ? `signals ${sigset(x.signalfd.sigmask)}` : "";
     case "epoll":
       return x.epoll?.length ? `watches fds ${x.epoll.map((r) => r.tfd).join(",")}` : "watches nothing";
+    case "inotify":
+      return x.inotify?.watches.length ? `wds ${x.inotify.watches.map((w) => w.wd).join(",")}` : "watches nothing";
     case "reg":
       return x.ghostId === undefined ? "" : `deleted: ghost ${x.ghostId}`;
     case "tty":
@@ -100,7 +102,7 @@ function unixDetail(u: NonNullable<FileRecord["unix"]>): string {
 export function formatFiles(f: FilesImage): string[] {
   const rows = [["ID", "KIND", "FLAGS", "POS", "DETAIL", "PATH"]];
   for (const x of f.files) rows.push([String(x.id), x.kind, openFlags(x.flags), String(x.pos), fileDetail(x, f), x.path]);
-  return [...table(rows), ...formatEpolls(f), ...formatGhosts(f)];
+  return [...table(rows), ...formatEpolls(f), ...formatInotifyWatches(f), ...formatGhosts(f)];
 }
 
 /** Every ghost (deleted file saved in ghost-ID.img), or nothing when there is none. */
@@ -123,6 +125,13 @@ export function formatEpolls(f: FilesImage): string[] {
     for (const r of x.epoll ?? []) regs.push([String(x.id), String(r.tfd), String(r.fileId), epollEvents(r.events), hex(r.data)]);
   }
   return regs.length > 1 ? ["epoll registrations:", ...table(regs)] : [];
+}
+
+/** Every inotify watch (instance by files.cbor id), or nothing when there is none. */
+export function formatInotifyWatches(f: FilesImage): string[] {
+  const rows = [["INOTIFY", "WD", "MASK", "PATH"]];
+  for (const x of f.files) for (const w of x.inotify?.watches ?? []) rows.push([String(x.id), String(w.wd), inotifyMask(w.mask), w.path]);
+  return rows.length > 1 ? ["inotify watches:", ...table(rows)] : [];
 }
 
 export function formatPagemap(p: PagemapImage, pageSize: number): string[] {

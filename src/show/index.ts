@@ -6,7 +6,7 @@ import { basename, dirname } from "node:path";
 import { CrError } from "../errors.ts";
 import * as img from "../images/index.ts";
 import {
-  formatEpolls, formatFiles, formatGhosts, formatInventory, formatManifest, formatPagemap, formatTask, formatTree,
+  formatEpolls, formatFiles, formatGhosts, formatInotifyWatches, formatInventory, formatManifest, formatPagemap, formatTask, formatTree,
 } from "./format.ts";
 import { pagemapJson, toJson, type Json } from "./json.ts";
 import { size } from "./names.ts";
@@ -55,6 +55,7 @@ function showDir(dir: string, opts: ShowOptions): string {
     `files: ${set.files.files.length} open file descriptions, ${set.files.pipes?.length ?? 0} pipes, ` +
       `${set.files.fifos?.length ?? 0} FIFOs, ${set.files.shmem?.length ?? 0} shared memory objects, ${set.files.ghosts?.length ?? 0} ghost files`,
     ...formatEpolls(set.files),
+    ...formatInotifyWatches(set.files),
     ...formatGhosts(set.files),
     "process tree:",
     ...formatTree(set.tree, comm),

@@ -89,6 +89,14 @@ const EPOLL_EVENTS: [number, string][] = [
 ];
 export const epollEvents = (events: number) => (events === 0 ? "0" : flagNames(events, EPOLL_EVENTS, []));
 
+const INOTIFY_MASK: [number, string][] = [
+  [0x1, "ACCESS"], [0x2, "MODIFY"], [0x4, "ATTRIB"], [0x8, "CLOSE_WRITE"], [0x10, "CLOSE_NOWRITE"], [0x20, "OPEN"],
+  [0x40, "MOVED_FROM"], [0x80, "MOVED_TO"], [0x100, "CREATE"], [0x200, "DELETE"], [0x400, "DELETE_SELF"],
+  [0x800, "MOVE_SELF"], [0x1000000, "ONLYDIR"], [0x2000000, "DONT_FOLLOW"], [0x4000000, "EXCL_UNLINK"],
+  [0x10000000, "MASK_CREATE"], [0x20000000, "MASK_ADD"], [0x80000000, "ONESHOT"],
+];
+/** An inotify watch's mask as IN_* names without the prefix (MODIFY|CREATE ...). */
+export const inotifyMask = (mask: number) => (mask === 0 ? "0" : flagNames(mask, INOTIFY_MASK, []));
 /** A unix socket name: its path, or "@name" for an abstract one (its 0 bytes as "@", as ss shows it). */
 export function unixName(name: Uint8Array): string {
   const abstract = name[0] === 0;

@@ -150,18 +150,18 @@ describe("eventfd, timerfd, signalfd, epoll and named FIFOs", () => {
     continuesAndPasses(w, pids);
   });
 
-  test("a kind still unsupported (inotify) fails the dump naming fd, target and pid; the process runs on untraced", () => {
-    const dir = tempDir("cr-inotify-");
-    const py = "import ctypes, os, time\nfd = ctypes.CDLL(None).inotify_init()\nassert fd >= 0\n" +
+  test("a kind still unsupported (a pidfd) fails the dump naming fd, target and pid; the process runs on untraced", () => {
+    const dir = tempDir("cr-pidfd-");
+    const py = "import os, time\nfd = os.pidfd_open(os.getpid())\nassert fd >= 0\n" +
       "open('ready', 'w').write(str(fd))\ntime.sleep(1000)";
     const p = Bun.spawn(["python3", "-c", py], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
     track(p.pid);
-    waitFor(() => existsSync(join(dir, "ready")) && readFileSync(join(dir, "ready"), "utf8") !== "", 10_000, "python with an inotify fd");
+    waitFor(() => existsSync(join(dir, "ready")) && readFileSync(join(dir, "ready"), "utf8") !== "", 10_000, "python with a pidfd");
     const fd = Number(readFileSync(join(dir, "ready"), "utf8"));
     const r = cr(["dump", "-t", String(p.pid), "-D", tempDir()]);
     expect(r.status).not.toBe(0);
     const line = oneLine(r.stderr);
-    expect(line).toContain(`unsupported: fd ${fd} -> anon_inode:inotify`);
+    expect(line).toContain(`unsupported: fd ${fd} -> anon_inode:[pidfd] (this kind of file is not supported yet)`);
     expect(line).toContain(`pid ${p.pid}`);
     expect(alive(p.pid)).toBe(true);
     expect(tracerOf(p.pid)).toBe(0);

@@ -3,7 +3,7 @@
 // with a clear error, the process untouched). And memory the task cannot
 // read itself (PROT_NONE with content), which the parasite must still dump.
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   alive, cleanup, expectRunsOnAndPasses, cr, readProgress, roundTrip, startWorkload, tempDir, track, waitFor, waitGone,
@@ -117,5 +117,36 @@ describe("memory the task cannot read", () => {
     // No parasite area left, no protection changed, no mapping split or merged.
     expect(readFileSync(`/proc/${w.pid}/maps`, "utf8")).toBe(before);
     expectRunsOnAndPasses(w);
+  });
+});
+
+describe("sparse shared anonymous memory", () => {
+  test("python's mmap.mmap(-1, 64 MiB), every 16th page touched: only those pages are saved, all come back", () => {
+    const dir = tempDir();
+    // Pages 0, 16, 32, ... hold their number; page 8 was written with zeros only.
+    const pid = startPython(dir, [
+      "import mmap, os, struct, time",
+      "n = 16384",
+      "m = mmap.mmap(-1, n * 4096)",
+      "for i in range(0, n, 16): m[i*4096:i*4096+8] = struct.pack('<Q', i + 1)",
+      "m[8*4096:9*4096] = bytes(4096)",
+      "open('ready', 'w').close()",
+      "while True:",
+      "    time.sleep(0.01)",
+      "    if os.path.exists('check'):",
+      "        bad = [i for i in range(n) if struct.unpack('<Q', m[i*4096:i*4096+8])[0] != (i + 1 if i % 16 == 0 else 0)]",
+      "        open('result.tmp', 'w').write('bad %d' % len(bad))",
+      "        os.rename('result.tmp', 'result')",
+      "        os.remove('check')",
+    ].join("\n"));
+    waitFor(() => existsSync(join(dir, "ready")), 10_000, "python to fill its mapping");
+    const images = roundTrip(pid);
+    // 1024 touched pages of 16384, nothing else of the object: 4 MiB, not 64.
+    const shmem = readdirSync(images).filter((f) => f.startsWith("shmem-"));
+    expect(shmem).toHaveLength(1);
+    expect(statSync(join(images, shmem[0]!)).size).toBe(1024 * 4096);
+    writeFileSync(join(dir, "check"), "");
+    waitFor(() => existsSync(join(dir, "result")), 10_000, "the restored python to check its mapping");
+    expect(readFileSync(join(dir, "result"), "utf8")).toBe("bad 0");
   });
 });

@@ -4,8 +4,9 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  parseEpollTargets, parseEventfd, parseFdinfo, parseSignalfd, parseTimerfd,
+  parseEpollTargets, parseEventfd, parseFdinfo, parseInotifyWatches, parseSignalfd, parseTimerfd,
 } from "../../src/proc/fdinfo.ts";
+import { mountOf, parseMountinfo } from "../../src/proc/mountinfo.ts";
 
 const fixture = (name: string) => readFileSync(join(import.meta.dir, "../fixtures/proc", `fdinfo-${name}`), "utf8");
 const info = (name: string) => parseFdinfo(fixture(name));
@@ -86,5 +87,52 @@ describe("epoll", () => {
   test("no registration: empty; a mangled line is refused", () => {
     expect(parseEpollTargets(fixture("eventfd"))).toEqual([]);
     expect(() => parseEpollTargets(`${fixture("epoll")}tfd: 9 events: zz\n`)).toThrow("does not parse");
+  });
+});
+
+describe("inotify", () => {
+  const handle = (hex: string) => ({ type: 1, bytes: Uint8Array.from(hex.match(/../g)!, (b) => parseInt(b, 16)) });
+  test("one watch: wd, mask, inode, device (kernel encoding) and file handle, all hex", () => {
+    expect(parseInotifyWatches(fixture("inotify"))).toEqual([
+      { wd: 1, mask: 0x300, ignoredMask: 0, ino: 0x3c4a3, sdev: 0xfe00000, handle: handle("a3c4030000000000") },
+    ]);
+  });
+  test("many watches, newest first in fdinfo, come sorted by wd; wds above 9 are hex; IN_ONESHOT|IN_EXCL_UNLINK kept", () => {
+    const w = parseInotifyWatches(fixture("inotify-watches"));
+    expect(w.map((x) => x.wd)).toEqual([1, 3, 10, 11, 12, 13]);
+    expect(w.find((x) => x.wd === 3)!.mask).toBe(0x84000002);
+    expect(w.find((x) => x.wd === 13)).toEqual({ wd: 13, mask: 0x100, ignoredMask: 0, ino: 0x9a640d, sdev: 0xfe00000, handle: handle("0d649a00e06485cf") });
+  });
+  test("a watch on a filesystem that gives no file handle: no handle", () => {
+    expect(parseInotifyWatches(fixture("inotify-nohandle"))).toEqual([
+      { wd: 2, mask: 0xfff, ignoredMask: 0, ino: 1, sdev: 0x16, handle: undefined },
+    ]);
+  });
+  test("no watch: empty; mangled or out-of-range lines are refused", () => {
+    expect(parseInotifyWatches(fixture("eventfd"))).toEqual([]);
+    const base = "pos: 0\nflags: 00\n";
+    expect(() => parseInotifyWatches(`${base}inotify wd:zz ino:1 sdev:1 mask:2 ignored_mask:0\n`)).toThrow("does not parse");
+    expect(() => parseInotifyWatches(`${base}inotify wd:0 ino:1 sdev:1 mask:2 ignored_mask:0\n`)).toThrow("out of range");
+    expect(() => parseInotifyWatches(`${base}inotify wd:1 ino:1 sdev:1 mask:100000000 ignored_mask:0\n`)).toThrow("out of range");
+    expect(() => parseInotifyWatches(
+      `${base}inotify wd:1 ino:1 sdev:1 mask:2 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:abcd\n`,
+    )).toThrow("not fhandle-bytes long");
+  });
+});
+
+describe("mountinfo", () => {
+  const mounts = parseMountinfo(readFileSync(join(import.meta.dir, "../fixtures/proc/unshare.mountinfo"), "utf8"));
+  test("device, root and mount point of each line", () => {
+    expect(mounts[0]).toEqual({ major: 254, minor: 0, root: "/", mountPoint: "/" });
+    expect(mounts.find((m) => m.mountPoint === "/proc")).toEqual({ major: 0, minor: 21, root: "/", mountPoint: "/proc" });
+  });
+  test("escaped paths; the mount of a whole filesystem is preferred to a bind mount of a part", () => {
+    const text = "50 43 8:1 /data/sub /mnt/bind\\040it rw - ext4 /dev/sda1 rw\n51 43 8:1 / /mnt/all rw - ext4 /dev/sda1 rw\n";
+    const m = parseMountinfo(text);
+    expect(m[0]!.mountPoint).toBe("/mnt/bind it");
+    expect(mountOf(m, 8, 1)!.mountPoint).toBe("/mnt/all");
+    expect(mountOf(m.slice(0, 1), 8, 1)!.root).toBe("/data/sub");
+    expect(mountOf(m, 8, 2)).toBeUndefined();
+    expect(() => parseMountinfo("garbage\n")).toThrow("does not parse");
   });
 });

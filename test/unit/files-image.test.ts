@@ -1,5 +1,5 @@
 // files.cbor records of the kinds with state of their own (named FIFOs,
-// eventfd, timerfd, signalfd, epoll, unix sockets): a valid set decodes as written, and each
+// eventfd, timerfd, signalfd, epoll, inotify, unix sockets): a valid set decodes as written, and each
 // record that type-checks but makes no sense is refused with its reason.
 import { describe, expect, test } from "bun:test";
 import { CrError } from "../../src/errors.ts";
@@ -20,16 +20,20 @@ function valid(): FilesImage {
         epoll: [{ tfd: 2, events: 0x80000019, data: (1n << 64n) - 1n, fileId: 2 }, { tfd: 3, events: 1, data: 0n, fileId: 3 }],
       },
       {
-        id: 6, kind: "unix", path: "socket:[10]", flags: 2, pos: 0,
-        unix: { type: "seqpacket", state: "connected", peer: 7, shutdown: 1, sndbuf: 212992, queue: [new Uint8Array([1]), new Uint8Array(0)] },
+        id: 6, kind: "inotify", path: "anon_inode:inotify", flags: 0o4000, pos: 0,
+        inotify: { watches: [{ wd: 1, mask: 0x84000002, path: "/tmp/a" }, { wd: 3, mask: 0x100, path: "/tmp" }] },
       },
-      { id: 7, kind: "unix", path: "socket:[11]", flags: 2, pos: 0, unix: { type: "seqpacket", state: "connected", peer: 6, shutdown: 2, sndbuf: 0, queue: [] } },
       {
-        id: 8, kind: "unix", path: "socket:[12]", flags: 2, pos: 0,
+        id: 7, kind: "unix", path: "socket:[10]", flags: 2, pos: 0,
+        unix: { type: "seqpacket", state: "connected", peer: 8, shutdown: 1, sndbuf: 212992, queue: [new Uint8Array([1]), new Uint8Array(0)] },
+      },
+      { id: 8, kind: "unix", path: "socket:[11]", flags: 2, pos: 0, unix: { type: "seqpacket", state: "connected", peer: 7, shutdown: 2, sndbuf: 0, queue: [] } },
+      {
+        id: 9, kind: "unix", path: "socket:[12]", flags: 2, pos: 0,
         unix: { type: "stream", state: "listening", name: new TextEncoder().encode("/tmp/s"), backlog: 5, shutdown: 0, sndbuf: 4096, queue: [] },
       },
-      { id: 9, kind: "unix", path: "socket:[13]", flags: 2, pos: 0, unix: { type: "dgram", state: "connected", shutdown: 0, sndbuf: 4096, queue: [new Uint8Array(3)] } },
-      { id: 10, kind: "unix", path: "socket:[14]", flags: 2, pos: 0, unix: { type: "stream", state: "unbound", shutdown: 0, sndbuf: 4096, queue: [] } },
+      { id: 10, kind: "unix", path: "socket:[13]", flags: 2, pos: 0, unix: { type: "dgram", state: "connected", shutdown: 0, sndbuf: 4096, queue: [new Uint8Array(3)] } },
+      { id: 11, kind: "unix", path: "socket:[14]", flags: 2, pos: 0, unix: { type: "stream", state: "unbound", shutdown: 0, sndbuf: 4096, queue: [] } },
     ],
     pipes: [],
     fifos: [{ id: 1, size: 65536, data: new Uint8Array([1, 2, 3]) }],
@@ -91,18 +95,27 @@ describe("records that make no sense are refused", () => {
     refused((f) => (at(f, 5).epoll![0]!.data = 1n << 64n), "out of range");
     refused((f) => (at(f, 5).epoll![0]!.tfd = 1 << 20), "out of range");
   });
+  test("inotify watches missing, out of wd order, with a wd or mask out of range, or on a relative path", () => {
+    refused((f) => delete at(f, 6).inotify, "inotify without its watches");
+    refused((f) => at(f, 6).inotify!.watches.reverse(), "wd 1 out of range or out of order");
+    refused((f) => (at(f, 6).inotify!.watches[1]!.wd = 1), "wd 1 out of range or out of order");
+    refused((f) => (at(f, 6).inotify!.watches[0]!.wd = 0), "wd 0 out of range");
+    refused((f) => (at(f, 6).inotify!.watches[1]!.wd = 2 ** 31), "out of range");
+    refused((f) => (at(f, 6).inotify!.watches[0]!.mask = 2 ** 32), "wider than 32 bits");
+    refused((f) => (at(f, 6).inotify!.watches[0]!.path = "tmp/a"), "is not absolute");
+  });
   test("a unix socket without its record, with a peer that is not its peer, or a listener without its name", () => {
-    refused((f) => delete at(f, 6).unix, "unix socket without its record");
-    refused((f) => (at(f, 6).unix!.peer = 5), "peer 5 is not another unix socket");
-    refused((f) => (at(f, 6).unix!.peer = 6), "peer 6 is not another unix socket");
-    refused((f) => (at(f, 7).unix!.type = "stream"), "is not a seqpacket socket connected back to it");
-    refused((f) => (at(f, 7).unix!.peer = 8), "peer 7 is not a seqpacket socket connected back to it");
-    refused((f) => (at(f, 6).unix!.shutdown = 4), "shutdown state 4 out of range");
-    refused((f) => (at(f, 8).unix!.type = "dgram"), "a listening dgram socket");
-    refused((f) => delete at(f, 8).unix!.backlog, "without its name or backlog");
-    refused((f) => (at(f, 8).unix!.name = new TextEncoder().encode("rel/s")), "neither abstract nor an absolute path");
-    refused((f) => (at(f, 8).unix!.name = new Uint8Array(109)), "name of 109 bytes");
-    refused((f) => at(f, 8).unix!.queue.push(new Uint8Array(1)), "unix socket (listening) with a peer or a queue");
-    refused((f) => (at(f, 10).unix!.name = new Uint8Array([0, 1])), "unix socket (unbound) with a name or a backlog");
+    refused((f) => delete at(f, 7).unix, "unix socket without its record");
+    refused((f) => (at(f, 7).unix!.peer = 5), "peer 5 is not another unix socket");
+    refused((f) => (at(f, 7).unix!.peer = 7), "peer 7 is not another unix socket");
+    refused((f) => (at(f, 8).unix!.type = "stream"), "is not a seqpacket socket connected back to it");
+    refused((f) => (at(f, 8).unix!.peer = 9), "peer 8 is not a seqpacket socket connected back to it");
+    refused((f) => (at(f, 7).unix!.shutdown = 4), "shutdown state 4 out of range");
+    refused((f) => (at(f, 9).unix!.type = "dgram"), "a listening dgram socket");
+    refused((f) => delete at(f, 9).unix!.backlog, "without its name or backlog");
+    refused((f) => (at(f, 9).unix!.name = new TextEncoder().encode("rel/s")), "neither abstract nor an absolute path");
+    refused((f) => (at(f, 9).unix!.name = new Uint8Array(109)), "name of 109 bytes");
+    refused((f) => at(f, 9).unix!.queue.push(new Uint8Array(1)), "unix socket (listening) with a peer or a queue");
+    refused((f) => (at(f, 11).unix!.name = new Uint8Array([0, 1])), "unix socket (unbound) with a name or a backlog");
   });
 });

@@ -35,6 +35,11 @@ describe("fixupSyscallRestart", () => {
     expect(get(out, "rax")).toBe(-4n);
     expect(get(out, "rip")).toBe(0x3002n);
   });
+  test("but an interrupted poll (a restart block too) is re-issued", () => {
+    const out = fixupSyscallRestart(regs({ orig_rax: 7n, rax: -516n, rip: 0x3002n }));
+    expect(get(out, "rax")).toBe(7n);
+    expect(get(out, "rip")).toBe(0x3000n);
+  });
   test("not in a syscall: untouched", () => {
     const inp = regs({ orig_rax: -1n, rax: -512n, rip: 0x4000n });
     expect(fixupSyscallRestart(inp)).toEqual(inp);

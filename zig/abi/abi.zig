@@ -128,6 +128,10 @@ pub const ParasiteState = extern struct {
 /// A run of pages to dump: `len` bytes (whole pages) from `addr`.
 pub const PageRange = extern struct { addr: u64, len: u64 };
 
+/// A run of saved pages of a file-like object (shmem-ID.img, ghost-ID.img):
+/// `pages` pages from byte `start` of the object, at byte `offset` of the image.
+pub const PageRun = extern struct { start: u64, pages: u64, offset: u64 };
+
 /// What the parasite does in one run: answer ParasiteState (and libcr then
 /// asks each thread), or feed the task's pages into a pipe (ParasitePages).
 pub const ParasiteMode = enum(u32) { info = 0, pages = 1 };
@@ -654,6 +658,8 @@ pub const Layout = extern struct {
     size_page_range: u32,
     size_prot_range: u32,
     off_prot_range_prot: u32,
+    size_page_run: u32,
+    off_page_run_offset: u32,
     size_unix_diag: u32,
     off_unix_diag_name_len: u32,
     off_unix_diag_name: u32,
@@ -728,6 +734,8 @@ pub fn layout() Layout {
         .size_page_range = @sizeOf(PageRange),
         .size_prot_range = @sizeOf(ProtRange),
         .off_prot_range_prot = @offsetOf(ProtRange, "prot"),
+        .size_page_run = @sizeOf(PageRun),
+        .off_page_run_offset = @offsetOf(PageRun, "offset"),
         .size_unix_diag = @sizeOf(UnixDiag),
         .off_unix_diag_name_len = @offsetOf(UnixDiag, "name_len"),
         .off_unix_diag_name = @offsetOf(UnixDiag, "name"),

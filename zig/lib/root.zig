@@ -13,12 +13,14 @@ const restore = @import("restore.zig");
 const probe = @import("probe.zig");
 const fds = @import("fds.zig");
 const fdkinds = @import("fdkinds.zig");
+const inotify = @import("inotify.zig");
 const tty = @import("tty.zig");
 const hash = @import("hash.zig");
 const scan = @import("scan.zig");
 const interrupt = @import("interrupt.zig");
 const unixdiag = @import("unixdiag.zig");
 const unixsk = @import("unixsk.zig");
+const nonzero = @import("nonzero.zig");
 
 export fn cr_abi_layout(out: *abi.Layout) void {
     out.* = abi.layout();
@@ -126,6 +128,14 @@ export fn cr_dump_pages_start(pid: i32, site: u64, blob: [*]const u8, blob_len: 
 export fn cr_dump_pages_finish(handle: u64, out: *abi.Digest) i32 {
     err.clear();
     return pages.finish(handle, out);
+}
+
+/// Copy the non-zero pages of the first `size` bytes of `src` into `out`
+/// (see nonzero.zig); `runs` (room for `cap`) and `count` get where they went,
+/// `digest` the bytes written and their XXH3-128.
+export fn cr_copy_nonzero_pages(src: i32, out: i32, size: u64, runs: [*]abi.PageRun, cap: u32, count: *u32, digest: *abi.Digest) i32 {
+    err.clear();
+    return nonzero.copy(src, out, size, runs[0..cap], count, digest);
 }
 
 /// The benchmark's raw copy: process_vm_readv of `ranges` of `pid` into a
@@ -243,6 +253,24 @@ export fn cr_epoll_target_is(pid: i32, epfd: i32, tfd: i32, toff: u32) i32 {
     return fdkinds.epollTargetIs(pid, epfd, tfd, toff);
 }
 
+/// An O_PATH fd on the object of a file handle (as fdinfo shows an inotify
+/// watch's) of the filesystem `mount_fd` is on.
+export fn cr_open_by_handle(mount_fd: i32, handle_type: i32, bytes: [*]const u8, len: u32) i32 {
+    err.clear();
+    return inotify.openByHandle(mount_fd, handle_type, bytes[0..len]);
+}
+
+export fn cr_make_inotify(min_fd: i32) i32 {
+    err.clear();
+    return inotify.makeInotify(min_fd);
+}
+
+/// Watch `path` as wd `wd` in inotify instance `fd`, whose highest wd so far is `placed`.
+export fn cr_inotify_watch(fd: i32, path: [*:0]const u8, mask: u32, wd: i32, placed: i32) i32 {
+    err.clear();
+    return inotify.addWatch(fd, path, mask, wd, placed);
+}
+
 /// sock_diag's view of the unix socket of inode `ino` (ENOENT: no such unix socket).
 export fn cr_unix_diag(ino: u32, out: *abi.UnixDiag) i32 {
     err.clear();
@@ -322,6 +350,7 @@ test {
     _ = @import("thread.zig");
     _ = @import("gather.zig");
     _ = interrupt;
+    _ = nonzero;
 }
 
 test "abi layout is self-consistent" {
@@ -353,4 +382,5 @@ test {
     _ = tty;
     _ = unixdiag;
     _ = unixsk;
+    _ = inotify;
 }

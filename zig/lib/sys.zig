@@ -38,6 +38,8 @@ pub const ENOMEM: u16 = 12;
 pub const ETIMEDOUT: u16 = 110;
 pub const EPROTO: u16 = 71;
 pub const E2BIG: u16 = 7;
+pub const EEXIST: u16 = 17;
+pub const ERANGE: u16 = 34;
 
 pub const SIGKILL: u32 = 9;
 pub const SIGTRAP: u32 = 5;
