@@ -18,6 +18,7 @@ import { applyVmFlags, classifyVma, pagesToDump, PAGE, unreadableWithPages } fro
 import { syscallSite } from "../syscall-site.ts";
 import { FileTable } from "./files.ts";
 import { ShmemTable } from "./shmem.ts";
+import { collectSeccomp } from "./seccomp.ts";
 import { DEFAULT_GHOST_LIMIT, exeOf, GhostTable, mapGhosts } from "./ghost.ts";
 import { JobTerminal, jobContext, treeExternal } from "./shelljob.ts";
 import { orderTasks } from "../restore/tree.ts";
@@ -252,10 +253,8 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
   const proc = (rel: string) => readFileSync(`/proc/${pid}/${rel}`, "utf8");
   const stat = parseStat(proc("stat"));
   const status = parseStatus(proc("status"));
-  // Restoring without its filter would silently drop the task's sandbox.
-  if (status.seccomp !== 0) {
-    throw new CrError("dump", `unsupported: seccomp ${status.seccomp === 1 ? "strict mode" : "filter"} (not supported yet)`, { pid });
-  }
+  // Before anything is injected: the task's filters must not apply to the parasite.
+  const seccomp = status.seccomp !== 0 || tids.length > 1 ? collectSeccomp(pid, tids) : undefined;
   const maps = parseMaps(proc("maps"));
   // Without smaps' VmFlags until the pages are being copied (see applyVmFlags).
   const classified = maps.map((m) => classifyVma(m, undefined, pid));
@@ -280,6 +279,7 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
     regs: r.regs, xstate: r.xstate, sigmask: r.sigmask, rseq: r.rseq,
     tidAddress: parasite.threads[i]!.tidAddress, robustList: r.robustList, altstack: parasite.threads[i]!.altstack,
     ...(parasite.threads[i]!.pdeathSig !== 0 ? { pdeathSig: parasite.threads[i]!.pdeathSig } : {}),
+    ...(seccomp && seccomp.chains[i]!.length > 0 ? { seccomp: seccomp.chains[i]! } : {}),
     pending: native.peekPendingSignals(r.tid, false),
   }));
 
@@ -311,6 +311,7 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
     itimers: { real: parasite.itimers[0]!, virtual: parasite.itimers[1]!, prof: parasite.itimers[2]! },
     posixTimers: timers.map((t, i) => ({ ...t, ...parasite.posixTimers[i]! })),
     sharedPending,
+    ...(seccomp ? { seccompFilters: seccomp.filters } : {}),
     threads,
     mm: {
       vmas,

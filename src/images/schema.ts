@@ -75,6 +75,12 @@ export const task = obj({
     intervalNs: big, valueNs: big, overrun: nonneg,
   }), 256)),
   sharedPending: arr(bytes, 4096),
+  /**
+   * Seccomp filters (mode 2), each distinct kernel filter once: its classic
+   * BPF program (struct sock_filter records, 8 bytes each) and its flags
+   * (SECCOMP_FILTER_FLAG_LOG). Threads refer to them by index (`seccomp`).
+   */
+  seccompFilters: optional(arr(obj({ insns: bytes, flags: nonneg }), 4096)),
   threads: arr(obj({
     tid: nonneg,
     /** The thread's name (/proc/PID/task/TID/comm). */
@@ -88,6 +94,8 @@ export const task = obj({
     altstack: obj({ sp: nonneg, flags: num, size: nonneg }),
     /** prctl(PR_GET_PDEATHSIG), when set. */
     pdeathSig: optional(nonneg),
+    /** The thread's seccomp filter chain, indexes into `seccompFilters`, oldest (installed first) first. */
+    seccomp: optional(arr(nonneg, 4096)),
     pending: arr(bytes, 4096),
   })),
   mm: obj({

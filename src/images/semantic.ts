@@ -118,6 +118,46 @@ function checkPosixTimers(b: TaskImage): string | null {
   return null;
 }
 
+/** Most classic BPF instructions of one seccomp filter (BPF_MAXINSNS). */
+export const SECCOMP_MAX_INSNS = 4096;
+/** The seccomp filter flags a dump records (SECCOMP_FILTER_FLAG_LOG). */
+const SECCOMP_FLAGS_KNOWN = 2;
+
+/**
+ * Every filter a real program (8-byte instructions, 1..4096 of them) used by
+ * some thread; every chain names existing filters, each at most once, and
+ * a filter follows the same parent in every chain (the kernel's filters form
+ * a tree: a filter has one parent).
+ */
+export function checkSeccomp(b: TaskImage): string | null {
+  const filters = b.seccompFilters ?? [];
+  for (const [i, f] of filters.entries()) {
+    const at = `seccompFilters[${i}]`;
+    if (f.insns.length % 8 !== 0) return `${at}: ${f.insns.length} bytes is not a list of 8-byte instructions`;
+    const n = f.insns.length / 8;
+    if (n < 1 || n > SECCOMP_MAX_INSNS) return `${at}: ${n} instructions, expected 1..${SECCOMP_MAX_INSNS}`;
+    if ((f.flags & ~SECCOMP_FLAGS_KNOWN) !== 0) return `${at}: unknown flags 0x${f.flags.toString(16)}`;
+  }
+  const parent = new Map<number, number>();
+  const used = new Set<number>();
+  for (const [i, t] of b.threads.entries()) {
+    const chain = t.seccomp ?? [];
+    const at = `threads[${i}].seccomp`;
+    const bad = chain.find((x) => x >= filters.length);
+    if (bad !== undefined) return `${at}: filter ${bad} does not exist (${filters.length} filters)`;
+    const dup = firstDuplicate(chain);
+    if (dup !== undefined) return `${at}: filter ${dup} appears twice`;
+    for (const [j, x] of chain.entries()) {
+      const p = j === 0 ? -1 : chain[j - 1]!;
+      if ((parent.get(x) ?? p) !== p) return `${at}: filter ${x} follows ${p}, elsewhere ${parent.get(x)}`;
+      parent.set(x, p);
+      used.add(x);
+    }
+  }
+  if (used.size !== filters.length) return `seccompFilters: ${filters.length - used.size} filter(s) used by no thread`;
+  return null;
+}
+
 const task: Check<TaskImage> = (b) => {
   if (b.pid === 0) return "pid 0";
   if (b.umask > 0o777) return `umask ${b.umask.toString(8)} out of range`;
@@ -134,7 +174,7 @@ const task: Check<TaskImage> = (b) => {
   const dupFd = firstDuplicate(b.fds.map((f) => f.fd));
   if (dupFd !== undefined) return `fds: fd ${dupFd} appears twice`;
   if (b.mm.auxv.length % 16 !== 0) return `mm.auxv: ${b.mm.auxv.length} bytes is not a list of (type, value) pairs`;
-  return checkThreads(b) ?? checkPosixTimers(b) ?? checkVmas(b.mm.vmas);
+  return checkThreads(b) ?? checkPosixTimers(b) ?? checkSeccomp(b) ?? checkVmas(b.mm.vmas);
 };
 
 const pagemap: Check<PagemapImage> = (b) => {

@@ -1,7 +1,7 @@
 // Mirror of zig/abi/abi.zig: sizes and offsets of every struct that crosses
 // the FFI boundary. test/unit/abi.test.ts checks them against cr_abi_layout().
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 /** Most threads of one task cr handles. */
 export const MAX_THREADS = 4096;
 export const XSTATE_MAX = 16384;
@@ -56,7 +56,7 @@ export const PLAN_MAGIC = 0x6372706c616e3031n;
 export const MAX_SPECIAL = 4;
 
 export const PlanHeader = {
-  size: 2848,
+  size: 2880,
   magic: 0,
   total_len: 8,
   abi_version: 16,
@@ -94,7 +94,15 @@ export const PlanHeader = {
   sigpending_off: 2824,
   sigpending_count: 2828,
   umask: 2832,
+  go_fd: 2844,
+  seccomp_off: 2848,
+  seccomp_count: 2852,
+  seccomp_common_off: 2856,
+  seccomp_common_count: 2860,
+  seccomp_admin: 2864,
 } as const;
+/** One seccomp filter of the plan: its instructions (offset, count) and flags. */
+export const PlanSeccompFilter = { size: 16, insns_off: 0, insns_count: 4, flags: 8 } as const;
 
 export const RLIM_NLIMITS = 16;
 
@@ -106,7 +114,7 @@ export const PlanCreds = {
 export const PlanPosixTimer = { size: 64, id: 0, clock: 4, signo: 8, notify: 12, tid: 16, sival: 24, spec: 32 } as const;
 
 export const PlanThread = {
-  size: 328,
+  size: 336,
   tid: 0,
   xstate_len: 4,
   regs: 8,
@@ -123,6 +131,8 @@ export const PlanThread = {
   robust_head: 296,
   robust_len: 304,
   comm: 312,
+  seccomp_off: 328,
+  seccomp_count: 332,
 } as const;
 
 /** The restorer hole: [blob | plan | one thread area per thread | main stack] (zig/abi). */
@@ -181,6 +191,7 @@ export const RESTORE_STEPS: Record<number, string> = {
   12: "rt_sigaction", 13: "setitimer", 14: "rseq", 15: "misc", 16: "rt_sigreturn", 17: "setsid/setpgid",
   18: "fork a child", 19: "re-create a zombie", 20: "thread", 21: "POSIX timer (re-created at its id: Linux 6.15+, see cr check)", 22: "credentials",
   23: "epoll_ctl (register a file in an epoll)", 24: "prlimit", 25: "tcsetpgrp (the job's terminal foreground)",
+  26: "seccomp (install a filter)",
 };
 
 export const CHECK_FIELDS = [
@@ -210,6 +221,7 @@ export const LAYOUT_FIELDS = [
   "size_digest", "off_digest_hash", "size_scan_vma", "off_scan_vma_anon_only",
   "size_page_range", "size_prot_range", "off_prot_range_prot", "size_page_run", "off_page_run_offset",
   "size_unix_diag", "off_unix_diag_name_len", "off_unix_diag_name", "size_sock_opts",
+  "off_plan_seccomp_off", "size_plan_seccomp_filter", "off_plan_thread_seccomp_off",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -287,4 +299,7 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_unix_diag_name_len: UnixDiag.name_len,
   off_unix_diag_name: UnixDiag.name,
   size_sock_opts: SockOpts.size,
+  off_plan_seccomp_off: PlanHeader.seccomp_off,
+  size_plan_seccomp_filter: PlanSeccompFilter.size,
+  off_plan_thread_seccomp_off: PlanThread.seccomp_off,
 };

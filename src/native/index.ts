@@ -20,6 +20,8 @@ const symbols = {
   cr_detach: { args: [i32, i32], returns: i32 },
   cr_kill: { args: [i32, i32], returns: i32 },
   cr_read_thread: { args: [i32, P], returns: i32 },
+  cr_suspend_seccomp: { args: [i32], returns: i32 },
+  cr_seccomp_filter: { args: [i32, u32, P, usize, P], returns: i32 },
   cr_peek_siginfo: { args: [i32, i32, P, u32], returns: i32 },
   cr_run_parasite: { args: [P, u32, u64, P, usize, P, u32, P, P], returns: i32 },
   cr_dump_pages_start: { args: [i32, u64, P, usize, P, u32, P, u32, i32, P], returns: i32 },
@@ -189,6 +191,40 @@ export function readThread(tid: number): ThreadRaw {
       len: Number(dv.getBigUint64(abi.ThreadState.robust_len, true)),
     },
   };
+}
+
+/** Seized `tid`'s seccomp filters stop applying to what cr injects into it (until the detach). */
+export function suspendSeccomp(tid: number): void {
+  checked(native().cr_suspend_seccomp(tid), "freeze", tid);
+}
+
+/** One seccomp filter as the kernel holds it: struct sock_filter records (8 bytes each) and its flags. */
+export interface SeccompFilterRaw {
+  insns: Uint8Array;
+  flags: number;
+}
+
+/** Most classic BPF instructions of one filter (BPF_MAXINSNS). */
+export const SECCOMP_MAX_INSNS = 4096;
+/** Most filters cr reads of one thread: the kernel's own limit on a chain is 32768 instructions in all. */
+const MAX_SECCOMP_CHAIN = 4096;
+
+/**
+ * Seized `tid`'s seccomp filters, the first installed first: the kernel's
+ * index 0 is the oldest filter of the chain (get_nth_filter counts back from
+ * the newest by chain length - index).
+ */
+export function readSeccompChain(tid: number): SeccompFilterRaw[] {
+  const buf = new Uint8Array(SECCOMP_MAX_INSNS * 8);
+  const flags = new BigUint64Array(1);
+  const out: SeccompFilterRaw[] = [];
+  for (let index = 0; index < MAX_SECCOMP_CHAIN; index++) {
+    const n = native().cr_seccomp_filter(tid, index, ptr(buf), buf.length, ptr(flags));
+    if (n === -2) return out;
+    checked(n, "read seccomp filters", tid);
+    out.push({ insns: buf.slice(0, n * 8), flags: Number(flags[0]!) });
+  }
+  throw new CrError("read seccomp filters", `more than ${MAX_SECCOMP_CHAIN} seccomp filters`, { pid: tid });
 }
 
 /** Queued signals of a stopped thread (or of its process when shared), as raw siginfo records. */

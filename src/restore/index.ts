@@ -217,7 +217,13 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
   const tidsOf = (t: (typeof live)[number]) => [t.o.task.pid, ...t.o.task.threads.filter((tid) => tid !== t.o.task.pid)];
   try {
     check("the tree was removed, nothing was restored");
-    for (const t of live) for (const tid of tidsOf(t)) native.seize(tid);
+    for (const t of live) {
+      for (const tid of tidsOf(t)) {
+        native.seize(tid);
+        // Its filters are in: they must not apply to the clean-up cr injects.
+        if ((t.task.seccompFilters ?? []).length > 0) native.suspendSeccomp(tid);
+      }
+    }
   } catch (e) {
     abandon();
     throw e;

@@ -79,6 +79,26 @@ export function findHole(busy: { start: number; end: number }[], len: number): n
   throw new CrError("restore", `no free ${len}-byte hole for the restorer`);
 }
 
+const CAP_SYS_ADMIN_BIT = 1n << 21n;
+
+/**
+ * How the restorer rebuilds the threads' seccomp chains (`threads` in plan
+ * order): the longest prefix every thread has (`common`, installed once for
+ * all with TSYNC, so shared as it was) and each thread's own rest (`own`).
+ * Filters past the common prefix are each thread's own copy, even where two
+ * threads shared them: the kernel can sync only to all threads.
+ */
+export function seccompLayout(task: TaskImage, threads: TaskImage["threads"]): {
+  filters: NonNullable<TaskImage["seccompFilters"]>; common: number[]; own: number[][];
+} {
+  const filters = task.seccompFilters ?? [];
+  const chains = threads.map((t) => t.seccomp ?? []);
+  const first = chains[0] ?? [];
+  let n = 0;
+  while (n < first.length && chains.every((c) => c[n] === first[n])) n++;
+  return { filters, common: first.slice(0, n), own: chains.map((c) => c.slice(n)) };
+}
+
 /** The plan of one live task, without its hole (see setPlanHole). */
 export function buildPlan(inp: PlanInput): Uint8Array {
   const { task } = inp;
@@ -194,6 +214,12 @@ export function buildPlan(inp: PlanInput): Uint8Array {
   off = alignUp(off, 8);
   const timersOff = off; off += timers.length * abi.PlanPosixTimer.size;
   const groupsOff = off; off += task.creds.groups.length * 4;
+  const sc = seccompLayout(task, threads);
+  off = alignUp(off, 8);
+  const seccompOff = off; off += sc.filters.length * abi.PlanSeccompFilter.size;
+  const insnsOffs = sc.filters.map((f) => { const at = off; off += f.insns.length; return at; });
+  const commonOff = off; off += sc.common.length * 4;
+  const ownOffs = sc.own.map((c) => { const at = off; off += c.length * 4; return at; });
   const total = alignUp(off, 8);
 
   const bytes = new Uint8Array(total);
@@ -295,6 +321,21 @@ export function buildPlan(inp: PlanInput): Uint8Array {
   i32(H.sid, inp.sid); i32(H.pgid, inp.pgid);
   u32(H.sigpending_off, pendingOff); u32(H.sigpending_count, task.sharedPending.length);
   u32(H.umask, task.umask);
+  u32(H.seccomp_off, seccompOff); u32(H.seccomp_count, sc.filters.length);
+  sc.filters.forEach((f, i) => {
+    const o = seccompOff + i * abi.PlanSeccompFilter.size;
+    u32(o + abi.PlanSeccompFilter.insns_off, insnsOffs[i]!); u32(o + abi.PlanSeccompFilter.insns_count, f.insns.length / 8);
+    u32(o + abi.PlanSeccompFilter.flags, f.flags);
+    bytes.set(f.insns, insnsOffs[i]!);
+  });
+  u32(H.seccomp_common_off, commonOff); u32(H.seccomp_common_count, sc.common.length);
+  sc.common.forEach((x, i) => u32(commonOff + 4 * i, x));
+  sc.own.forEach((chain, k) => {
+    const o = threadsOff + k * abi.PlanThread.size;
+    u32(o + abi.PlanThread.seccomp_off, ownOffs[k]!); u32(o + abi.PlanThread.seccomp_count, chain.length);
+    chain.forEach((x, i) => u32(ownOffs[k]! + 4 * i, x));
+  });
+  u32(H.seccomp_admin, sc.filters.length > 0 && !cr.noNewPrivs && (cr.capEff & CAP_SYS_ADMIN_BIT) === 0n ? 1 : 0);
   task.sharedPending.forEach((p, i) => bytes.set(p, pendingOff + i * abi.SIGINFO_SIZE));
 
   vmas.forEach((v, i) => {

@@ -234,6 +234,23 @@ export function formatTask({ task: t, pagemap, files, pageSize, regs }: TaskView
     ...formatThreads(t, regs),
     `  POSIX timers: ${(t.posixTimers ?? []).length}`,
     ...formatPosixTimers(t),
+    ...formatSeccomp(t),
+  ];
+}
+
+/** The seccomp filters (size, flags) and which threads run under which chain (oldest filter first). */
+function formatSeccomp(t: TaskImage): string[] {
+  const filters = t.seccompFilters ?? [];
+  if (filters.length === 0) return [];
+  const byChain = new Map<string, number[]>();
+  for (const th of t.threads) {
+    const key = (th.seccomp ?? []).join(" <- ") || "none";
+    byChain.set(key, [...(byChain.get(key) ?? []), th.tid]);
+  }
+  return [
+    `  seccomp: ${filters.length} filter(s)`,
+    ...filters.map((f, i) => `    ${i}: ${f.insns.length / 8} insns${(f.flags & 2) !== 0 ? ", log" : ""}`),
+    ...[...byChain].map(([chain, tids]) => `    chain ${chain}: thread(s) ${tids.join(",")}`),
   ];
 }
 

@@ -8,7 +8,7 @@
 
 const std = @import("std");
 
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// x86_64 `struct user_regs_struct` as PTRACE_GETREGS returns it.
 pub const UserRegs = extern struct {
@@ -342,7 +342,38 @@ pub const PlanHeader = extern struct {
     /// Read end of the go pipe (set by the child stage): the restorer blocks
     /// on it once the task is ready, until cr lets the whole tree go at once.
     go_fd: i32,
+    /// Seccomp filters (PlanSeccompFilter) at `seccomp_off`. The filters of
+    /// `seccomp_common_count` indexes (u32) at `seccomp_common_off` start
+    /// every thread's chain: the main thread installs them for all threads at
+    /// once (SECCOMP_FILTER_FLAG_TSYNC, so they are shared as they were);
+    /// each thread then installs the rest of its own chain (PlanThread).
+    seccomp_off: u32,
+    seccomp_count: u32,
+    seccomp_common_off: u32,
+    seccomp_common_count: u32,
+    /// 1: no_new_privs is 0 and the final effective set lacks CAP_SYS_ADMIN,
+    /// which seccomp() requires then: every thread keeps CAP_SYS_ADMIN until
+    /// its filters are in, then sets its exact capabilities.
+    seccomp_admin: u32,
+    /// Futex words of the restorer's own (0 in the plan cr builds): the main
+    /// thread installed the common filters; threads still installing theirs.
+    seccomp_common_done: u32,
+    seccomp_pending: u32,
+    _pad3: u32,
 };
+
+/// One classic BPF seccomp filter: `insns_count` struct sock_filter (8 bytes
+/// each) at `insns_off`, installed with seccomp(SECCOMP_SET_MODE_FILTER, flags).
+pub const PlanSeccompFilter = extern struct {
+    insns_off: u32,
+    insns_count: u32,
+    flags: u32,
+    _pad: u32,
+};
+
+/// Most classic BPF instructions of one filter (BPF_MAXINSNS); most filters per plan.
+pub const SECCOMP_MAX_INSNS: u32 = 4096;
+pub const MAX_SECCOMP_FILTERS: u32 = 4096;
 
 /// One thread as the restorer brings it back: its registers and xstate, and
 /// the per-thread kernel state it loads itself before its rt_sigreturn.
@@ -366,6 +397,10 @@ pub const PlanThread = extern struct {
     robust_len: u64,
     /// Thread name (prctl PR_SET_NAME), NUL padded.
     comm: [16]u8,
+    /// The thread's own seccomp filters, after the plan's common ones:
+    /// `seccomp_count` indexes (u32) into the plan's filters at `seccomp_off`, oldest first.
+    seccomp_off: u32,
+    seccomp_count: u32,
 };
 
 /// Credentials: ids as /proc/PID/status lists them (real, effective, saved,
@@ -538,6 +573,7 @@ pub const RestoreStep = enum(u32) {
     epoll = 23,
     rlimit = 24,
     foreground = 25,
+    seccomp = 26,
 };
 
 /// A VMA whose pages cr_scan_pages looks at; in address order.
@@ -664,6 +700,9 @@ pub const Layout = extern struct {
     off_unix_diag_name_len: u32,
     off_unix_diag_name: u32,
     size_sock_opts: u32,
+    off_plan_seccomp_off: u32,
+    size_plan_seccomp_filter: u32,
+    off_plan_thread_seccomp_off: u32,
 };
 
 pub fn layout() Layout {
@@ -740,6 +779,9 @@ pub fn layout() Layout {
         .off_unix_diag_name_len = @offsetOf(UnixDiag, "name_len"),
         .off_unix_diag_name = @offsetOf(UnixDiag, "name"),
         .size_sock_opts = @sizeOf(SockOpts),
+        .off_plan_seccomp_off = @offsetOf(PlanHeader, "seccomp_off"),
+        .size_plan_seccomp_filter = @sizeOf(PlanSeccompFilter),
+        .off_plan_thread_seccomp_off = @offsetOf(PlanThread, "seccomp_off"),
     };
 }
 

@@ -62,6 +62,7 @@ pub const SYS_setresgid: usize = 119;
 pub const SYS_setfsuid: usize = 122;
 pub const SYS_setfsgid: usize = 123;
 pub const SYS_capset: usize = 126;
+pub const SYS_seccomp: usize = 317;
 pub const SYS_prlimit64: usize = 302;
 pub const ARCH_SET_GS: usize = 0x1001;
 pub const ARCH_SET_FS: usize = 0x1002;

@@ -216,3 +216,46 @@ pub fn rseqOfSelf() !RseqOfSelf {
     if (sys.isErr(r)) return error.RseqConfigFailed;
     return .{ .ptr = conf.ptr, .len = conf.len, .sig = conf.sig };
 }
+
+pub const PTRACE_SETOPTIONS: usize = 0x4200;
+pub const PTRACE_SECCOMP_GET_FILTER: usize = 0x420c;
+pub const PTRACE_SECCOMP_GET_METADATA: usize = 0x420d;
+pub const PTRACE_O_SUSPEND_SECCOMP: usize = 1 << 21;
+/// Most classic BPF instructions of one filter (BPF_MAXINSNS).
+pub const SECCOMP_MAX_INSNS: u32 = 4096;
+
+/// Seized `tid`'s seccomp filters stop applying while cr holds it: the
+/// parasite's (or the restore clean-up's) injected syscalls must not meet
+/// the task's filters. Needs CAP_SYS_ADMIN and cr itself not under seccomp;
+/// the option goes with the detach. cr seizes with no other option.
+pub fn suspendSeccomp(tid: i32) i32 {
+    const rc = ptrace(PTRACE_SETOPTIONS, tid, 0, PTRACE_O_SUSPEND_SECCOMP);
+    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_SETOPTIONS(PTRACE_O_SUSPEND_SECCOMP) of {d} failed", .{tid});
+    return 0;
+}
+
+const SeccompMetadata = extern struct { filter_off: u64, flags: u64 };
+
+/// Filter `index` of seized, stopped `tid` (0: the oldest, first installed):
+/// its instructions (struct sock_filter, 8 bytes each) into `out`, its flags
+/// (SECCOMP_FILTER_FLAG_LOG) into `flags`; returns the instruction count.
+/// -ENOENT past the newest filter, without a detail: that is the normal end.
+pub fn seccompFilter(tid: i32, index: u32, out: []u8, flags: *u64) i32 {
+    // The kernel copies the whole program without a length check: ask its size first.
+    const n = ptrace(PTRACE_SECCOMP_GET_FILTER, tid, index, 0);
+    if (sys.isErr(n)) {
+        if (sys.errnoOf(n) == 2) return sys.neg(2);
+        return err.fail(sys.errnoOf(n), "PTRACE_SECCOMP_GET_FILTER({d}) of {d} failed", .{ index, tid });
+    }
+    if (n == 0 or n > SECCOMP_MAX_INSNS) return err.fail(sys.EINVAL, "seccomp filter {d} of {d} has {d} instructions", .{ index, tid, n });
+    if (n * 8 > out.len) return err.fail(sys.ERANGE, "seccomp filter {d} of {d}: {d} instructions do not fit", .{ index, tid, n });
+    const got = ptrace(PTRACE_SECCOMP_GET_FILTER, tid, index, @intFromPtr(out.ptr));
+    if (sys.isErr(got)) return err.fail(sys.errnoOf(got), "PTRACE_SECCOMP_GET_FILTER({d}) of {d} failed", .{ index, tid });
+    // Frozen: the filter cannot change between the two calls.
+    std.debug.assert(got == n);
+    var md = SeccompMetadata{ .filter_off = index, .flags = 0 };
+    const mr = ptrace(PTRACE_SECCOMP_GET_METADATA, tid, @sizeOf(SeccompMetadata), @intFromPtr(&md));
+    if (sys.isErr(mr)) return err.fail(sys.errnoOf(mr), "PTRACE_SECCOMP_GET_METADATA({d}) of {d} failed", .{ index, tid });
+    flags.* = md.flags;
+    return @intCast(n);
+}

@@ -82,6 +82,19 @@ export fn cr_kill(pid: i32, sig: i32) i32 {
     return 0;
 }
 
+/// Stop seized `tid`'s seccomp filters from applying to what cr injects.
+export fn cr_suspend_seccomp(tid: i32) i32 {
+    err.clear();
+    return pt.suspendSeccomp(tid);
+}
+
+/// Seccomp filter `index` (0: oldest) of seized `tid` into `out` (`cap`
+/// bytes); returns its instruction count, -ENOENT past the newest.
+export fn cr_seccomp_filter(tid: i32, index: u32, out: [*]u8, cap: usize, flags: *u64) i32 {
+    err.clear();
+    return pt.seccompFilter(tid, index, out[0..cap], flags);
+}
+
 export fn cr_read_thread(tid: i32, out: *abi.ThreadState) i32 {
     err.clear();
     return pt.readThread(tid, out);

@@ -60,6 +60,17 @@ const Ctx = struct {
         return p[0..c.h.posix_timers_count];
     }
 
+    fn seccompFilters(c: *const Ctx) []const abi.PlanSeccompFilter {
+        const p: [*]const abi.PlanSeccompFilter = @ptrCast(@alignCast(c.base + c.h.seccomp_off));
+        return p[0..c.h.seccomp_count];
+    }
+
+    /// `count` filter indexes (u32) at `off`.
+    fn chain(c: *const Ctx, off: u32, count: u32) []align(1) const u32 {
+        const p: [*]align(1) const u32 = @ptrCast(c.base + off);
+        return p[0..count];
+    }
+
     fn threads(c: *const Ctx) []const abi.PlanThread {
         const p: [*]const abi.PlanThread = @ptrCast(@alignCast(c.base + c.h.threads_off));
         return p[0..c.h.threads_count];
@@ -111,9 +122,24 @@ fn checkPlan(c: *const Ctx) void {
     if (h.posix_timers_count > abi.MAX_POSIX_TIMERS) c.fail(bad, .posix_timer, 0);
     if (h.creds.groups_count > abi.MAX_GROUPS or h.creds.groups_off + @as(u64, h.creds.groups_count) * 4 > h.total_len) c.fail(bad, .creds, 0);
     if (h.posix_timers_off + @as(u64, h.posix_timers_count) * @sizeOf(abi.PlanPosixTimer) > h.total_len) c.fail(bad, .posix_timer, 1);
+    if (h.seccomp_count > abi.MAX_SECCOMP_FILTERS or h.seccomp_off + @as(u64, h.seccomp_count) * @sizeOf(abi.PlanSeccompFilter) > h.total_len) c.fail(bad, .seccomp, 0);
+    for (c.seccompFilters(), 0..) |f, i| {
+        if (f.insns_count == 0 or f.insns_count > abi.SECCOMP_MAX_INSNS or f.insns_off + @as(u64, f.insns_count) * 8 > h.total_len) c.fail(bad, .seccomp, @intCast(i));
+    }
+    checkChain(c, h.seccomp_common_off, h.seccomp_common_count);
     for (c.threads(), 0..) |t, k| {
+        checkChain(c, t.seccomp_off, t.seccomp_count);
         if (t.xstate_len > abi.XSTATE_MAX or t.xstate_off + @as(u64, t.xstate_len) > h.total_len) c.fail(bad, .thread, @intCast(k));
         if (t.sigpending_off + @as(u64, t.sigpending_count) * abi.SIGINFO_SIZE > h.total_len) c.fail(bad, .thread, @intCast(k));
+    }
+}
+
+/// A chain of filter indexes lies inside the plan and names existing filters.
+fn checkChain(c: *const Ctx, off: u32, count: u32) void {
+    const bad: usize = @bitCast(@as(isize, -22));
+    if (count > abi.MAX_SECCOMP_FILTERS or off + @as(u64, count) * 4 > c.h.total_len) c.fail(bad, .seccomp, 0);
+    for (c.chain(off, count)) |x| {
+        if (x >= c.h.seccomp_count) c.fail(bad, .seccomp, x);
     }
 }
 
@@ -277,12 +303,9 @@ fn setCreds(c: *const Ctx, k: usize) void {
     _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_KEEPCAPS, 1), .creds, idx);
     _ = c.check(sys.syscall3(sys.SYS_setresuid, cr.uid[0], cr.uid[1], cr.uid[2]), .creds, idx);
     _ = sys.syscall1(sys.SYS_setfsuid, cr.uid[3]);
-    var hdr = CapHeader{ .version = LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-    const data = [2]CapData{
-        .{ .effective = capHalf(cr.cap_eff, false), .permitted = capHalf(cr.cap_prm, false), .inheritable = capHalf(cr.cap_inh, false) },
-        .{ .effective = capHalf(cr.cap_eff, true), .permitted = capHalf(cr.cap_prm, true), .inheritable = capHalf(cr.cap_inh, true) },
-    };
-    _ = c.check(sys.syscall2(sys.SYS_capset, @intFromPtr(&hdr), @intFromPtr(&data)), .creds, idx);
+    // Kept for seccomp() when the task has no no_new_privs: dropped in dropSeccompAdmin.
+    const admin: u64 = if (c.h.seccomp_admin != 0) CAP_SYS_ADMIN else 0;
+    setCaps(c, cr.cap_eff | admin, cr.cap_prm | admin, cr.cap_inh, .creds, idx);
     _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_KEEPCAPS, 0), .creds, idx);
     _ = c.check(sys.syscall5(sys.SYS_prctl, sys.PR_CAP_AMBIENT, sys.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), .creds, idx);
     cap = 0;
@@ -293,6 +316,44 @@ fn setCreds(c: *const Ctx, k: usize) void {
     if (cr.no_new_privs != 0) _ = c.check(sys.syscall5(sys.SYS_prctl, sys.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), .creds, idx);
     // After the uid change, which resets it: the task's own setting.
     _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_DUMPABLE, cr.dumpable), .creds, idx);
+}
+
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+
+fn setCaps(c: *const Ctx, eff: u64, prm: u64, inh: u64, step: abi.RestoreStep, idx: u32) void {
+    var hdr = CapHeader{ .version = LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    const data = [2]CapData{
+        .{ .effective = capHalf(eff, false), .permitted = capHalf(prm, false), .inheritable = capHalf(inh, false) },
+        .{ .effective = capHalf(eff, true), .permitted = capHalf(prm, true), .inheritable = capHalf(inh, true) },
+    };
+    _ = c.check(sys.syscall2(sys.SYS_capset, @intFromPtr(&hdr), @intFromPtr(&data)), step, idx);
+}
+
+const SECCOMP_SET_MODE_FILTER: usize = 1;
+const SECCOMP_FILTER_FLAG_TSYNC: u32 = 1;
+/// struct sock_fprog: the instruction count, then a pointer to them.
+const SockFprog = extern struct { len: u16, _pad: [6]u8 = .{0} ** 6, filter: u64 };
+
+/// Install the filters of `chain` in order (oldest first), in the calling
+/// thread, or with `sync` in all threads of the task at once (TSYNC: they
+/// then share the very same filters, as before the dump).
+fn installFilters(c: *const Ctx, chain: []align(1) const u32, sync: bool) void {
+    const filters = c.seccompFilters();
+    for (chain) |x| {
+        const f = filters[x];
+        const prog = SockFprog{ .len = @intCast(f.insns_count), .filter = @intFromPtr(c.base + f.insns_off) };
+        const flags = f.flags | (if (sync) SECCOMP_FILTER_FLAG_TSYNC else 0);
+        const rc = sys.syscall3(sys.SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, @intFromPtr(&prog));
+        // TSYNC: a positive return is the thread that could not be synced.
+        if (rc != 0) c.fail(if (sys.isErr(rc)) rc else EINVAL, .seccomp, x);
+    }
+}
+
+/// After the filters: the capabilities exactly as dumped (see PlanHeader.seccomp_admin).
+fn dropSeccompAdmin(c: *const Ctx, k: usize) void {
+    if (c.h.seccomp_admin == 0) return;
+    const cr = &c.h.creds;
+    setCaps(c, cr.cap_eff, cr.cap_prm, cr.cap_inh, .seccomp, @intCast(k));
 }
 
 /// Put back the signals that were pending at dump time: the process-wide
@@ -330,6 +391,8 @@ fn startThreads(c: *const Ctx) void {
     const n = c.h.threads_count;
     @atomicStore(u32, &c.h.threads_waiting, n - 1, .release);
     @atomicStore(u32, &c.h.threads_go, 0, .release);
+    @atomicStore(u32, &c.h.seccomp_pending, n - 1, .release);
+    @atomicStore(u32, &c.h.seccomp_common_done, 0, .release);
     var k: usize = 1;
     while (k < n) : (k += 1) {
         var tid: i32 = c.threads()[k].tid;
@@ -468,8 +531,16 @@ fn leave(c: *const Ctx, k: usize) noreturn {
     const frame = buildFrame(c, t, c.threadArea(k));
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_FS, t.regs.fs_base), .sigreturn, 1);
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_GS, t.regs.gs_base), .sigreturn, 2);
+    // The seccomp filters, last: they may forbid any of the syscalls above.
+    // All threads are ready first, so the common ones go to all at once.
     if (k == 0) {
         waitFor(c, &c.h.threads_waiting, 0, 0, READY_TIMEOUTS);
+        installFilters(c, c.chain(c.h.seccomp_common_off, c.h.seccomp_common_count), c.h.threads_count > 1);
+        installFilters(c, c.chain(t.seccomp_off, t.seccomp_count), false);
+        dropSeccompAdmin(c, k);
+        @atomicStore(u32, &c.h.seccomp_common_done, 1, .release);
+        _ = sys.syscall3(sys.SYS_futex, @intFromPtr(&c.h.seccomp_common_done), FUTEX_WAKE_PRIVATE, std.math.maxInt(i32));
+        waitFor(c, &c.h.seccomp_pending, 0, 0, READY_TIMEOUTS);
         closeServiceFds(c);
         // Ready: closing the status pipe tells cr so; then wait for the whole tree.
         _ = sys.syscall1(sys.SYS_close, @bitCast(@as(isize, c.h.status_fd)));
@@ -479,6 +550,13 @@ fn leave(c: *const Ctx, k: usize) noreturn {
     } else {
         if (@atomicRmw(u32, &c.h.threads_waiting, .Sub, 1, .acq_rel) == 1) {
             _ = sys.syscall3(sys.SYS_futex, @intFromPtr(&c.h.threads_waiting), FUTEX_WAKE_PRIVATE, 1);
+        }
+        // Own filters only once the common ones are in (TSYNC needs no thread ahead of the main one).
+        waitFor(c, &c.h.seccomp_common_done, 1, k, GO_TIMEOUTS);
+        installFilters(c, c.chain(t.seccomp_off, t.seccomp_count), false);
+        dropSeccompAdmin(c, k);
+        if (@atomicRmw(u32, &c.h.seccomp_pending, .Sub, 1, .acq_rel) == 1) {
+            _ = sys.syscall3(sys.SYS_futex, @intFromPtr(&c.h.seccomp_pending), FUTEX_WAKE_PRIVATE, 1);
         }
         waitFor(c, &c.h.threads_go, 1, k, GO_TIMEOUTS);
     }
