@@ -5,8 +5,10 @@
  * thread then checks, each iteration: both filtered calls fail with their
  * errno, unfiltered calls (getpid, gettid, getuid) work, and its own
  * /proc/thread-self/status says "Seccomp: 2", "Seccomp_filters: 2" and the
- * expected NoNewPrivs and CAP_SYS_ADMIN. That the threads share one chain is
- * checked from outside (cr's image), not here.
+ * expected NoNewPrivs and CAP_SYS_ADMIN. At the end (DIR/stop), with the
+ * workers parked, the main thread installs an allow-all filter with TSYNC:
+ * the kernel syncs it only if every thread's chain is the main thread's
+ * (the very same filter objects, not copies), and every thread then has 3.
  *
  * argv[2] (mode): "nnp" (default) sets no_new_privs first; "root" installs
  * as root without it (CAP_SYS_ADMIN), NoNewPrivs stays 0; "dropadmin" is
@@ -26,7 +28,8 @@
 #define NWORK 2
 
 static volatile long counters[NWORK];
-static volatile int started, armed;
+static volatile int started, armed, parking, parked;
+static pid_t tids[NWORK];
 static int want_nnp = 1, drop_admin;
 
 static pid_t my_tid(void) { return (pid_t)syscall(SYS_gettid); }
@@ -36,14 +39,14 @@ static int install(struct sock_filter *insns, unsigned short n, unsigned flags) 
   return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
 }
 
-/* "NAME:\tVALUE" of /proc/thread-self/status, as a number (-1: not found). */
-static long status_field(const char *name) {
+/* "NAME:\tVALUE" of the status file `path`, as a (hex) number (-1: not found). */
+static long status_field_of(const char *path, const char *name) {
   char buf[8192];
-  int fd = open("/proc/thread-self/status", O_RDONLY | O_CLOEXEC);
-  WL_CHECK(fd >= 0, "open /proc/thread-self/status: %s", strerror(errno));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  WL_CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
   ssize_t n = read(fd, buf, sizeof buf - 1);
   close(fd);
-  WL_CHECK(n > 0, "read /proc/thread-self/status");
+  WL_CHECK(n > 0, "read %s", path);
   buf[n] = 0;
   size_t len = strlen(name);
   for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
@@ -51,6 +54,8 @@ static long status_field(const char *name) {
   }
   return -1;
 }
+
+static long status_field(const char *name) { return status_field_of("/proc/thread-self/status", name); }
 
 static void check(const char *who) {
   errno = 0;
@@ -87,12 +92,37 @@ static void *worker(void *arg) {
   if (drop_admin) drop_sys_admin(); /* capabilities are per thread */
   char who[32];
   snprintf(who, sizeof who, "worker %d", i);
+  tids[i] = my_tid();
   for (;;) {
+    if (__atomic_load_n(&parking, __ATOMIC_SEQ_CST)) {
+      __atomic_add_fetch(&parked, 1, __ATOMIC_SEQ_CST);
+      for (;;) wl_sleep_ms(1000);
+    }
     check(who);
     counters[i]++;
     wl_sleep_ms(5);
   }
   return NULL;
+}
+
+/* The final check that all threads share one chain (see the top). */
+static void check_shared(void) {
+  __atomic_store_n(&parking, 1, __ATOMIC_SEQ_CST);
+  for (long waited = 0; __atomic_load_n(&parked, __ATOMIC_SEQ_CST) < NWORK; waited++) {
+    WL_CHECK(waited < 5000, "workers did not park");
+    wl_sleep_ms(1);
+  }
+  /* Without CAP_SYS_ADMIN (dropadmin) only no_new_privs allows a filter; TSYNC passes it on. */
+  if (drop_admin) WL_CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+  struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+  int rc = install(allow, 1, SECCOMP_FILTER_FLAG_TSYNC);
+  WL_CHECK(rc == 0, "TSYNC at the end: returned %d (%s): the threads no longer share their filters", rc, rc < 0 ? strerror(errno) : "thread");
+  WL_CHECK(status_field("Seccomp_filters") == 3, "main: Seccomp_filters %ld after TSYNC", status_field("Seccomp_filters"));
+  for (int i = 0; i < NWORK; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tids[i]);
+    WL_CHECK(status_field_of(path, "Seccomp_filters") == 3, "worker %d: Seccomp_filters %ld after TSYNC", i, status_field_of(path, "Seccomp_filters"));
+  }
 }
 
 int main(int argc, char **argv) {
@@ -140,6 +170,9 @@ int main(int argc, char **argv) {
       if (all) break;
       wl_sleep_ms(10);
     }
-    if (wl_tick()) wl_pass();
+    if (wl_tick()) {
+      check_shared();
+      wl_pass();
+    }
   }
 }
