@@ -3,7 +3,7 @@
 // kills (by PID, only ours) and reaps what is left and removes the dirs.
 import { expect } from "bun:test";
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import * as native from "../../src/native/index.ts";
@@ -112,6 +112,16 @@ export function startWorkload(name: string, args: string[] = [], opts: { cwd?: s
   waitFor(() => existsSync(join(dir, "ready")) || existsSync(join(dir, "result")), 15_000, `${name} to be ready`);
   if (existsSync(join(dir, "result"))) throw new Error(`${name} failed before ready: ${readResult(dir)}`);
   return { pid: proc.pid, dir, proc };
+}
+
+/** The lines of /proc/PID/task/TID/status whose field is one of `fields`, by thread id. */
+export function statusLinesByThread(pid: number, fields: readonly string[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`).sort()) {
+    const lines = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8").split("\n");
+    out[tid] = lines.filter((l) => fields.includes(l.split(":")[0]!));
+  }
+  return out;
 }
 
 export function track(pid: number): void {

@@ -3,58 +3,25 @@
 // never with the restorer's root, and with its resource limits; an unprivileged one with its seccomp filter
 // (more in seccomp.test.ts).
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { cleanup, cr, roundTrip, tempDir, track, waitFor, waitGone } from "../helpers/procs.ts";
+import { readFileSync } from "node:fs";
+import { cleanup, cr, roundTrip, statusLinesByThread, tempDir, waitFor, waitGone } from "../helpers/procs.ts";
+import { pythonProgress, SECCOMP_CTYPES, startPythonCounter } from "../helpers/python.ts";
 
 afterEach(cleanup);
 
 const CRED_LINES = ["Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"];
 
 /** The credential lines of /proc/PID/task/TID/status for every thread. */
-function credsOf(pid: number): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const tid of readdirSync(`/proc/${pid}/task`).sort()) {
-    const lines = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8").split("\n");
-    out[tid] = lines.filter((l) => CRED_LINES.includes(l.split(":")[0]!));
-  }
-  return out;
-}
+const credsOf = (pid: number) => statusLinesByThread(pid, CRED_LINES);
 
 /** Owner of /proc/PID: root when the task is not dumpable. */
 function procOwner(pid: number): number {
   return Bun.spawnSync(["stat", "-c", "%u", `/proc/${pid}/status`]).stdout.toString().trim() === "0" ? 0 : 1;
 }
 
-// The system's python3: one under /root (pyenv) is out of reach of uid 65534.
-const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-
-/** python3 with a second thread, counting into DIR/progress (a 0777 dir: any uid may write there). */
-function startCounter(dir: string, prefix: string[], extra = ""): number {
-  chmodSync(dir, 0o777);
-  const script = [
-    "import os, threading, time",
-    extra,
-    "threading.Thread(target=lambda: time.sleep(10**6), daemon=True).start()",
-    "n = 0",
-    "while True:",
-    "    n += 1",
-    `    open('${dir}/p.tmp', 'w').write(str(n))`,
-    `    os.rename('${dir}/p.tmp', '${dir}/progress')`,
-    "    time.sleep(0.01)",
-  ].join("\n");
-  const p = Bun.spawn([...prefix, PYTHON, "-c", script], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
-  track(p.pid);
-  return p.pid;
-}
-
-function progress(dir: string): number {
-  try {
-    return Number(readFileSync(join(dir, "progress"), "utf8"));
-  } catch {
-    return 0;
-  }
-}
+/** python3 with a second thread, counting into DIR/progress, after `setup`. */
+const startCounter = (dir: string, prefix: string[], setup: string[] = []) => startPythonCounter(dir, { prefix, setup, thread: true });
+const progress = pythonProgress;
 
 function credsRoundTrip(pid: number, dir: string): void {
   waitFor(() => progress(dir) >= 3, 10_000, "the counter to run");
@@ -108,14 +75,11 @@ describe("credentials", () => {
     const dir = tempDir();
     // An allow-everything filter, installed before the second thread starts (which inherits it).
     const seccomp = [
-      "import ctypes",
-      "libc = ctypes.CDLL(None, use_errno=True)",
-      "class F(ctypes.Structure): _fields_ = [('code', ctypes.c_ushort), ('jt', ctypes.c_ubyte), ('jf', ctypes.c_ubyte), ('k', ctypes.c_uint)]",
-      "class P(ctypes.Structure): _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.POINTER(F))]",
+      ...SECCOMP_CTYPES,
       "allow = (F * 1)(F(0x06, 0, 0, 0x7fff0000))",
       "assert libc.prctl(38, 1, 0, 0, 0) == 0",
       "assert libc.prctl(22, 2, ctypes.byref(P(1, allow)), 0, 0) == 0",
-    ].join("\n");
+    ];
     const pid = startCounter(dir, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], seccomp);
     waitFor(() => Object.keys(credsOf(pid)).length === 2, 10_000, "the second thread");
     for (const lines of Object.values(credsOf(pid))) expect(lines).toContain("Seccomp:\t2");

@@ -4,26 +4,18 @@
 // still apply after restore. Strict mode and user-notification filters are
 // refused, the task running on untraced.
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as img from "../../src/images/index.ts";
 import {
-  alive, cleanup, cr, expectRunsOnAndPasses, roundTrip, startWorkload, tempDir, tracerOf, track, waitFor,
+  alive, cleanup, cr, expectRunsOnAndPasses, roundTrip, startWorkload, statusLinesByThread, tempDir, tracerOf, track, waitFor,
 } from "../helpers/procs.ts";
+import { PYTHON, pythonProgress, SECCOMP_CTYPES, startPythonCounter } from "../helpers/python.ts";
 
 afterEach(cleanup);
 
 const SECCOMP_LINES = ["Seccomp", "Seccomp_filters", "NoNewPrivs", "CapEff"];
-
-/** The seccomp lines of /proc/PID/task/TID/status, by thread. */
-function seccompOf(pid: number): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const tid of readdirSync(`/proc/${pid}/task`).sort()) {
-    const lines = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8").split("\n");
-    out[tid] = lines.filter((l) => SECCOMP_LINES.includes(l.split(":")[0]!));
-  }
-  return out;
-}
+const seccompOf = (pid: number) => statusLinesByThread(pid, SECCOMP_LINES);
 
 const taskImage = (images: string, pid: number) => img.decodeImage("task", img.readImageFile(images, img.taskFile(pid)), img.taskFile(pid));
 
@@ -72,41 +64,7 @@ describe("seccomp", () => {
   });
 });
 
-// The system's python3 (ctypes: prctl, seccomp).
-const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-const CTYPES = [
-  "import ctypes, os, errno, time",
-  "libc = ctypes.CDLL(None, use_errno=True)",
-  "class F(ctypes.Structure): _fields_ = [('code', ctypes.c_ushort), ('jt', ctypes.c_ubyte), ('jf', ctypes.c_ubyte), ('k', ctypes.c_uint)]",
-  "class P(ctypes.Structure): _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.POINTER(F))]",
-];
-
-/** python3 running `setup`, then counting into DIR/progress while `check` (a Python expression) holds. */
-function startPython(dir: string, setup: string[], check: string): number {
-  chmodSync(dir, 0o777);
-  const script = [
-    ...CTYPES,
-    ...setup,
-    "n = 0",
-    "while True:",
-    `    if not (${check}): open('${dir}/result', 'w').write('FAIL'); break`,
-    "    n += 1",
-    `    open('${dir}/p.tmp', 'w').write(str(n))`,
-    `    os.rename('${dir}/p.tmp', '${dir}/progress')`,
-    "    time.sleep(0.01)",
-  ].join("\n");
-  const p = Bun.spawn([PYTHON, "-c", script], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
-  track(p.pid);
-  return p.pid;
-}
-
-function progress(dir: string): number {
-  try {
-    return Number(readFileSync(join(dir, "progress"), "utf8"));
-  } catch {
-    return 0;
-  }
-}
+const progress = pythonProgress;
 
 function expectCounting(dir: string, what: string): void {
   const at = progress(dir);
@@ -119,6 +77,7 @@ describe("seccomp, an unmodified program", () => {
     const dir = tempDir();
     // getppid() -> EPERM, everything else allowed; checked every iteration.
     const setup = [
+      ...SECCOMP_CTYPES,
       "prog = (F * 4)(F(0x20, 0, 0, 0), F(0x15, 0, 1, 110), F(0x06, 0, 0, 0x00050001), F(0x06, 0, 0, 0x7fff0000))",
       "assert libc.prctl(38, 1, 0, 0, 0) == 0",
       "assert libc.prctl(22, 2, ctypes.byref(P(4, prog)), 0, 0) == 0",
@@ -126,7 +85,7 @@ describe("seccomp, an unmodified program", () => {
       "    r = libc.syscall(110)",
       "    return r == -1 and ctypes.get_errno() == errno.EPERM",
     ];
-    const pid = startPython(dir, setup, "denied()");
+    const pid = startPythonCounter(dir, { setup, check: "denied()" });
     waitFor(() => progress(dir) >= 3, 10_000, "the python counter to run");
     const before = seccompOf(pid);
     expect(before[String(pid)]).toContain("Seccomp_filters:\t1");
@@ -137,7 +96,8 @@ describe("seccomp, an unmodified program", () => {
 });
 
 describe("seccomp refusals", () => {
-  function expectRefused(pid: number, dir: string, words: string): void {
+  /** A dump of `pid` fails with one line naming it and `words`; the task runs on, untraced (`goesOn`). */
+  function expectRefused(pid: number, words: string, goesOn: () => void): void {
     const r = cr(["dump", "-t", String(pid), "-D", tempDir("cr-images-")]);
     expect(r.status).not.toBe(0);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
@@ -145,7 +105,7 @@ describe("seccomp refusals", () => {
     expect(r.stderr).toContain(`pid ${pid}`);
     expect(alive(pid)).toBe(true);
     expect(tracerOf(pid)).toBe(0);
-    expectCounting(dir, "the task to go on after the refused dump");
+    goesOn();
   }
 
   /** User + system CPU time of `pid` (clock ticks), from /proc/PID/stat. */
@@ -165,28 +125,24 @@ describe("seccomp refusals", () => {
     ].join("\n")], { stdio: ["ignore", "ignore", "ignore"] });
     track(p.pid);
     waitFor(() => readFileSync(`/proc/${p.pid}/status`, "utf8").includes("Seccomp:\t1"), 10_000, "strict mode");
-    const r = cr(["dump", "-t", String(p.pid), "-D", tempDir("cr-images-")]);
-    expect(r.status).not.toBe(0);
-    expect(r.stderr.trim().split("\n")).toHaveLength(1);
-    expect(r.stderr).toContain("seccomp strict mode");
-    expect(r.stderr).toContain(`pid ${p.pid}`);
-    expect(alive(p.pid)).toBe(true);
-    expect(tracerOf(p.pid)).toBe(0);
-    const at = cpuTicks(p.pid);
-    waitFor(() => cpuTicks(p.pid) >= at + 10, 10_000, "the strict-mode loop to go on");
+    expectRefused(p.pid, "seccomp strict mode", () => {
+      const at = cpuTicks(p.pid);
+      waitFor(() => cpuTicks(p.pid) >= at + 10, 10_000, "the strict-mode loop to go on");
+    });
   });
 
   test("a filter with user notification is refused by name, the task runs on", () => {
     const dir = tempDir();
     // getppid() goes to a supervisor (SECCOMP_RET_USER_NOTIF); the listener fd stays in the task.
     const setup = [
+      ...SECCOMP_CTYPES,
       "prog = (F * 4)(F(0x20, 0, 0, 0), F(0x15, 0, 1, 110), F(0x06, 0, 0, 0x7fc00000), F(0x06, 0, 0, 0x7fff0000))",
       "assert libc.prctl(38, 1, 0, 0, 0) == 0",
       "listener = libc.syscall(317, 1, 8, ctypes.byref(P(4, prog)))",
       "assert listener >= 0, ctypes.get_errno()",
     ];
-    const pid = startPython(dir, setup, "True");
+    const pid = startPythonCounter(dir, { setup });
     waitFor(() => progress(dir) >= 3, 10_000, "the python counter to run");
-    expectRefused(pid, dir, "user notification");
+    expectRefused(pid, "user notification", () => expectCounting(dir, "the task to go on after the refused dump"));
   });
 });
