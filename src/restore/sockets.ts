@@ -74,7 +74,9 @@ export function openInetListener(f: FileRecord, minFd: number): number {
   } catch (e) {
     const where = inetEndpoint(n.address, n.port);
     if (e instanceof CrError && e.errno === EADDRINUSE) {
-      throw new CrError("restore", `address in use: ${where} (another socket holds the port: is the dumped process still running?)`, { errno: EADDRINUSE, cause: e });
+      // Without SO_REUSEADDR, the dumped socket's own connections closed in the last minute (TIME_WAIT) hold the port too.
+      const why = n.options.reuseaddr ? "another socket listens there" : "another socket listens there, or, as the socket had no SO_REUSEADDR, connections it closed lately are still in TIME_WAIT";
+      throw new CrError("restore", `address in use: ${where} (${why})`, { errno: EADDRINUSE, cause: e });
     }
     throw new CrError("restore", `cannot listen on ${where} again: ${(e as Error).message}`, { cause: e, ...(e instanceof CrError && e.errno !== undefined ? { errno: e.errno } : {}) });
   }

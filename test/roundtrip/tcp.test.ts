@@ -81,18 +81,18 @@ describe("listening TCP sockets", () => {
     const v6 = inet.find((f) => f.inet!.family === "ipv6")!;
     expect(v4.inet).toEqual({
       family: "ipv4", type: "stream", state: "listening", address: new Uint8Array([127, 0, 0, 1]), port: port4!, backlog: 9,
-      options: { reuseaddr: true, reuseport: false, v6only: false, nodelay: true, keepalive: true },
+      options: { reuseaddr: true, reuseport: true, v6only: false, nodelay: true, keepalive: true },
     });
     expect(v6.inet).toEqual({
       family: "ipv6", type: "stream", state: "listening", address: new Uint8Array([...new Uint8Array(15), 1]), port: port6!, backlog: 11,
-      options: { reuseaddr: false, reuseport: true, v6only: true, nodelay: false, keepalive: false },
+      options: { reuseaddr: false, reuseport: false, v6only: true, nodelay: false, keepalive: false },
     });
     expect(v4.flags & O_NONBLOCK).toBe(0);
     expect(v6.flags & O_NONBLOCK).toBe(O_NONBLOCK);
     const show = cr(["show", images]);
     expect(show.status).toBe(0);
-    expect(show.stdout).toContain(`tcp ipv4, listening on 127.0.0.1:${port4}, backlog 9, reuseaddr,nodelay,keepalive`);
-    expect(show.stdout).toContain(`tcp ipv6, listening on [::1]:${port6}, backlog 11, reuseport,v6only`);
+    expect(show.stdout).toContain(`tcp ipv4, listening on 127.0.0.1:${port4}, backlog 9, reuseaddr,reuseport,nodelay,keepalive`);
+    expect(show.stdout).toContain(`tcp ipv6, listening on [::1]:${port6}, backlog 11, v6only`);
     waitDumpedGone(images);
     const r = cr(["restore", "-D", images, "-d"]);
     expect(r.stderr).toBe("");

@@ -2,8 +2,8 @@
  * itself every iteration.
  *
  * Listeners: 127.0.0.1 (port 0: the kernel picks one) with SO_REUSEADDR,
- * TCP_NODELAY and SO_KEEPALIVE, backlog 9, blocking; [::1] (port 0) with
- * IPV6_V6ONLY and SO_REUSEPORT, backlog 11, O_NONBLOCK. DIR/port holds
+ * SO_REUSEPORT, TCP_NODELAY and SO_KEEPALIVE, backlog 9, blocking; [::1]
+ * (port 0) with IPV6_V6ONLY only, backlog 11, O_NONBLOCK. DIR/port holds
  * "PORT4 PORT6" (written before ready).
  *
  * Every iteration, through each listener in turn: connect a new client,
@@ -142,6 +142,9 @@ static void exchange(const struct listener *l, long n) {
   memset(msg, 0, sizeof msg);
   io_all(c, msg, mlen, 0, "client recv");
   WL_CHECK(msg[1] == 'o' && memcmp(msg + 2, got + 2, mlen - 2) == 0, "%s: client got %.*s", l->kind, (int)mlen, msg);
+  /* The client closes first: its TIME_WAIT is on its own port, not on the
+   * listener's (which, without SO_REUSEADDR, could not be bound again while
+   * it lasted). */
   close(c);
   char eof;
   ssize_t r;
@@ -155,8 +158,8 @@ int main(int argc, char **argv) {
   wl_init(argc, argv);
   signal(SIGPIPE, SIG_IGN);
   struct listener ls[2] = {
-    {.kind = "v4", .family = AF_INET, .backlog = 9, .reuseaddr = 1, .nodelay = 1, .keepalive = 1},
-    {.kind = "v6", .family = AF_INET6, .backlog = 11, .nonblock = 1, .v6only = 1, .reuseport = 1},
+    {.kind = "v4", .family = AF_INET, .backlog = 9, .reuseaddr = 1, .reuseport = 1, .nodelay = 1, .keepalive = 1},
+    {.kind = "v6", .family = AF_INET6, .backlog = 11, .nonblock = 1, .v6only = 1},
   };
   for (int i = 0; i < 2; i++) open_listener(&ls[i]);
   char buf[64];
