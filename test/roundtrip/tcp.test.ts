@@ -105,6 +105,10 @@ describe("listening TCP sockets", () => {
     const images = roundTrip(s.pid);
     const inet = filesOf(images).files.filter((f) => f.kind === "inet").map((f) => f.inet!);
     expect(inet.map((n) => [n.family, n.port, n.options.reuseaddr])).toEqual([["ipv4", s.port, true]]);
+    const json = cr(["show", join(images, img.FILES), "--json"]);
+    expect(json.status).toBe(0);
+    const shown = (JSON.parse(json.stdout) as { files: { kind: string; inet?: { address: { ip: string }; port: number } }[] }).files;
+    expect(shown.filter((f) => f.kind === "inet").map((f) => [f.inet!.address.ip, f.inet!.port])).toEqual([["127.0.0.1", s.port]]);
     expect(fetchText(s.url)).toBe(s.page);
     expect(fetchText(s.url)).toBe(s.page);
     expect(alive(s.pid)).toBe(true);

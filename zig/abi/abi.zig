@@ -609,6 +609,7 @@ pub const INET_OPT_REUSEPORT: u32 = 2;
 pub const INET_OPT_V6ONLY: u32 = 4;
 pub const INET_OPT_NODELAY: u32 = 8;
 pub const INET_OPT_KEEPALIVE: u32 = 16;
+pub const INET_OPT_ALL: u32 = INET_OPT_REUSEADDR | INET_OPT_REUSEPORT | INET_OPT_V6ONLY | INET_OPT_NODELAY | INET_OPT_KEEPALIVE;
 
 /// The socket options of an fd that a dump reads (cr_sock_opts).
 pub const SockOpts = extern struct {

@@ -36,7 +36,6 @@ const OPTS = [_]Opt{
     .{ .level = IPPROTO_TCP, .name = TCP_NODELAY, .bit = abi.INET_OPT_NODELAY },
     .{ .level = SOL_SOCKET, .name = SO_KEEPALIVE, .bit = abi.INET_OPT_KEEPALIVE },
 };
-const ALL_OPTS: u32 = abi.INET_OPT_REUSEADDR | abi.INET_OPT_REUSEPORT | abi.INET_OPT_V6ONLY | abi.INET_OPT_NODELAY | abi.INET_OPT_KEEPALIVE;
 
 /// The options of TCP socket `fd` of `family` as abi.INET_OPT_* bits
 /// (V6ONLY only asked of an IPv6 socket).
@@ -50,7 +49,7 @@ pub fn readOpts(fd: i32, family: u32) i32 {
         if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "getsockopt({d}, {d}) of fd {d} failed", .{ o.level, o.name, fd });
         if (v != 0) bits |= o.bit;
     }
-    std.debug.assert(bits & ~ALL_OPTS == 0);
+    std.debug.assert(bits & ~abi.INET_OPT_ALL == 0);
     return @intCast(bits);
 }
 
@@ -67,7 +66,7 @@ comptime {
 /// `backlog`, at a number >= `min`, non-blocking until the caller sets the
 /// tasks' flags. The port taken by another socket is EADDRINUSE.
 pub fn makeListener(family: u32, addr: []const u8, port: u16, backlog: u32, opts: u32, min: i32) i32 {
-    std.debug.assert(opts & ~ALL_OPTS == 0);
+    std.debug.assert(opts & ~abi.INET_OPT_ALL == 0);
     std.debug.assert(addr.len == if (family == AF_INET) @as(usize, 4) else 16);
     const fd = sys.syscall3(.socket, family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
     if (sys.isErr(fd)) return err.fail(sys.errnoOf(fd), "socket({d}, SOCK_STREAM) failed", .{family});

@@ -338,7 +338,7 @@ export fn cr_inet_listen(family: u32, addr: [*]const u8, addr_len: usize, port: 
     const want: usize = if (family == 2) 4 else if (family == 10) 16 else 0;
     if (want == 0 or addr_len != want) return err.fail(sys.EINVAL, "a TCP address of {d} bytes for family {d}", .{ addr_len, family });
     if (port == 0 or port > 65535) return err.fail(sys.EINVAL, "TCP port {d}", .{port});
-    if (opts & ~@as(u32, 31) != 0) return err.fail(sys.EINVAL, "TCP socket options {x}", .{opts});
+    if (opts & ~abi.INET_OPT_ALL != 0) return err.fail(sys.EINVAL, "TCP socket options {x}", .{opts});
     return inetsk.makeListener(family, addr[0..addr_len], @intCast(port), backlog, opts, min_fd);
 }
 
