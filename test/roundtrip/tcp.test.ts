@@ -114,6 +114,41 @@ describe("listening TCP sockets", () => {
     expect(alive(s.pid)).toBe(true);
   });
 
+  test("a listener shared by a parent and the child that accepts on it: restored once, shared again, the child answers", () => {
+    const dir = tempDir("cr-tcpshare-");
+    const p = Bun.spawn(["python3", "-c", [
+      "import os, socket, time",
+      "s = socket.create_server(('127.0.0.1', 0))",
+      "child = os.fork()",
+      "if child == 0:",
+      "    n = 0",
+      "    while True:",
+      "        c, _ = s.accept(); c.sendall(b'child %d' % os.getpid()); c.close()",
+      // Said once the connection is closed: a dump must not find it open.
+      "        n += 1; open('.served', 'w').write(str(n)); os.rename('.served', 'served')",
+      "open('.pids', 'w').write('%d %d' % (s.getsockname()[1], child)); os.rename('.pids', 'pids')",
+      "time.sleep(1000)",
+    ].join("\n")], { stdio: ["ignore", "ignore", "ignore"], cwd: dir });
+    track(p.pid);
+    waitFor(() => existsSync(join(dir, "pids")), 10_000, "python3 and its child");
+    const [port, child] = readFileSync(join(dir, "pids"), "utf8").split(" ").map(Number);
+    track(child!);
+    const ask = () => spawnSync("python3", ["-c", `import socket; print(socket.create_connection(('127.0.0.1', ${port}), timeout=5).recv(64).decode())`], { encoding: "utf8" }).stdout.trim();
+    expect(ask()).toBe(`child ${child}`);
+    waitFor(() => existsSync(join(dir, "served")), 10_000, "the child to close the connection");
+    const images = tempDir("cr-images-");
+    const d = cr(["dump", "-t", String(p.pid), "-D", images]);
+    expect(d.stderr).toBe("");
+    expect(d.status).toBe(0);
+    expect(filesOf(images).files.filter((f) => f.kind === "inet").length).toBe(1);
+    waitDumpedGone(images);
+    const r = cr(["restore", "-D", images, "-d"]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(alive(child!)).toBe(true);
+    expect(ask()).toBe(`child ${child}`);
+  });
+
   test("a port somebody else listens on at restore: 'address in use' before any process exists; restored once it is free", () => {
     const s = startHttpServer();
     const images = tempDir("cr-images-");
