@@ -1,8 +1,9 @@
 // Round trips of listening TCP sockets: the tcplisten workload (IPv4 and
 // IPv6 listeners with their options, connected to by itself every
-// iteration) and an unmodified `python3 -m http.server`, fetched before the
-// dump and after the restore; a port somebody else holds at restore time
-// ("address in use", nothing created). Ports are the kernel's pick (port 0)
+// iteration), an unmodified `python3 -m http.server`, fetched before the
+// dump and after the restore, and a listener a parent shares with the child
+// that accepts on it; a port somebody else holds at restore time ("address
+// in use", nothing created). Ports are the kernel's pick (port 0)
 // or a free one asked of the kernel the same way: other tests run at once.
 import { afterEach, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
