@@ -19,7 +19,7 @@ const AF_UNIX = 1, AF_INET = 2, AF_INET6 = 10, AF_NETLINK = 16, AF_PACKET = 17;
 /** A socket's record in files.cbor: its kind and the kind's record. */
 export type SocketRecord = { kind: "unix"; unix: UnixSocketImage } | { kind: "inet"; inet: InetSocketImage };
 const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_RAW = 3, SOCK_SEQPACKET = 5;
-const TCP_ESTABLISHED = 1, TCP_CLOSE = 7, TCP_LISTEN = 10;
+const TCP_CLOSE = 7, TCP_LISTEN = 10;
 const UNIX_TYPES: Record<number, UnixSocketImage["type"]> = { [SOCK_STREAM]: "stream", [SOCK_DGRAM]: "dgram", [SOCK_SEQPACKET]: "seqpacket" };
 
 /** What kind of socket a non-unix one is, for the refusal. */
