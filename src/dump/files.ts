@@ -4,8 +4,8 @@
 // regular files (deleted ones as ghosts, see ghost.ts), directories, character devices by path, pipes and named
 // FIFOs (with the bytes buffered in them, read without consuming them),
 // memfds (content in the ShmemTable), eventfd, timerfd, signalfd and
-// epoll from what their fdinfo shows, inotify (see inotify.ts) and unix
-// sockets (see sockets.ts). Anything else stops the dump with the
+// epoll from what their fdinfo shows, inotify (see inotify.ts), unix
+// sockets (see sockets.ts) and listening TCP sockets (see inet.ts). Anything else stops the dump with the
 // fd, its target and the pid named.
 import { closeSync, constants, openSync, readFileSync, readlinkSync, statSync, type BigIntStats } from "node:fs";
 import { CrError } from "../errors.ts";
@@ -158,7 +158,7 @@ export class FileTable {
       }
     }
     const sock = /^socket:\[(\d+)\]$/.exec(target);
-    if (sock) return { kind: "unix", path: target, flags, pos: 0, unix: this.sockets.describe(pid, fd, Number(sock[1]), target) };
+    if (sock) return { path: target, flags, pos: 0, ...this.sockets.describe(pid, fd, Number(sock[1]), target) };
     if (!target.startsWith("/")) throw unsupported("this kind of file is not supported yet");
     // Restore opens files before any task exists: a process's own /proc
     // directory (its maps, status, ...) is not there yet, or is someone else's.

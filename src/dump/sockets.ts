@@ -8,15 +8,18 @@
 // families, a peer outside the tree, fds in flight ...) stops the dump with
 // the fd, the socket and the pid named.
 import { CrError } from "../errors.ts";
-import type { FilesImage, UnixSocketImage } from "../images/index.ts";
+import type { FilesImage, InetSocketImage, UnixSocketImage } from "../images/index.ts";
 import * as native from "../native/index.ts";
 import { unixName } from "../show/names.ts";
+import { describeInet, isTcp } from "./inet.ts";
 
 type FileEntry = FilesImage["files"][number];
 
 const AF_UNIX = 1, AF_INET = 2, AF_INET6 = 10, AF_NETLINK = 16, AF_PACKET = 17;
+/** A socket's record in files.cbor: its kind and the kind's record. */
+export type SocketRecord = { kind: "unix"; unix: UnixSocketImage } | { kind: "inet"; inet: InetSocketImage };
 const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_RAW = 3, SOCK_SEQPACKET = 5;
-const TCP_ESTABLISHED = 1, TCP_CLOSE = 7, TCP_LISTEN = 10;
+const TCP_CLOSE = 7, TCP_LISTEN = 10;
 const UNIX_TYPES: Record<number, UnixSocketImage["type"]> = { [SOCK_STREAM]: "stream", [SOCK_DGRAM]: "dgram", [SOCK_SEQPACKET]: "seqpacket" };
 
 /** What kind of socket a non-unix one is, for the refusal. */
@@ -47,41 +50,48 @@ export class SocketTable {
   private readonly seen = new Map<number, Seen>();
 
   /** A new socket (inode `ino`) at fd `fd` of `pid`: its record, or an error naming why it is not supported. */
-  describe(pid: number, fd: number, ino: number, target: string): UnixSocketImage {
+  describe(pid: number, fd: number, ino: number, target: string): SocketRecord {
     const unsupported = (why: string) => new CrError("dump", `unsupported: fd ${fd} -> ${target} (${why})`, { pid });
     const copy = native.grabFd(pid, fd);
     try {
       const opts = native.sockOpts(copy, pid);
-      if (opts.domain !== AF_UNIX) throw unsupported(`${socketKind(opts)}: only unix sockets are supported`);
-      const d = native.unixDiag(ino, pid);
-      const type = d ? UNIX_TYPES[d.type] : undefined;
-      if (!d || !type) throw unsupported(`a unix socket of type ${d?.type ?? opts.type} that sock_diag does not show`);
-      const what = `a unix ${type} socket`;
-      const base = { type, shutdown: d.shutdown, sndbuf: Math.max(0, opts.sndbuf), queue: [] as Uint8Array[] };
-      if (d.peer !== null) {
-        let queue: Uint8Array[];
-        try {
-          queue = native.peekQueue(copy, d.type, d.shutdown, pid);
-        } catch (e) {
-          throw unsupported(`${what}: cannot read its queue: ${(e as Error).message}`);
-        }
-        this.seen.set(ino, { pid, fd, target, peerIno: d.peer });
-        return { ...base, state: "connected", queue };
-      }
-      this.seen.set(ino, { pid, fd, target });
-      if (d.state === TCP_LISTEN) {
-        if (d.rqueue > 0) throw unsupported(`a listening unix ${type} socket with ${d.rqueue} connection(s) waiting to be accepted`);
-        if (!d.name) throw unsupported(`a listening unix ${type} socket without a name`);
-        const name = pathName(d.name);
-        if (name[0] !== 0 && name[0] !== 0x2f) throw unsupported(`a listening unix socket bound to the relative path ${unixName(name)}`);
-        return { ...base, state: "listening", name, backlog: d.wqueue };
-      }
-      if (d.state === TCP_CLOSE && !d.name) return { ...base, state: "unbound" };
-      if (d.name) throw unsupported(`${what} bound to ${unixName(d.name)} but neither listening nor connected: not supported yet`);
-      throw unsupported(`${what} in state ${d.state}`);
+      if (isTcp(opts)) return { kind: "inet", inet: describeInet(pid, ino, copy, opts, unsupported) };
+      if (opts.domain !== AF_UNIX) throw unsupported(`${socketKind(opts)}: only unix sockets and listening TCP sockets are supported`);
+      return { kind: "unix", unix: this.describeUnix(pid, fd, ino, target, copy, opts, unsupported) };
     } finally {
       native.closeFd(copy);
     }
+  }
+
+  private describeUnix(
+    pid: number, fd: number, ino: number, target: string, copy: number, opts: native.SockOpts, unsupported: (why: string) => CrError,
+  ): UnixSocketImage {
+    const d = native.unixDiag(ino, pid);
+    const type = d ? UNIX_TYPES[d.type] : undefined;
+    if (!d || !type) throw unsupported(`a unix socket of type ${d?.type ?? opts.type} that sock_diag does not show`);
+    const what = `a unix ${type} socket`;
+    const base = { type, shutdown: d.shutdown, sndbuf: Math.max(0, opts.sndbuf), queue: [] as Uint8Array[] };
+    if (d.peer !== null) {
+      let queue: Uint8Array[];
+      try {
+        queue = native.peekQueue(copy, d.type, d.shutdown, pid);
+      } catch (e) {
+        throw unsupported(`${what}: cannot read its queue: ${(e as Error).message}`);
+      }
+      this.seen.set(ino, { pid, fd, target, peerIno: d.peer });
+      return { ...base, state: "connected", queue };
+    }
+    this.seen.set(ino, { pid, fd, target });
+    if (d.state === TCP_LISTEN) {
+      if (d.rqueue > 0) throw unsupported(`a listening unix ${type} socket with ${d.rqueue} connection(s) waiting to be accepted`);
+      if (!d.name) throw unsupported(`a listening unix ${type} socket without a name`);
+      const name = pathName(d.name);
+      if (name[0] !== 0 && name[0] !== 0x2f) throw unsupported(`a listening unix socket bound to the relative path ${unixName(name)}`);
+      return { ...base, state: "listening", name, backlog: d.wqueue };
+    }
+    if (d.state === TCP_CLOSE && !d.name) return { ...base, state: "unbound" };
+    if (d.name) throw unsupported(`${what} bound to ${unixName(d.name)} but neither listening nor connected: not supported yet`);
+    throw unsupported(`${what} in state ${d.state}`);
   }
 
   /**

@@ -131,10 +131,27 @@ export const unixSocket = obj({
   queue: arr(bytes, 1 << 16),
 });
 
+/**
+ * An IPv4 or IPv6 socket: today a TCP socket listening, with no connection
+ * waiting to be accepted. `address`: the bound address, network order (4
+ * bytes for "ipv4", 16 for "ipv6"; all zeros: any address); `port` (1 ..
+ * 65535); `backlog` as the kernel holds it (listen's argument capped at
+ * net.core.somaxconn); `options`: those a restore sets again before bind.
+ */
+export const inetSocket = obj({
+  family: oneOf("ipv4", "ipv6"),
+  type: oneOf("stream"),
+  state: oneOf("listening"),
+  address: bytes,
+  port: nonneg,
+  backlog: nonneg,
+  options: obj({ reuseaddr: bool, reuseport: bool, v6only: bool, nodelay: bool, keepalive: bool }),
+});
+
 export const files = obj({
   files: arr(obj({
     id: nonneg,
-    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd", "eventfd", "timerfd", "signalfd", "epoll", "tty", "inotify", "unix"),
+    kind: oneOf("reg", "chr", "dir", "pipe", "fifo", "memfd", "eventfd", "timerfd", "signalfd", "epoll", "tty", "inotify", "unix", "inet"),
     path: str,
     flags: nonneg,
     pos: nonneg,
@@ -178,6 +195,8 @@ export const files = obj({
     inotify: optional(obj({ watches: arr(obj({ wd: nonneg, mask: nonneg, path: str }), 1 << 20) })),
     /** kind "unix": a unix domain socket (see unixSocket). */
     unix: optional(unixSocket),
+    /** kind "inet": an IPv4 or IPv6 socket (see inetSocket). */
+    inet: optional(inetSocket),
   })),
   /** Every pipe the tree holds an end of: capacity and the bytes buffered at dump time. */
   pipes: optional(arr(obj({ id: nonneg, size: nonneg, data: bytes }))),
@@ -218,6 +237,7 @@ export type VmaImage = ReturnType<typeof vma>;
 export type PagemapImage = ImageBody<"pagemap">;
 export type FilesImage = ImageBody<"files">;
 export type UnixSocketImage = ReturnType<typeof unixSocket>;
+export type InetSocketImage = ReturnType<typeof inetSocket>;
 export type GhostImage = NonNullable<FilesImage["ghosts"]>[number];
 export type ManifestImage = ImageBody<"manifest">;
 

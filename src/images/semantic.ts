@@ -235,6 +235,8 @@ function checkFileKind(f: FileRecord, byId: ReadonlyMap<number, FileRecord>, fif
       return checkInotify(f);
     case "unix":
       return checkUnix(f, byId);
+    case "inet":
+      return checkInet(f, byId);
     case "epoll": {
       if (!f.epoll) return "epoll without its registrations";
       for (const [i, r] of f.epoll.entries()) {
@@ -273,6 +275,22 @@ function checkUnix(f: FileRecord, byId: ReadonlyMap<number, FileRecord>): string
   const p = byId.get(u.peer)?.unix;
   if (!p || u.peer === f.id) return `unix socket peer ${u.peer} is not another unix socket of files.cbor`;
   if (p.type !== u.type || p.state !== "connected" || p.peer !== f.id) return `unix socket peer ${u.peer} is not a ${u.type} socket connected back to it`;
+  return null;
+}
+
+/** An IPv4/IPv6 listener's own record in range, and no other listener of files.cbor on the same address and port (only SO_REUSEPORT shares one). */
+function checkInet(f: FileRecord, byId: ReadonlyMap<number, FileRecord>): string | null {
+  const n = f.inet;
+  if (!n) return "inet socket without its record";
+  if (n.address.length !== (n.family === "ipv4" ? 4 : 16)) return `${n.family} address of ${n.address.length} bytes`;
+  if (n.port === 0 || n.port > 65535) return `TCP port ${n.port} out of range`;
+  if (n.backlog > 0x7fffffff) return `listen backlog ${n.backlog} out of range`;
+  if (n.options.v6only && n.family !== "ipv6") return "IPV6_V6ONLY on an ipv4 socket";
+  for (const o of byId.values()) {
+    const m = o.inet;
+    if (o.id === f.id || !m || m.family !== n.family || m.port !== n.port || !m.address.every((b, i) => b === n.address[i])) continue;
+    if (!(m.options.reuseport && n.options.reuseport)) return `inet sockets ${Math.min(o.id, f.id)} and ${Math.max(o.id, f.id)} listen on the same address and port without SO_REUSEPORT`;
+  }
   return null;
 }
 

@@ -184,6 +184,12 @@ export const UnixDiag = {
 export const UNIX_PATH_MAX = 108;
 /** getsockopt's domain, type, protocol and SO_SNDBUF of a socket (i32 each). */
 export const SockOpts = { size: 16, domain: 0, type: 4, protocol: 8, sndbuf: 12 } as const;
+/** sock_diag's view of a TCP socket: u32 fields, then the local and remote addresses (16 bytes each). */
+export const InetDiag = {
+  size: 64, ino: 0, family: 4, state: 8, rqueue: 12, wqueue: 16, sport: 20, dport: 24, ifindex: 28, src: 32, dst: 48,
+} as const;
+/** Option bits of cr_inet_opts / cr_inet_listen. */
+export const INET_OPT = { reuseaddr: 1, reuseport: 2, v6only: 4, nodelay: 8, keepalive: 16 } as const;
 
 export const RESTORE_STEPS: Record<number, string> = {
   1: "child setup", 2: "open file", 3: "dup fd", 4: "chdir", 5: "map restorer hole", 6: "unmap old mappings",
@@ -221,6 +227,7 @@ export const LAYOUT_FIELDS = [
   "size_digest", "off_digest_hash", "size_scan_vma", "off_scan_vma_anon_only",
   "size_page_range", "size_prot_range", "off_prot_range_prot", "size_page_run", "off_page_run_offset",
   "size_unix_diag", "off_unix_diag_name_len", "off_unix_diag_name", "size_sock_opts",
+  "size_inet_diag", "off_inet_diag_src",
   "off_plan_seccomp_off", "size_plan_seccomp_filter", "off_plan_thread_seccomp_off",
 ] as const;
 
@@ -299,6 +306,8 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_unix_diag_name_len: UnixDiag.name_len,
   off_unix_diag_name: UnixDiag.name,
   size_sock_opts: SockOpts.size,
+  size_inet_diag: InetDiag.size,
+  off_inet_diag_src: InetDiag.src,
   off_plan_seccomp_off: PlanHeader.seccomp_off,
   size_plan_seccomp_filter: PlanSeccompFilter.size,
   off_plan_thread_seccomp_off: PlanThread.seccomp_off,

@@ -62,6 +62,9 @@ const symbols = {
   cr_unix_fill: { args: [i32, P, usize, P, u32], returns: i32 },
   cr_unix_finish: { args: [i32, u32, u32], returns: i32 },
   cr_unix_socket: { args: [u32, P, usize, u32, u32, i32], returns: i32 },
+  cr_inet_diag: { args: [u32, u32, P], returns: i32 },
+  cr_inet_opts: { args: [i32, u32], returns: i32 },
+  cr_inet_listen: { args: [u32, P, usize, u32, u32, u32, i32], returns: i32 },
   cr_set_foreground: { args: [i32, i32], returns: i32 },
 } as const;
 
@@ -719,4 +722,53 @@ export function finishSocket(fd: number, sndbuf: number, shutdown: number): void
 export function makeUnixSocket(type: number, name: Uint8Array | null, backlog: number | null, minFd: number): number {
   const n = name ?? new Uint8Array(1);
   return checked(native().cr_unix_socket(type, ptr(n), name?.length ?? 0, backlog === null ? 0 : 1, backlog ?? 0, minFd), "restore sockets");
+}
+
+export interface InetDiag {
+  ino: number;
+  /** AF_INET 2, AF_INET6 10. */
+  family: number;
+  /** The kernel's TCP state: TCP_ESTABLISHED 1 ... TCP_CLOSE 7, TCP_LISTEN 10 ... */
+  state: number;
+  /** Listening: connections waiting to be accepted, and the backlog; else bytes to read and bytes not acknowledged. */
+  rqueue: number;
+  wqueue: number;
+  /** Local and remote port; local and remote address (4 bytes for IPv4, 16 for IPv6, network order). */
+  sport: number;
+  dport: number;
+  src: Uint8Array;
+  dst: Uint8Array;
+  /** The interface it is bound to (SO_BINDTODEVICE, an IPv6 scope), 0: none. */
+  ifindex: number;
+}
+
+/** sock_diag's view of TCP socket `ino` of `family`; null when no TCP socket of that family has that inode. */
+export function inetDiag(family: number, ino: number, pid: number): InetDiag | null {
+  const buf = new Uint8Array(abi.InetDiag.size);
+  const rc = native().cr_inet_diag(family, ino, ptr(buf));
+  if (rc === -2) return null; // ENOENT
+  checked(rc, "sock_diag", pid);
+  const dv = new DataView(buf.buffer);
+  const u32 = (o: number) => dv.getUint32(o, true);
+  const alen = u32(abi.InetDiag.family) === 2 ? 4 : 16;
+  return {
+    ino: u32(abi.InetDiag.ino), family: u32(abi.InetDiag.family), state: u32(abi.InetDiag.state),
+    rqueue: u32(abi.InetDiag.rqueue), wqueue: u32(abi.InetDiag.wqueue), sport: u32(abi.InetDiag.sport), dport: u32(abi.InetDiag.dport),
+    src: buf.slice(abi.InetDiag.src, abi.InetDiag.src + alen), dst: buf.slice(abi.InetDiag.dst, abi.InetDiag.dst + alen),
+    ifindex: u32(abi.InetDiag.ifindex),
+  };
+}
+
+/** The options of TCP socket `fd` (a copy of a frozen task's) of `family`, as abi.INET_OPT bits. */
+export function inetOpts(fd: number, family: number, pid: number): number {
+  return checked(native().cr_inet_opts(fd, family), "getsockopt", pid);
+}
+
+/**
+ * A TCP socket of `family` with the abi.INET_OPT bits `opts`, bound to
+ * `address` (4 or 16 bytes) and `port`, listening with `backlog`, at a number
+ * >= minFd, non-blocking. The port taken: a CrError with errno EADDRINUSE.
+ */
+export function makeTcpListener(family: number, address: Uint8Array, port: number, backlog: number, opts: number, minFd: number): number {
+  return checked(native().cr_inet_listen(family, ptr(address), address.length, port, backlog, opts, minFd), "restore sockets");
 }

@@ -3,7 +3,7 @@
 // and named FIFOs re-opened with their buffered bytes, shared memory objects
 // as memfds, eventfds, timerfds, signalfds and empty epolls from their
 // recorded state, inotify instances with their watches at their wds, unix
-// sockets with their queues (see sockets.ts); deleted files recreated, opened and unlinked again, see
+// sockets with their queues and listening TCP sockets (see sockets.ts); deleted files recreated, opened and unlinked again, see
 // ghost.ts): the tasks only dup them to their fd numbers (and make
 // their epoll registrations, see EpollRegistration), so descriptions shared
 // by dup or fork stay shared, and a file that cannot be opened fails the
@@ -15,7 +15,7 @@ import { shmemFile } from "../images/index.ts";
 import * as native from "../native/index.ts";
 import { writeRuns } from "./runs.ts";
 import { openGhosts, type GhostFds, type GhostMapFds, type GhostUse } from "./ghost.ts";
-import { SocketMaker } from "./sockets.ts";
+import { openInetListener, SocketMaker } from "./sockets.ts";
 
 const O_ACCMODE = 3, O_WRONLY = 1, O_RDWR = 2;
 const O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000, O_NONBLOCK = 0o4000;
@@ -197,6 +197,10 @@ export function openSharedFiles(
         native.setFileFlags(fd, f.flags & ~O_ACCMODE);
       } else if (f.kind === "unix") {
         fd = sockets.open(f);
+        native.setFileFlags(fd, f.flags & ~O_ACCMODE);
+      } else if (f.kind === "inet") {
+        fd = openInetListener(f, minFd);
+        opened.push(fd);
         native.setFileFlags(fd, f.flags & ~O_ACCMODE);
       } else if (f.ghostId !== undefined) {
         fd = ghosts.files.get(id)!;

@@ -5,10 +5,15 @@
 // closed as a pair whose other end is closed once its queue is in; a
 // listening socket bound to its name again (a stale socket file at its path
 // removed, a name somebody listens at refused: "address in use") and
-// listening with its backlog; an unbound socket as a new one.
+// listening with its backlog; an unbound socket as a new one. A listening
+// TCP socket: a new one with its options, bound to its address and port and
+// listening with its backlog; a port somebody else holds fails the restore
+// ("address in use: 0.0.0.0:8000") before any process exists.
 import { CrError } from "../errors.ts";
 import type { FilesImage, UnixSocketImage } from "../images/index.ts";
+import { INET_OPT } from "../native/abi.ts";
 import * as native from "../native/index.ts";
+import { inetEndpoint } from "../show/names.ts";
 
 type FileRecord = FilesImage["files"][number];
 
@@ -53,5 +58,26 @@ export class SocketMaker {
       native.closeFd(theirs);
     }
     return mine;
+  }
+}
+
+const EADDRINUSE = 98;
+
+/** The listening TCP socket of file `f` (kind "inet"), at a number >= minFd, non-blocking until the caller sets its flags. */
+export function openInetListener(f: FileRecord, minFd: number): number {
+  const n = f.inet;
+  if (!n) throw new CrError("restore", `files.cbor: inet socket ${f.id} without its record`);
+  let bits = 0;
+  for (const [name, bit] of Object.entries(INET_OPT)) if (n.options[name as keyof typeof INET_OPT]) bits |= bit;
+  try {
+    return native.makeTcpListener(n.family === "ipv4" ? 2 : 10, n.address, n.port, n.backlog, bits, minFd);
+  } catch (e) {
+    const where = inetEndpoint(n.address, n.port);
+    if (e instanceof CrError && e.errno === EADDRINUSE) {
+      // Without SO_REUSEADDR, the dumped socket's own connections closed in the last minute (TIME_WAIT) hold the port too.
+      const why = n.options.reuseaddr ? "another socket listens there" : "another socket listens there, or, as the socket had no SO_REUSEADDR, connections it closed lately are still in TIME_WAIT";
+      throw new CrError("restore", `address in use: ${where} (${why})`, { errno: EADDRINUSE, cause: e });
+    }
+    throw new CrError("restore", `cannot listen on ${where} again: ${(e as Error).message}`, { cause: e, ...(e instanceof CrError && e.errno !== undefined ? { errno: e.errno } : {}) });
   }
 }

@@ -4,7 +4,7 @@ import type {
   FilesImage, InventoryImage, ManifestImage, PagemapImage, TaskImage, TreeImage,
 } from "../images/index.ts";
 import {
-  clock, epollEvents, handler, hex, inotifyMask, openFlags, prot, registers, saFlags, seconds, sigset, signal, size, unixName,
+  clock, epollEvents, handler, hex, inotifyMask, openFlags, prot, registers, saFlags, seconds, sigset, signal, size, unixName, inetEndpoint,
 } from "./names.ts";
 
 /** Left-aligned columns from rows of cells. */
@@ -78,6 +78,8 @@ export function fileDetail(x: FileRecord, files: FilesImage | undefined): string
       return x.tty?.ctty ? "the job's controlling terminal" : "a terminal";
     case "unix":
       return x.unix ? unixDetail(x.unix) : "";
+    case "inet":
+      return x.inet ? inetDetail(x.inet) : "";
     default:
       return "";
   }
@@ -97,6 +99,12 @@ function unixDetail(u: NonNullable<FileRecord["unix"]>): string {
     default:
       return `${u.type}, unbound`;
   }
+}
+
+/** A TCP listener: where it listens, its backlog and the options set on it. */
+function inetDetail(n: NonNullable<FileRecord["inet"]>): string {
+  const opts = Object.entries(n.options).filter(([, on]) => on).map(([name]) => name);
+  return `tcp ${n.family}, listening on ${inetEndpoint(n.address, n.port)}, backlog ${n.backlog}${opts.length ? `, ${opts.join(",")}` : ""}`;
 }
 
 export function formatFiles(f: FilesImage): string[] {

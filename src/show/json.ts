@@ -1,8 +1,8 @@
 // Decoded records as JSON: bigints as decimal strings, raw byte fields as their
-// length (plus hex when short), registers by name, page runs as ranges. Never
+// length (plus hex when short), registers by name, IP addresses as text too, page runs as ranges. Never
 // raw page contents.
 import type { PagemapImage } from "../images/index.ts";
-import { hex, registers } from "./names.ts";
+import { hex, ipAddress, registers } from "./names.ts";
 
 const SHORT_BYTES = 32;
 
@@ -13,6 +13,8 @@ function bytesJson(b: Uint8Array, key: string): Json {
     const named = registers(b);
     if (named) return Object.fromEntries(named.map(([n, v]) => [n, hex(v)]));
   }
+  // A TCP listener's address (files.cbor "inet"): also as text.
+  if (key === "address" && (b.length === 4 || b.length === 16)) return { bytes: b.length, hex: Buffer.from(b).toString("hex"), ip: ipAddress(b) };
   return b.length <= SHORT_BYTES ? { bytes: b.length, hex: Buffer.from(b).toString("hex") } : { bytes: b.length };
 }
 

@@ -103,3 +103,24 @@ export function unixName(name: Uint8Array): string {
   const text = new TextDecoder().decode(abstract ? name.subarray(1) : name);
   return abstract ? `@${text.replace(/\0/g, "@")}` : text;
 }
+
+/** An IPv4 (4 bytes) or IPv6 (16 bytes) address as text: dotted, or RFC 5952 (its longest run of zero groups as "::"). */
+export function ipAddress(a: Uint8Array): string {
+  if (a.length === 4) return a.join(".");
+  const groups = Array.from({ length: a.length >> 1 }, (_, i) => (a[2 * i]! << 8) | a[2 * i + 1]!);
+  let best = { at: -1, len: 1 };
+  for (let i = 0; i < groups.length; i++) {
+    let j = i;
+    while (j < groups.length && groups[j] === 0) j++;
+    if (j - i > best.len) best = { at: i, len: j - i };
+    i = Math.max(i, j);
+  }
+  const hex = (g: number[]) => g.map((x) => x.toString(16)).join(":");
+  if (best.at < 0) return hex(groups);
+  return `${hex(groups.slice(0, best.at))}::${hex(groups.slice(best.at + best.len))}`;
+}
+
+/** An address and port as ss shows them: 127.0.0.1:8000, [::1]:8000. */
+export function inetEndpoint(address: Uint8Array, port: number): string {
+  return address.length === 4 ? `${ipAddress(address)}:${port}` : `[${ipAddress(address)}]:${port}`;
+}

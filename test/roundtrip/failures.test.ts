@@ -135,9 +135,29 @@ describe("dump failures leave the process untouched", () => {
       why: "a listening unix stream socket with 1 connection(s) waiting to be accepted",
     },
     {
-      what: "a TCP socket",
-      setup: ["s = socket.create_server(('127.0.0.1', 0))", "os.dup2(s.fileno(), 1)"],
-      why: "a TCP socket (IPv4)",
+      what: "an established TCP connection",
+      setup: [
+        "l = socket.create_server(('127.0.0.1', 0))",
+        "c = socket.create_connection(l.getsockname())",
+        // The accepted end stays open too (fd 4), so that the connection stays established.
+        "a, _ = l.accept()",
+        "os.dup2(c.fileno(), 1); os.dup2(a.fileno(), 4)",
+      ],
+      why: "established TCP needs --tcp-established, not supported yet",
+    },
+    {
+      what: "a listening TCP socket with a connection waiting to be accepted",
+      setup: [
+        "l = socket.create_server(('::1', 0), family=socket.AF_INET6)",
+        "c = socket.create_connection(l.getsockname()[:2])",
+        "os.dup2(l.fileno(), 1)",
+      ],
+      why: "a listening TCP socket (IPv6) on [::1]:",
+    },
+    {
+      what: "a UDP socket",
+      setup: ["s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)", "s.bind(('127.0.0.1', 0))", "os.dup2(s.fileno(), 1)"],
+      why: "a UDP socket (IPv4): only unix sockets and listening TCP sockets are supported",
     },
     {
       what: "a socket pair with a file descriptor in flight (SCM_RIGHTS)",
@@ -158,10 +178,10 @@ describe("dump failures leave the process untouched", () => {
 });
 
 describe("a tree whose dump fails half-way runs on untouched", () => {
-  test("a child holding a TCP socket fails the dump after its parent was dumped; both run on, untraced", () => {
+  test("a child holding a UDP socket fails the dump after its parent was dumped; both run on, untraced", () => {
     const dir = tempDir("cr-tree-fail-");
     const log = join(dir, "count.log");
-    const py = "import socket, time\ns = socket.create_server(('127.0.0.1', 0))\nopen('ready', 'w').close()\ntime.sleep(1000)";
+    const py = "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nopen('ready', 'w').close()\ntime.sleep(1000)";
     const sh = Bun.spawn(["bash", "-c", `python3 -c "${py}" & n=0; while :; do n=$((n+1)); echo $n >> "${log}"; sleep 0.02; done`], {
       stdio: ["ignore", "ignore", "ignore"], cwd: dir,
     });
@@ -177,7 +197,7 @@ describe("a tree whose dump fails half-way runs on untouched", () => {
     const line = oneLine(r.stderr);
     expect(line).toContain(`pid ${child}`);
     expect(line).toContain("socket:[");
-    expect(line).toContain("a TCP socket");
+    expect(line).toContain("a UDP socket");
     for (const pid of [sh.pid, child]) {
       expect(alive(pid)).toBe(true);
       expect(tracerOf(pid)).toBe(0);

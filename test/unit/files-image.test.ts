@@ -1,5 +1,5 @@
 // files.cbor records of the kinds with state of their own (named FIFOs,
-// eventfd, timerfd, signalfd, epoll, inotify, unix sockets): a valid set decodes as written, and each
+// eventfd, timerfd, signalfd, epoll, inotify, unix sockets, TCP listeners): a valid set decodes as written, and each
 // record that type-checks but makes no sense is refused with its reason.
 import { describe, expect, test } from "bun:test";
 import { CrError } from "../../src/errors.ts";
@@ -34,6 +34,20 @@ function valid(): FilesImage {
       },
       { id: 10, kind: "unix", path: "socket:[13]", flags: 2, pos: 0, unix: { type: "dgram", state: "connected", shutdown: 0, sndbuf: 4096, queue: [new Uint8Array(3)] } },
       { id: 11, kind: "unix", path: "socket:[14]", flags: 2, pos: 0, unix: { type: "stream", state: "unbound", shutdown: 0, sndbuf: 4096, queue: [] } },
+      {
+        id: 12, kind: "inet", path: "socket:[15]", flags: 2, pos: 0,
+        inet: {
+          family: "ipv4", type: "stream", state: "listening", address: new Uint8Array([127, 0, 0, 1]), port: 8000, backlog: 128,
+          options: { reuseaddr: true, reuseport: true, v6only: false, nodelay: false, keepalive: false },
+        },
+      },
+      {
+        id: 13, kind: "inet", path: "socket:[16]", flags: 0o4002, pos: 0,
+        inet: {
+          family: "ipv6", type: "stream", state: "listening", address: new Uint8Array(16), port: 8000, backlog: 4096,
+          options: { reuseaddr: false, reuseport: false, v6only: true, nodelay: true, keepalive: true },
+        },
+      },
     ],
     pipes: [],
     fifos: [{ id: 1, size: 65536, data: new Uint8Array([1, 2, 3]) }],
@@ -104,6 +118,27 @@ describe("records that make no sense are refused", () => {
     refused((f) => (at(f, 6).inotify!.watches[0]!.mask = 2 ** 32), "wider than 32 bits");
     refused((f) => (at(f, 6).inotify!.watches[0]!.path = "tmp/a"), "is not absolute");
   });
+  test("a TCP listener without its record, with an address not of its family, a port or backlog out of range, or on another's port", () => {
+    refused((f) => delete at(f, 12).inet, "inet socket without its record");
+    refused((f) => (at(f, 12).inet!.address = new Uint8Array(16)), "ipv4 address of 16 bytes");
+    refused((f) => (at(f, 13).inet!.address = new Uint8Array(4)), "ipv6 address of 4 bytes");
+    refused((f) => (at(f, 12).inet!.port = 0), "TCP port 0 out of range");
+    refused((f) => (at(f, 12).inet!.port = 65536), "TCP port 65536 out of range");
+    refused((f) => (at(f, 12).inet!.backlog = 2 ** 31), "listen backlog 2147483648 out of range");
+    refused((f) => (at(f, 12).inet!.options.v6only = true), "IPV6_V6ONLY on an ipv4 socket");
+    // A second listener on 127.0.0.1:8000: only SO_REUSEPORT on both lets two sockets share a port.
+    const twin = (reuseport: boolean) => (f: FilesImage) => {
+      const t = structuredClone(at(f, 12));
+      t.id = 14;
+      t.inet!.options.reuseport = reuseport;
+      f.files.push(t);
+    };
+    refused(twin(false), "inet sockets 12 and 14 listen on the same address and port without SO_REUSEPORT");
+    const ok = valid();
+    twin(true)(ok);
+    expect(decode(ok).files.length).toBe(14);
+  });
+
   test("a unix socket without its record, with a peer that is not its peer, or a listener without its name", () => {
     refused((f) => delete at(f, 7).unix, "unix socket without its record");
     refused((f) => (at(f, 7).unix!.peer = 5), "peer 5 is not another unix socket");

@@ -617,6 +617,36 @@ pub const UnixDiag = extern struct {
 
 pub const UNIX_PATH_MAX: usize = 108;
 
+/// What sock_diag (INET_DIAG, TCP) says about one IPv4/IPv6 socket: cr_inet_diag.
+pub const InetDiag = extern struct {
+    ino: u32,
+    /// AF_INET 2, AF_INET6 10.
+    family: u32,
+    /// TCP_ESTABLISHED 1 ... TCP_CLOSE 7, TCP_LISTEN 10 (the kernel's TCP_* states).
+    state: u32,
+    /// Listening: connections waiting to be accepted, and the backlog.
+    /// Else: bytes to read, and bytes sent not yet acknowledged.
+    rqueue: u32,
+    wqueue: u32,
+    /// Local and remote port, host byte order.
+    sport: u32,
+    dport: u32,
+    /// The interface the socket is bound to (SO_BINDTODEVICE, an IPv6 scope), 0: none.
+    ifindex: u32,
+    /// Local and remote address, network byte order: 4 bytes for AF_INET, then zeros.
+    src: [16]u8,
+    dst: [16]u8,
+};
+
+/// Options of a TCP socket a dump reads (cr_inet_opts) and a restore sets
+/// (cr_inet_listen), one bit each.
+pub const INET_OPT_REUSEADDR: u32 = 1;
+pub const INET_OPT_REUSEPORT: u32 = 2;
+pub const INET_OPT_V6ONLY: u32 = 4;
+pub const INET_OPT_NODELAY: u32 = 8;
+pub const INET_OPT_KEEPALIVE: u32 = 16;
+pub const INET_OPT_ALL: u32 = INET_OPT_REUSEADDR | INET_OPT_REUSEPORT | INET_OPT_V6ONLY | INET_OPT_NODELAY | INET_OPT_KEEPALIVE;
+
 /// The socket options of an fd that a dump reads (cr_sock_opts).
 pub const SockOpts = extern struct {
     domain: i32,
@@ -700,6 +730,8 @@ pub const Layout = extern struct {
     off_unix_diag_name_len: u32,
     off_unix_diag_name: u32,
     size_sock_opts: u32,
+    size_inet_diag: u32,
+    off_inet_diag_src: u32,
     off_plan_seccomp_off: u32,
     size_plan_seccomp_filter: u32,
     off_plan_thread_seccomp_off: u32,
@@ -779,6 +811,8 @@ pub fn layout() Layout {
         .off_unix_diag_name_len = @offsetOf(UnixDiag, "name_len"),
         .off_unix_diag_name = @offsetOf(UnixDiag, "name"),
         .size_sock_opts = @sizeOf(SockOpts),
+        .size_inet_diag = @sizeOf(InetDiag),
+        .off_inet_diag_src = @offsetOf(InetDiag, "src"),
         .off_plan_seccomp_off = @offsetOf(PlanHeader, "seccomp_off"),
         .size_plan_seccomp_filter = @sizeOf(PlanSeccompFilter),
         .off_plan_thread_seccomp_off = @offsetOf(PlanThread, "seccomp_off"),

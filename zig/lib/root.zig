@@ -20,6 +20,8 @@ const scan = @import("scan.zig");
 const interrupt = @import("interrupt.zig");
 const unixdiag = @import("unixdiag.zig");
 const unixsk = @import("unixsk.zig");
+const inetdiag = @import("inetdiag.zig");
+const inetsk = @import("inetsk.zig");
 const nonzero = @import("nonzero.zig");
 
 export fn cr_abi_layout(out: *abi.Layout) void {
@@ -330,6 +332,29 @@ export fn cr_unix_socket(stype: u32, name: [*]const u8, name_len: usize, listen:
     return unixsk.makeSocket(stype, name[0..name_len], listen != 0, backlog, min_fd);
 }
 
+/// sock_diag's view of the TCP socket of inode `ino`, of `family` (ENOENT: no such TCP socket).
+export fn cr_inet_diag(family: u32, ino: u32, out: *abi.InetDiag) i32 {
+    err.clear();
+    if (ino == 0) return err.fail(sys.EINVAL, "socket inode 0", .{});
+    return inetdiag.query(family, ino, out);
+}
+
+/// The options of TCP socket `fd` (abi.INET_OPT_* bits).
+export fn cr_inet_opts(fd: i32, family: u32) i32 {
+    err.clear();
+    return inetsk.readOpts(fd, family);
+}
+
+/// A listening TCP socket bound to `addr`:`port` (see inetsk.makeListener).
+export fn cr_inet_listen(family: u32, addr: [*]const u8, addr_len: usize, port: u32, backlog: u32, opts: u32, min_fd: i32) i32 {
+    err.clear();
+    const want: usize = if (family == 2) 4 else if (family == 10) 16 else 0;
+    if (want == 0 or addr_len != want) return err.fail(sys.EINVAL, "a TCP address of {d} bytes for family {d}", .{ addr_len, family });
+    if (port == 0 or port > 65535) return err.fail(sys.EINVAL, "TCP port {d}", .{port});
+    if (opts & ~abi.INET_OPT_ALL != 0) return err.fail(sys.EINVAL, "TCP socket options {x}", .{opts});
+    return inetsk.makeListener(family, addr[0..addr_len], @intCast(port), backlog, opts, min_fd);
+}
+
 /// Modes of terminal `fd`: read into `t` (set 0) or set from it (set 1); see tty.zig.
 export fn cr_termios(fd: i32, t: [*]u8, len: usize, set: u32) i32 {
     err.clear();
@@ -395,5 +420,7 @@ test {
     _ = tty;
     _ = unixdiag;
     _ = unixsk;
+    _ = inetdiag;
+    _ = inetsk;
     _ = inotify;
 }

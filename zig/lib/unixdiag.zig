@@ -7,15 +7,15 @@ const abi = @import("abi");
 const sys = @import("sys.zig");
 const err = @import("err.zig");
 
-const AF_NETLINK: usize = 16;
+pub const AF_NETLINK: usize = 16;
 const AF_UNIX: u8 = 1;
-const SOCK_RAW: usize = 3;
-const SOCK_CLOEXEC: usize = 0o2000000;
-const NETLINK_SOCK_DIAG: usize = 4;
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const NLM_F_REQUEST: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
+pub const SOCK_RAW: usize = 3;
+pub const SOCK_CLOEXEC: usize = 0o2000000;
+pub const NETLINK_SOCK_DIAG: usize = 4;
+pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+pub const NLM_F_REQUEST: u16 = 1;
+pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
 
 const UDIAG_SHOW_NAME: u32 = 0x01;
 const UDIAG_SHOW_PEER: u32 = 0x04;
@@ -27,7 +27,7 @@ const UNIX_DIAG_RQLEN: u16 = 4;
 const UNIX_DIAG_SHUTDOWN: u16 = 6;
 
 /// `struct nlmsghdr`.
-const NlMsgHdr = extern struct {
+pub const NlMsgHdr = extern struct {
     len: u32,
     type: u16,
     flags: u16,
@@ -70,11 +70,11 @@ pub const Reply = union(enum) {
     errno: u16,
 };
 
-fn readInt(comptime T: type, b: []const u8, off: usize) T {
+pub fn readInt(comptime T: type, b: []const u8, off: usize) T {
     return std.mem.readInt(T, b[off..][0..@sizeOf(T)], .little);
 }
 
-fn alignNl(n: usize) usize {
+pub fn alignNl(n: usize) usize {
     return (n + 3) & ~@as(usize, 3);
 }
 
