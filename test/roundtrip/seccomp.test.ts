@@ -4,11 +4,12 @@
 // still apply after restore. Strict mode and user-notification filters are
 // refused, the task running on untraced.
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as img from "../../src/images/index.ts";
 import {
-  alive, cleanup, cr, expectRunsOnAndPasses, roundTrip, startWorkload, statusLinesByThread, tempDir, tracerOf, track, waitFor,
+  alive, cleanup, cr, expectRunsOnAndPasses, oneLine, roundTrip, startWorkload, statusLinesByThread, tempDir, tracerOf, track, waitFor,
+  waitGone,
 } from "../helpers/procs.ts";
 import { PYTHON, pythonProgress, SECCOMP_CTYPES, startPythonCounter } from "../helpers/python.ts";
 
@@ -49,6 +50,24 @@ describe("seccomp", () => {
     expect(tracerOf(w.pid)).toBe(0);
     expect(seccompOf(w.pid)).toEqual(before);
     expectRunsOnAndPasses(w);
+  });
+
+  test("a filter the kernel refuses at restore fails it at the seccomp step, naming the pid; nothing is left", () => {
+    const w = startWorkload("seccomp");
+    const images = tempDir("cr-images-");
+    const d = cr(["dump", "-t", String(w.pid), "-D", images]);
+    expect(d.status).toBe(0);
+    waitGone(w.pid);
+    // An opcode the BPF checker rejects: the image's checks cannot know, the kernel says EINVAL.
+    const t = taskImage(images, w.pid);
+    t.seccompFilters![1]!.insns.set([0xff, 0xff], 0);
+    img.writeImageFile(images, img.taskFile(w.pid), img.encodeImage("task", t), { sync: false });
+    img.writeManifest(images, readdirSync(images).filter((n) => n !== img.MANIFEST), { sync: false });
+    const r = cr(["restore", "-D", images, "-d"]);
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toContain("restoring failed at seccomp (install a filter) (item 1): EINVAL");
+    expect(oneLine(r.stderr)).toContain(`pid ${w.pid}`);
+    waitGone(w.pid);
   });
 
   test("cr show lists the filters and each thread's chain", () => {

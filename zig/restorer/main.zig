@@ -516,15 +516,20 @@ fn waitForGo(c: *const Ctx) void {
 }
 
 /// The last steps of thread k: its own state, its pending signals, its
-/// frame. Then all threads leave together: the others report ready and wait
-/// for the main thread's go, which comes once they are all ready, no fd of
-/// cr's is left, the task told cr it is ready (closing the status pipe) and
-/// cr let the whole tree go (closing the go pipe).
+/// frame. Then all threads leave together: the others report ready; the
+/// main thread installs the seccomp filters they all share (TSYNC), then
+/// every thread its own rest; the others wait for the main thread's go,
+/// which comes once they all have their filters, no fd of cr's is left, the
+/// task told cr it is ready (closing the status pipe) and cr let the whole
+/// tree go (closing the go pipe). After the filters: only futex, capset (see
+/// PlanHeader.seccomp_admin), close_range, close, read and rt_sigreturn; cr
+/// seizes the threads with PTRACE_O_SUSPEND_SECCOMP during the read.
 fn leave(c: *const Ctx, k: usize) noreturn {
     const t = &c.threads()[k];
     setThreadState(c, t, k);
     queuePending(c, t.sigpending_off, t.sigpending_count, true);
-    // Last of what the thread does for itself: nothing after this needs privileges.
+    // Last of what the thread does for itself: after this only seccomp() may
+    // need a privilege (CAP_SYS_ADMIN, kept for it when needed).
     setCreds(c, k);
     // After the credentials, whose change clears it.
     if (t.pdeath_sig != 0) _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_PDEATHSIG, t.pdeath_sig), .thread, @intCast(k));
