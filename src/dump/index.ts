@@ -23,6 +23,7 @@ import { DEFAULT_GHOST_LIMIT, exeOf, GhostTable, mapGhosts } from "./ghost.ts";
 import { JobTerminal, jobContext, treeExternal } from "./shelljob.ts";
 import { orderTasks } from "../restore/tree.ts";
 import { withStopSignalsHeld, type StopCheck } from "../stopsignals.ts";
+import { checkSameNamespaces } from "./namespaces.ts";
 
 const SIGCONT = 18, SIGSTOP = 19;
 const NOT_DUMPED = "the dump is incomplete (no manifest) and the tree runs on as it was";
@@ -118,6 +119,7 @@ function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
       ...(external ? { external } : {}),
     };
     checkRestorable(tree, opts.pid);
+    checkSameNamespaces(tasks.filter((t) => t.state !== "zombie").map((t) => t.pid));
     const shmem = new ShmemTable(opts.dir);
     const ghosts = new GhostTable(opts.dir, opts.ghostLimit ?? DEFAULT_GHOST_LIMIT);
     const terminal = new JobTerminal(job);

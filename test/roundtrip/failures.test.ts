@@ -1,7 +1,7 @@
 // Failure paths: each must end in one clear line and a non-zero exit, leave a
 // dumped process running untouched, and never leave a half-restored process.
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, readdirSync, truncateSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, readlinkSync, truncateSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   alive, cleanup, CR, cr, expectRunsOnAndPasses, oneLine, readProgress, sleepMs, startWorkload, tempDir, tracerOf, track, waitFor, waitGone,
@@ -175,6 +175,43 @@ describe("dump failures leave the process untouched", () => {
       expectUnsupportedFd(pid, dir, "socket:[", c.why);
     });
   }
+});
+
+describe("namespaces (not dumped yet) are refused by name, and the tasks run on untraced", () => {
+  /** `pid` is alive, untraced, and still has the namespace link it had. */
+  function runsOn(pid: number, kind: string, link: string): void {
+    expect(alive(pid)).toBe(true);
+    expect(tracerOf(pid)).toBe(0);
+    expect(readlinkSync(`/proc/${pid}/ns/${kind}`)).toBe(link);
+  }
+
+  test("a process in its own network namespace", () => {
+    const p = Bun.spawn(["unshare", "--net", "sleep", "1000"], { stdio: ["ignore", "ignore", "ignore"] });
+    track(p.pid);
+    const mine = readlinkSync("/proc/self/ns/net");
+    waitFor(() => readlinkSync(`/proc/${p.pid}/ns/net`) !== mine, 10_000, "unshare to enter its namespace");
+    const link = readlinkSync(`/proc/${p.pid}/ns/net`);
+    const r = cr(["dump", "-t", String(p.pid), "-D", tempDir("cr-images-")]);
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toContain(`pid ${p.pid} is in its own network namespace`);
+    runsOn(p.pid, "net", link);
+  });
+
+  test("a child in its own PID namespace, its parent in cr's: the tree is refused at the child", () => {
+    const p = Bun.spawn(["unshare", "--pid", "--fork", "sleep", "1000"], { stdio: ["ignore", "ignore", "ignore"] });
+    track(p.pid);
+    const childOf = () => Number(readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, "utf8").trim().split(/\s+/)[0] || 0);
+    waitFor(() => childOf() > 0 && readlinkSync(`/proc/${childOf()}/exe`).endsWith("/sleep"), 10_000, "unshare's child to run sleep");
+    const child = childOf();
+    track(child);
+    const link = readlinkSync(`/proc/${child}/ns/pid`);
+    const r = cr(["dump", "-t", String(p.pid), "-D", tempDir("cr-images-")]);
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toContain(`pid ${child} is in its own PID namespace`);
+    runsOn(child, "pid", link);
+    expect(alive(p.pid)).toBe(true);
+    expect(tracerOf(p.pid)).toBe(0);
+  });
 });
 
 describe("a tree whose dump fails half-way runs on untouched", () => {
