@@ -17,6 +17,17 @@ const SPLICE_F_NONBLOCK: usize = 2;
 const KCMP_FILE: usize = 0;
 
 /// Move `fd` to the lowest free number >= `min` (close-on-exec), closing it.
+/// A copy in cr of fd `fd` of task `pid` (the same open file description):
+/// pidfd_getfd needs no help from the task, whatever its credentials.
+pub fn grabFd(pid: i32, fd: i32) i32 {
+    const pidfd = sys.syscall2(.pidfd_open, sys.fdArg(pid), 0);
+    if (sys.isErr(pidfd)) return err.fail(sys.errnoOf(pidfd), "pidfd_open({d}) failed", .{pid});
+    defer _ = sys.syscall1(.close, pidfd);
+    const got = sys.syscall3(.pidfd_getfd, pidfd, sys.fdArg(fd), 0);
+    if (sys.isErr(got)) return err.fail(sys.errnoOf(got), "pidfd_getfd of fd {d} of {d} failed", .{ fd, pid });
+    return @intCast(got);
+}
+
 pub fn moveAtLeast(fd: usize, min: i32) i32 {
     const rc = sys.syscall3(.fcntl, fd, F_DUPFD_CLOEXEC, @intCast(min));
     _ = sys.syscall1(.close, fd);

@@ -20,6 +20,7 @@ const inject = @import("inject.zig");
 const thread = @import("thread.zig");
 const hash = @import("hash.zig");
 const gather = @import("gather.zig");
+const fds = @import("fds.zig");
 const linux = std.os.linux;
 
 const PAGE: usize = 4096;
@@ -136,17 +137,14 @@ fn launch(j: *Job, blob: []const u8, ranges: []const abi.PageRange, unreadable: 
     const fds_addr = j.area + j.args_off + @offsetOf(abi.ParasiteArgs, "pages") + @offsetOf(abi.ParasitePages, "pipe");
     const pr = s.syscall(@intFromEnum(sys.SYS.pipe2), .{ fds_addr, 0, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO);
     if (sys.isErr(pr)) return err.fail(sys.errnoOf(pr), "cannot create the page pipe in {d}", .{j.pid});
-    var fds: [2]i32 = undefined;
-    if (inject.readRemote(j.pid, fds_addr, std.mem.asBytes(&fds)) != 0) return sys.neg(sys.EIO);
-    j.task_fds = fds;
+    var pipe: [2]i32 = undefined;
+    if (inject.readRemote(j.pid, fds_addr, std.mem.asBytes(&pipe)) != 0) return sys.neg(sys.EIO);
+    j.task_fds = pipe;
 
-    // Our end of it: pidfd_getfd needs no help from the task, whatever its credentials.
-    const pidfd = sys.syscall2(.pidfd_open, sys.fdArg(j.pid), 0);
-    if (sys.isErr(pidfd)) return err.fail(sys.errnoOf(pidfd), "pidfd_open of {d} failed", .{j.pid});
-    const got = sys.syscall3(.pidfd_getfd, pidfd, sys.fdArg(fds[0]), 0);
-    sys.close(@intCast(pidfd));
-    if (sys.isErr(got)) return err.fail(sys.errnoOf(got), "cannot take the page pipe from {d}", .{j.pid});
-    j.rfd = @intCast(got);
+    // Our end of it.
+    const got = fds.grabFd(j.pid, j.task_fds[0]);
+    if (got < 0) return got;
+    j.rfd = got;
     if (closeInTask(j, 0) != 0) return sys.neg(sys.EIO);
     // Best effort: a smaller pipe is only slower.
     _ = sys.syscall3(.fcntl, sys.fdArg(j.rfd), F_SETPIPE_SZ, PIPE_SIZE);

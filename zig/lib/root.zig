@@ -295,7 +295,7 @@ export fn cr_unix_diag(ino: u32, out: *abi.UnixDiag) i32 {
 /// A copy in cr of fd `fd` of task `pid` (pidfd_getfd).
 export fn cr_grab_fd(pid: i32, fd: i32) i32 {
     err.clear();
-    return unixsk.grabFd(pid, fd);
+    return fds.grabFd(pid, fd);
 }
 
 export fn cr_sock_opts(fd: i32, out: *abi.SockOpts) i32 {

@@ -42,16 +42,6 @@ const EBADMSG: u16 = 74;
 /// Messages peeked at most from one queue: the loop's bound.
 pub const MAX_MESSAGES: u32 = 1 << 16;
 
-/// A copy in cr of fd `fd` of task `pid` (same open file description).
-pub fn grabFd(pid: i32, fd: i32) i32 {
-    const pidfd = sys.syscall2(.pidfd_open, sys.fdArg(pid), 0);
-    if (sys.isErr(pidfd)) return err.fail(sys.errnoOf(pidfd), "pidfd_open({d}) failed", .{pid});
-    defer _ = sys.syscall1(.close, pidfd);
-    const got = sys.syscall3(.pidfd_getfd, pidfd, sys.fdArg(fd), 0);
-    if (sys.isErr(got)) return err.fail(sys.errnoOf(got), "pidfd_getfd of fd {d} of {d} failed", .{ fd, pid });
-    return @intCast(got);
-}
-
 fn getInt(fd: i32, opt: usize) union(enum) { ok: i32, errno: u16 } {
     var v: i32 = 0;
     var len: u32 = 4;
