@@ -152,6 +152,33 @@ export function stopWorkload(w: { pid: number; dir: string }, ms = 20_000): stri
   return readResult(w.dir)!;
 }
 
+/** After a refused dump: `pid` runs on, untraced, and its workload (in `dir`) makes `n` more iterations. */
+export function expectRunsOnUntraced(pid: number, dir: string, n = 5): void {
+  expect(alive(pid)).toBe(true);
+  expect(tracerOf(pid)).toBe(0);
+  const at = readProgress(dir);
+  waitFor(() => readProgress(dir) >= at + n, 10_000, "progress after the refused dump");
+}
+
+/**
+ * Dump `pid` into a fresh dir. A workload that connects to itself all the
+ * time is refused by a dump that lands in the microseconds a connection is
+ * in flight (the refusal leaves it running): a refusal whose line holds one
+ * of `transient` is tried again, 3 times at most; any other fails the test.
+ */
+export function dumpRetrying(pid: number, transient: string[]): string {
+  for (let attempt = 1; ; attempt++) {
+    const images = tempDir("cr-images-");
+    const d = cr(["dump", "-t", String(pid), "-D", images]);
+    if (d.status === 0) {
+      expect(d.stderr).toBe("");
+      return images;
+    }
+    const line = oneLine(d.stderr);
+    if (!transient.some((t) => line.includes(t)) || attempt === 3) throw new Error(`dump failed (attempt ${attempt}): ${line}`);
+  }
+}
+
 /** The workload makes `n` more iterations (or reports a result, which must then not be a failure). */
 export function expectProgress(w: { dir: string }, n = 5): void {
   const at = readProgress(w.dir);

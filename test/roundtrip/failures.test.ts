@@ -4,8 +4,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, readlinkSync, truncateSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, CR, cr, expectRunsOnAndPasses, oneLine, readProgress, sleepMs, startWorkload, tempDir, tracerOf, track, waitFor, waitGone,
-  type Workload,
+  alive, cleanup, CR, cr, expectRunsOnAndPasses, expectRunsOnUntraced, oneLine, readProgress, sleepMs,
+  startWorkload, tempDir, tracerOf, track, waitFor, waitGone, type Workload,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -42,10 +42,7 @@ describe("dump failures leave the process untouched", () => {
     expect(line).toContain(target);
     expect(line).toContain(why);
     expect(line).toContain(`pid ${pid}`);
-    expect(alive(pid)).toBe(true);
-    expect(tracerOf(pid)).toBe(0);
-    const at = readProgress(dir);
-    waitFor(() => readProgress(dir) >= at + 5, 10_000, "progress after the failed dump");
+    expectRunsOnUntraced(pid, dir);
   }
 
   test("an unsupported fd (a named FIFO unlinked since it was opened) is named, with its pid, and the process runs on", () => {

@@ -9,8 +9,8 @@ import {
 import { join } from "node:path";
 import * as img from "../../src/images/index.ts";
 import {
-  alive, cleanup, expectRunsOnAndPasses, cr, oneLine, readProgress, readResult, startWorkload, stopWorkload, tempDir, tracerOf, track, waitFor,
-  waitGone, WORKLOADS,
+  alive, cleanup, cr, expectRunsOnAndPasses, expectRunsOnUntraced, oneLine, readProgress, readResult,
+  startWorkload, stopWorkload, tempDir, track, waitFor, waitGone, WORKLOADS,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -159,9 +159,7 @@ describe("deleted files", () => {
     expect(line).toContain("64.1 KiB (65636 bytes)");
     expect(line).toContain("--ghost-limit");
     expect(line).toContain(`pid ${w.pid}`);
-    expect(tracerOf(w.pid)).toBe(0);
-    const at = readProgress(w.dir);
-    waitFor(() => readProgress(w.dir) >= at + 5, 10_000, "progress after the refused dump");
+    expectRunsOnUntraced(w.pid, w.dir);
     // Just above its size, it is saved.
     const ok = cr(["dump", "-R", "-t", String(w.pid), "-D", tempDir("cr-images-"), "--ghost-limit", "65636"]);
     expect(ok.stderr).toBe("");
@@ -211,9 +209,6 @@ describe("deleted files", () => {
     const r = cr(["dump", "-t", String(p.pid), "-D", tempDir("cr-images-")]);
     expect(r.status).not.toBe(0);
     expect(oneLine(r.stderr)).toContain(`fd 5 -> ${dir}/d (deleted) (deleted directories are not supported yet)`);
-    expect(alive(p.pid)).toBe(true);
-    expect(tracerOf(p.pid)).toBe(0);
-    const at = readProgress(dir);
-    waitFor(() => readProgress(dir) >= at + 3, 10_000, "progress after the refused dump");
+    expectRunsOnUntraced(p.pid, dir, 3);
   });
 });

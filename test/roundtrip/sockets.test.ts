@@ -10,8 +10,8 @@ import { existsSync, lstatSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as img from "../../src/images/index.ts";
 import {
-  alive, cleanup, cr, expectRunsOnAndPasses, oneLine, readProgress, roundTrip, startWorkload, tempDir, track, waitDumpedGone,
-  waitFor, waitGone, type Workload,
+  alive, cleanup, cr, dumpRetrying, expectRunsOnAndPasses, oneLine, readProgress, roundTrip, startWorkload,
+  tempDir, track, waitDumpedGone, waitFor, waitGone, type Workload,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -35,19 +35,7 @@ function startUnixsk(): { w: Workload; pids: number[] } {
  * connect and the root's accept is refused (a connection waiting to be
  * accepted) and leaves the tree running: only that refusal is tried again.
  */
-function dumpTree(pid: number): string {
-  for (let attempt = 1; ; attempt++) {
-    const images = tempDir("cr-images-");
-    const d = cr(["dump", "-t", String(pid), "-D", images]);
-    if (d.status === 0) {
-      expect(d.stderr).toBe("");
-      return images;
-    }
-    const line = oneLine(d.stderr);
-    const pending = line.includes("waiting to be accepted") || line.includes("which no task of the dumped tree holds");
-    if (!pending || attempt === 3) throw new Error(`dump failed (attempt ${attempt}): ${line}`);
-  }
-}
+const dumpTree = (pid: number) => dumpRetrying(pid, ["waiting to be accepted", "which no task of the dumped tree holds"]);
 
 const messages = (u: img.UnixSocketImage) => (u.type === "stream" ? u.queue.reduce((a, m) => a + m.length, 0) / REC : u.queue.length);
 

@@ -11,7 +11,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as img from "../../src/images/index.ts";
 import {
-  alive, cleanup, cr, expectRunsOnAndPasses, oneLine, roundTrip, startWorkload, tempDir, track, waitDumpedGone, waitFor, waitGone,
+  alive, cleanup, cr, dumpRetrying, expectRunsOnAndPasses, oneLine, roundTrip, startWorkload, tempDir, track,
+  waitDumpedGone, waitFor, waitGone,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -25,19 +26,7 @@ const O_NONBLOCK = 0o4000;
  * (waiting in the accept queue, or accepted and not closed yet) is refused
  * and leaves it running: only those refusals are tried again, 3 times at most.
  */
-function dumpTcplisten(pid: number): string {
-  for (let attempt = 1; ; attempt++) {
-    const images = tempDir("cr-images-");
-    const d = cr(["dump", "-t", String(pid), "-D", images]);
-    if (d.status === 0) {
-      expect(d.stderr).toBe("");
-      return images;
-    }
-    const line = oneLine(d.stderr);
-    const inFlight = line.includes("connection(s) waiting to be accepted") || line.includes("an established TCP connection");
-    if (!inFlight || attempt === 3) throw new Error(`dump failed (attempt ${attempt}): ${line}`);
-  }
-}
+const dumpTcplisten = (pid: number) => dumpRetrying(pid, ["connection(s) waiting to be accepted", "an established TCP connection"]);
 
 /** A TCP port nobody listens on now (the kernel's pick for a socket bound to port 0, then closed). */
 function freePort(): number {
