@@ -144,6 +144,17 @@ static WL_UNUSED __attribute__((noreturn)) void wl_pass(void) {
   exit(0);
 }
 
+/* Read the small file `path` (a /proc file) into buf (NUL-terminated, at
+ * most cap - 1 bytes); any failure is a failed check. */
+static WL_UNUSED void wl_read_small(const char *path, char *buf, size_t cap) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  WL_CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
+  ssize_t n = read(fd, buf, cap - 1);
+  close(fd);
+  WL_CHECK(n > 0, "read %s", path);
+  buf[n] = 0;
+}
+
 /* Sleep ms milliseconds (resuming after EINTR). */
 static WL_UNUSED void wl_sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};

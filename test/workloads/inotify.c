@@ -127,12 +127,7 @@ static void create_in_d(long i) {
 static void check_fdinfo(const int *want, int n) {
   char path[64], buf[8192];
   snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ifd);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  WL_CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
-  ssize_t len = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  WL_CHECK(len > 0, "read %s", path);
-  buf[len] = 0;
+  wl_read_small(path, buf, sizeof buf);
   int found = 0;
   for (char *p = strstr(buf, "inotify wd:"); p; p = strstr(p + 1, "inotify wd:")) {
     int wd = (int)strtol(p + strlen("inotify wd:"), NULL, 16);

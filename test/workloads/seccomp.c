@@ -42,12 +42,7 @@ static int install(struct sock_filter *insns, unsigned short n, unsigned flags) 
 /* "NAME:\tVALUE" of the status file `path`, as a (hex) number (-1: not found). */
 static long status_field_of(const char *path, const char *name) {
   char buf[8192];
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  WL_CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  WL_CHECK(n > 0, "read %s", path);
-  buf[n] = 0;
+  wl_read_small(path, buf, sizeof buf);
   size_t len = strlen(name);
   for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
     if (strncmp(line, name, len) == 0 && line[len] == ':') return strtol(line + len + 1, NULL, 16);
