@@ -256,7 +256,7 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
   const stat = parseStat(proc("stat"));
   const status = parseStatus(proc("status"));
   // Before anything is injected: the task's filters must not apply to the parasite.
-  const seccomp = status.seccomp !== 0 || tids.length > 1 ? collectSeccomp(pid, tids) : undefined;
+  const seccomp = status.seccomp !== 0 || tids.length > 1 ? collectSeccomp(pid, tids, status.seccomp) : undefined;
   const maps = parseMaps(proc("maps"));
   // Without smaps' VmFlags until the pages are being copied (see applyVmFlags).
   const classified = maps.map((m) => classifyVma(m, undefined, pid));

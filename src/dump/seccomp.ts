@@ -59,12 +59,13 @@ export function dedupChains(raw: native.SeccompFilterRaw[][]): TaskSeccomp {
 }
 
 /**
- * The seccomp state of frozen task `pid` (threads `tids`, all seized), or
- * undefined when no thread is under seccomp. Filters stop applying to what
- * cr injects from here on (the parasite's syscalls).
+ * The seccomp state of frozen task `pid` (threads `tids`, all seized, the
+ * main thread first, whose seccomp mode the caller has read already as
+ * `mainMode`), or undefined when no thread is under seccomp. Filters stop
+ * applying to what cr injects from here on (the parasite's syscalls).
  */
-export function collectSeccomp(pid: number, tids: number[]): TaskSeccomp | undefined {
-  const modes = tids.map((tid) => parseStatus(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8")).seccomp);
+export function collectSeccomp(pid: number, tids: number[], mainMode: number): TaskSeccomp | undefined {
+  const modes = tids.map((tid, i) => (i === 0 ? mainMode : parseStatus(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8")).seccomp));
   const strict = tids.find((_, i) => modes[i] === SECCOMP_MODE_STRICT);
   if (strict !== undefined) {
     throw new CrError("dump", `unsupported: thread ${strict} is in seccomp strict mode (it could not run the restorer)`, { pid });
