@@ -335,7 +335,7 @@ function startCopy(c: CollectedTask, opts: DumpOptions): PagesCopy {
   const started = performance.now();
   let job: native.PagesJob;
   try {
-    job = native.startDumpPages(c.pid, c.syscallSite, c.runs, c.unreadable, fd);
+    job = native.startDumpPages(c.pid, c.syscallSite, c.runs, c.unreadable, c.task.threads[0]!.rseq, fd);
   } catch (e) {
     closeSync(fd);
     throw e;

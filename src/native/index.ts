@@ -24,7 +24,7 @@ const symbols = {
   cr_seccomp_filter: { args: [i32, u32, P, usize, P], returns: i32 },
   cr_peek_siginfo: { args: [i32, i32, P, u32], returns: i32 },
   cr_run_parasite: { args: [P, u32, u64, P, usize, P, u32, P, P], returns: i32 },
-  cr_dump_pages_start: { args: [i32, u64, P, usize, P, u32, P, u32, i32, P], returns: i32 },
+  cr_dump_pages_start: { args: [i32, u64, P, usize, P, u32, P, u32, u64, u32, u32, i32, P], returns: i32 },
   cr_dump_pages_finish: { args: [u64, P], returns: i32 },
   cr_copy_pages: { args: [i32, P, u32, P], returns: i32 },
   cr_copy_nonzero_pages: { args: [i32, i32, u64, P, u32, P, P], returns: i32 },
@@ -379,17 +379,18 @@ function rangeArray(ranges: { addr: number; len: number; prot?: number }[], fiel
  * Start dumping `ranges` ([addr, len] pairs) of frozen task `pid` (its main
  * thread, as the parasite left it) into `fd`, which must stay open until the
  * job ends; `unreadable` are the VMAs without PROT_READ that hold some of
- * them (with their prot); injected syscalls run at `syscallSite`.
+ * them (with their prot); `rseq` the main thread's rseq registration (off
+ * while the parasite runs); injected syscalls run at `syscallSite`.
  */
 export function startDumpPages(pid: number, syscallSite: number, ranges: { addr: number; len: number }[],
-  unreadable: { addr: number; len: number; prot: number }[], fd: number): PagesJob {
+  unreadable: { addr: number; len: number; prot: number }[], rseq: { ptr: number; len: number; sig: number } | null, fd: number): PagesJob {
   // libcr copies both lists into the task: these arrays may go once the call returns.
   const buf = rangeArray(ranges);
   const prot = rangeArray(unreadable, 3);
   const blob = nativeBlobs().parasite;
   const handle = new BigUint64Array(1);
   checked(native().cr_dump_pages_start(pid, BigInt(syscallSite), ptr(blob), blob.length, ptr(buf), ranges.length,
-    ptr(prot), unreadable.length, fd, ptr(handle)), "dump pages", pid);
+    ptr(prot), unreadable.length, BigInt(rseq?.ptr ?? 0), rseq?.len ?? 0, rseq?.sig ?? 0, fd, ptr(handle)), "dump pages", pid);
   let open = true;
   const end = (): Digest => {
     if (!open) throw new CrError("dump pages", "the page dump was already waited for", { pid });

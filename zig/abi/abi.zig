@@ -136,6 +136,9 @@ pub const PageRun = extern struct { start: u64, pages: u64, offset: u64 };
 /// asks each thread), or feed the task's pages into a pipe (ParasitePages).
 pub const ParasiteMode = enum(u32) { info = 0, pages = 1 };
 
+/// A thread's rseq registration as rseq(2) takes it (len 0: none).
+pub const RseqReg = extern struct { ptr: u64, len: u32, sig: u32 };
+
 /// A VMA the task cannot read (no PROT_READ) that holds pages to dump: the
 /// parasite opens it for reading while it sends them, then puts `prot` back.
 pub const ProtRange = extern struct { start: u64, len: u64, prot: u64 };

@@ -41,6 +41,7 @@ const F_SETPIPE_SZ: usize = 1031;
 const SPLICE_F_MOVE: usize = 1;
 const SPLICE_F_NONBLOCK: usize = 2;
 const O_NONBLOCK: usize = 0o4000;
+const RSEQ_FLAG_UNREGISTER: usize = 1;
 
 /// One page dump in flight, at the start of a region of the dumper's that
 /// also holds the splicer's stack and drain buffer.
@@ -60,6 +61,10 @@ const Job = struct {
     unreadable: u64 = 0,
     unreadable_count: usize = 0,
     opened: bool = false,
+    /// The main thread's rseq registration (len 0: none), taken off while
+    /// the parasite runs and put back at cure: see launch.
+    rseq: abi.RseqReg,
+    rseq_off: bool = false,
     /// The thread's xstate, put back at cure: the parasite's hash uses SSE registers.
     xstate: [abi.XSTATE_MAX]u8,
     xstate_len: usize,
@@ -82,7 +87,7 @@ const REGION_LEN: usize = HEADER + SPLICER_STACK + DRAIN_BUF;
 /// finish; `unreadable` are the VMAs without PROT_READ that hold some of them.
 /// `site` is where injected syscalls run (see inject.zig). `handle` gets what
 /// finish() takes; nothing of the task is changed on failure.
-pub fn start(pid: i32, site: u64, blob: []const u8, ranges: []const abi.PageRange, unreadable: []const abi.ProtRange, out_fd: i32, handle: *u64) i32 {
+pub fn start(pid: i32, site: u64, blob: []const u8, ranges: []const abi.PageRange, unreadable: []const abi.ProtRange, rseq: abi.RseqReg, out_fd: i32, handle: *u64) i32 {
     std.debug.assert(blob.len > 0);
     if (ranges.len == 0) {
         // Nothing to send: no parasite, an empty image.
@@ -108,6 +113,7 @@ pub fn start(pid: i32, site: u64, blob: []const u8, ranges: []const abi.PageRang
         .task_fds = .{ -1, -1 },
         .rfd = -1,
         .out_fd = out_fd,
+        .rseq = rseq,
         .xstate = undefined,
         .xstate_len = 0,
     };
@@ -162,6 +168,15 @@ fn launch(j: *Job, blob: []const u8, ranges: []const abi.PageRange, unreadable: 
     args.pages.err = -1;
     const w = inject.writeParasite(j.pid, j.area, blob, j.args_off, &args, &.{ std.mem.sliceAsBytes(ranges), std.mem.sliceAsBytes(unreadable) });
     if (w != 0) return w;
+    // While the parasite runs, the kernel rewrites the thread's rseq area
+    // (cpu_id, mm_cid) at every return to user space: a page sent, then
+    // changed before the splicer copies it, would not match its hash. Off
+    // until the cure (the restorer registers it again anyway).
+    if (j.rseq.len != 0) {
+        const r = s.syscall(@intFromEnum(sys.SYS.rseq), .{ j.rseq.ptr, j.rseq.len, RSEQ_FLAG_UNREGISTER, j.rseq.sig, 0, 0 }) catch return sys.neg(sys.EIO);
+        if (sys.isErr(r)) return err.fail(sys.errnoOf(r), "cannot unregister the rseq area of {d}", .{j.pid});
+        j.rseq_off = true;
+    }
     // The site's page may be among the pages sent: while the parasite runs
     // it holds the task's own code, not `syscall; int3`.
     const rc = s.restoreCode();
@@ -208,6 +223,12 @@ fn cleanUp(j: *Job) i32 {
             }
             if (j.opened) {
                 const rc = protectAgain(j);
+                if (first == 0) first = rc;
+            }
+            if (j.rseq_off) {
+                const r = j.session.syscall(@intFromEnum(sys.SYS.rseq), .{ j.rseq.ptr, j.rseq.len, 0, j.rseq.sig, 0, 0 }) catch null;
+                const rc: i32 = if (r == null) sys.neg(sys.EIO) else if (sys.isErr(r.?)) err.fail(sys.errnoOf(r.?), "cannot register the rseq area of {d} again", .{j.pid}) else 0;
+                if (rc == 0) j.rseq_off = false;
                 if (first == 0) first = rc;
             }
             if (j.area != 0) {

@@ -129,13 +129,15 @@ export fn cr_scan_pages(pid: i32, vmas: [*]const abi.ScanVma, count: u32, from: 
 
 /// Start dumping the pages of `ranges` of frozen task `pid` into `fd` (see
 /// pages.zig: the parasite `blob` runs in the task, injected at `site`, and
-/// opens the `unreadable` VMAs for reading meanwhile);
+/// opens the `unreadable` VMAs for reading meanwhile; the main thread's rseq
+/// registration (`rseq_len` 0: none) is off until the cure);
 /// `handle` gets the job for cr_dump_pages_finish, which must follow,
 /// whatever happens in between.
-export fn cr_dump_pages_start(pid: i32, site: u64, blob: [*]const u8, blob_len: usize, ranges: [*]const abi.PageRange, count: u32, unreadable: [*]const abi.ProtRange, unreadable_count: u32, fd: i32, handle: *u64) i32 {
+export fn cr_dump_pages_start(pid: i32, site: u64, blob: [*]const u8, blob_len: usize, ranges: [*]const abi.PageRange, count: u32, unreadable: [*]const abi.ProtRange, unreadable_count: u32, rseq_ptr: u64, rseq_len: u32, rseq_sig: u32, fd: i32, handle: *u64) i32 {
     err.clear();
     if (blob_len == 0) return err.fail(sys.EINVAL, "empty parasite blob", .{});
-    return pages.start(pid, site, blob[0..blob_len], ranges[0..count], unreadable[0..unreadable_count], fd, handle);
+    const rseq: abi.RseqReg = .{ .ptr = rseq_ptr, .len = rseq_len, .sig = rseq_sig };
+    return pages.start(pid, site, blob[0..blob_len], ranges[0..count], unreadable[0..unreadable_count], rseq, fd, handle);
 }
 
 /// Wait for the page dump of `handle` and cure its task; `out` gets how
