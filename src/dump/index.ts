@@ -24,6 +24,7 @@ import { JobTerminal, jobContext, treeExternal } from "./shelljob.ts";
 import { orderTasks } from "../restore/tree.ts";
 import { withStopSignalsHeld, type StopCheck } from "../stopsignals.ts";
 import { checkSameNamespaces } from "./namespaces.ts";
+import { layoutRecord } from "../xstate.ts";
 
 const SIGCONT = 18, SIGSTOP = 19;
 const NOT_DUMPED = "the dump is incomplete (no manifest) and the tree runs on as it was";
@@ -158,6 +159,7 @@ function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
     const inventory: img.InventoryImage = {
       crVersion: CR_VERSION, arch: "x86_64", pageSize: PAGE, kernel: release_(), dumpTime: new Date().toISOString(),
       rootPid: opts.pid, options: { leaveRunning: opts.leaveRunning, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished },
+      cpu: layoutRecord(native.cpuXstate()),
     };
     if (external && terminal.termios) external.termios = terminal.termios;
     writeImage(opts, img.FILES, img.encodeImage("files", table.image()));
@@ -313,6 +315,7 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
     itimers: { real: parasite.itimers[0]!, virtual: parasite.itimers[1]!, prof: parasite.itimers[2]! },
     posixTimers: timers.map((t, i) => ({ ...t, ...parasite.posixTimers[i]! })),
     sharedPending,
+    ...(parasite.xcompPerm !== 0n ? { xcompPerm: parasite.xcompPerm } : {}),
     ...(seccomp ? { seccompFilters: seccomp.filters } : {}),
     threads,
     mm: {

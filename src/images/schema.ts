@@ -17,6 +17,17 @@ export const inventory = obj({
   dumpTime: str,
   rootPid: nonneg,
   options: obj({ leaveRunning: bool, shellJob: bool, tcpEstablished: bool }),
+  /**
+   * The dumping CPU's user XSAVE layout, which every thread's `xstate` is in:
+   * the features the kernel enabled (XCR0), the size of the whole area, and
+   * where each feature (bit >= 2) lies in it. Images without it (from an
+   * older cr) are restored only where their XCR0 is this CPU's.
+   */
+  cpu: optional(obj({
+    xcr0: big,
+    xstateSize: nonneg,
+    features: arr(obj({ bit: nonneg, offset: nonneg, size: nonneg }), 64),
+  })),
 });
 
 export const tree = obj({
@@ -75,6 +86,8 @@ export const task = obj({
     intervalNs: big, valueNs: big, overrun: nonneg,
   }), 256)),
   sharedPending: arr(bytes, 4096),
+  /** arch_prctl(ARCH_GET_XCOMP_PERM): the xstate features the process may use, dynamic ones (AMX) once it asked. */
+  xcompPerm: optional(big),
   /**
    * Seccomp filters (mode 2), each distinct kernel filter once: its classic
    * BPF program (struct sock_filter records, 8 bytes each) and its flags

@@ -1,7 +1,7 @@
 // Mirror of zig/abi/abi.zig: sizes and offsets of every struct that crosses
 // the FFI boundary. test/unit/abi.test.ts checks them against cr_abi_layout().
 
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 /** Most threads of one task cr handles. */
 export const MAX_THREADS = 4096;
 export const XSTATE_MAX = 16384;
@@ -40,7 +40,7 @@ export const ITIMERSPEC_SIZE = 32;
 export const POSIX_TIMER_STATE_SIZE = 40;
 
 export const ParasiteState = {
-  size: 12416,
+  size: 12424,
   sigactions: 0,
   itimers: 2048,
   posix_timers: 2144,
@@ -48,6 +48,7 @@ export const ParasiteState = {
   dumpable: 12392,
   err: 12400,
   err_step: 12408,
+  xcomp_perm: 12416,
 } as const;
 
 export const ThreadExtra = { size: 40, tid: 0, pdeath_sig: 4, altstack: 8, tid_address: 32 } as const;
@@ -56,7 +57,7 @@ export const PLAN_MAGIC = 0x6372706c616e3031n;
 export const MAX_SPECIAL = 4;
 
 export const PlanHeader = {
-  size: 2880,
+  size: 2888,
   magic: 0,
   total_len: 8,
   abi_version: 16,
@@ -100,6 +101,7 @@ export const PlanHeader = {
   seccomp_common_off: 2856,
   seccomp_common_count: 2860,
   seccomp_admin: 2864,
+  xcomp_perm: 2880,
 } as const;
 /** One seccomp filter of the plan: its instructions (offset, count) and flags. */
 export const PlanSeccompFilter = { size: 16, insns_off: 0, insns_count: 4, flags: 8 } as const;
@@ -197,8 +199,13 @@ export const RESTORE_STEPS: Record<number, string> = {
   12: "rt_sigaction", 13: "setitimer", 14: "rseq", 15: "misc", 16: "rt_sigreturn", 17: "setsid/setpgid",
   18: "fork a child", 19: "re-create a zombie", 20: "thread", 21: "POSIX timer (re-created at its id: Linux 6.15+, see cr check)", 22: "credentials",
   23: "epoll_ctl (register a file in an epoll)", 24: "prlimit", 25: "tcsetpgrp (the job's terminal foreground)",
-  26: "seccomp (install a filter)",
+  26: "seccomp (install a filter)", 27: "xstate (dynamic feature permission, or a frame the kernel would not take)",
 };
+
+/** Feature bits of an XSAVE area cr describes (abi.XFEATURES). */
+export const XFEATURES = 32;
+/** abi.CpuXstate: xcr0, size, then offsets and sizes (u32 each) by feature bit. */
+export const CpuXstate = { size: 272, xcr0: 0, size_: 8, offsets: 16, sizes: 144 } as const;
 
 export const CHECK_FIELDS = [
   "ptrace_seize", "ptrace_interrupt", "process_vm_readv", "clone3_set_tid", "pidfd_open", "pidfd_getfd",
@@ -229,6 +236,7 @@ export const LAYOUT_FIELDS = [
   "size_unix_diag", "off_unix_diag_name_len", "off_unix_diag_name", "size_sock_opts",
   "size_inet_diag", "off_inet_diag_src",
   "off_plan_seccomp_off", "size_plan_seccomp_filter", "off_plan_thread_seccomp_off",
+  "off_parasite_xcomp_perm", "off_plan_xcomp_perm", "size_cpu_xstate",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -279,7 +287,7 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   restorer_thread_area: RESTORER_THREAD_AREA,
   off_parasite_posix_timers: ParasiteState.posix_timers,
   // ParasiteArgs is libcr <-> parasite only; its layout is checked here all the same.
-  size_parasite_args: 13552,
+  size_parasite_args: 13560,
   off_parasite_args_timer_ids: 12,
   off_parasite_args_state: 1040,
   off_plan_posix_timers_off: PlanHeader.posix_timers_off,
@@ -311,4 +319,7 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_plan_seccomp_off: PlanHeader.seccomp_off,
   size_plan_seccomp_filter: PlanSeccompFilter.size,
   off_plan_thread_seccomp_off: PlanThread.seccomp_off,
+  off_parasite_xcomp_perm: ParasiteState.xcomp_perm,
+  off_plan_xcomp_perm: PlanHeader.xcomp_perm,
+  size_cpu_xstate: CpuXstate.size,
 };

@@ -33,7 +33,8 @@ const symbols = {
   cr_release_stop_signals: { args: [], returns: u32 },
   cr_hash_fd: { args: [i32, P], returns: i32 },
   cr_scan_pages: { args: [i32, P, u32, u64, P, u32, P], returns: i32 },
-  cr_unmap_remote: { args: [P, u32, u64, u64, u64], returns: i32 },
+  cr_unmap_remote: { args: [P, u32, u64, u64, u64, P], returns: i32 },
+  cr_cpu_xstate: { args: [P], returns: FFIType.void },
   cr_restore_tree: { args: [P, usize, P, usize, P, P], returns: i32 },
   cr_open_file: { args: [P, u32, u32, u64, i32], returns: i32 },
   cr_make_pipe: { args: [u32, P, usize, i32, P], returns: i32 },
@@ -72,8 +73,33 @@ type Lib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 let lib: Lib | undefined;
 
 function native(): Lib {
-  lib ??= dlopen(embedded.libPath, symbols).symbols;
+  if (!lib) {
+    const l = dlopen(embedded.libPath, symbols).symbols;
+    checkAbi(l);
+    lib = l;
+  }
   return lib;
+}
+
+/**
+ * libcr and this mirror of zig/abi must agree on every shared layout, or
+ * every buffer crossing the boundary would be misread: checked once, when
+ * libcr loads, so a mismatched build never runs.
+ */
+function checkAbi(l: Lib): void {
+  const got = readLayout(l);
+  const bad = abi.LAYOUT_FIELDS.find((f) => got[f] !== abi.EXPECTED_LAYOUT[f]);
+  if (bad !== undefined) {
+    throw new CrError("load libcr", `libcr was built for another ABI (${bad} is ${got[bad]}, this cr expects ${abi.EXPECTED_LAYOUT[bad]}): rebuild dist/cr`);
+  }
+}
+
+function readLayout(l: Lib): Record<string, number> {
+  const buf = new Uint32Array(abi.LAYOUT_FIELDS.length);
+  l.cr_abi_layout(ptr(buf));
+  const out: Record<string, number> = {};
+  abi.LAYOUT_FIELDS.forEach((f, i) => (out[f] = buf[i] ?? -1));
+  return out;
 }
 
 let blobs: { parasite: Uint8Array; restorer: Uint8Array } | undefined;
@@ -110,12 +136,31 @@ export function errnoName(e: number): string {
 
 // ---------------------------------------------------------------------------
 
+/** libcr's own idea of the shared layouts (the load already compared them). */
 export function abiLayout(): Record<string, number> {
-  const buf = new Uint32Array(abi.LAYOUT_FIELDS.length);
-  native().cr_abi_layout(ptr(buf));
-  const out: Record<string, number> = {};
-  abi.LAYOUT_FIELDS.forEach((f, i) => (out[f] = buf[i] ?? -1));
-  return out;
+  return readLayout(native());
+}
+
+/** This CPU's user XSAVE layout (see abi.CpuXstate and src/xstate.ts). */
+export interface CpuXstateRaw {
+  xcr0: bigint;
+  size: number;
+  /** By feature bit; 0 for a feature the CPU does not have (and for x87, SSE). */
+  offsets: number[];
+  sizes: number[];
+}
+
+export function cpuXstate(): CpuXstateRaw {
+  const buf = new Uint8Array(abi.CpuXstate.size);
+  native().cr_cpu_xstate(ptr(buf));
+  const dv = new DataView(buf.buffer);
+  const u32s = (o: number) => Array.from({ length: abi.XFEATURES }, (_, i) => dv.getUint32(o + i * 4, true));
+  return {
+    xcr0: dv.getBigUint64(abi.CpuXstate.xcr0, true),
+    size: dv.getUint32(abi.CpuXstate.size_, true),
+    offsets: u32s(abi.CpuXstate.offsets),
+    sizes: u32s(abi.CpuXstate.sizes),
+  };
 }
 
 export type CheckResults = Record<abi.CheckField, number>;
@@ -176,7 +221,13 @@ export interface ThreadRaw {
 export function readThread(tid: number): ThreadRaw {
   const buf = new Uint8Array(abi.ThreadState.size);
   checked(native().cr_read_thread(tid, ptr(buf)), "read registers", tid);
-  const dv = new DataView(buf.buffer);
+  return decodeThreadState(buf, tid);
+}
+
+/** One abi.ThreadState of `buf` (at `at`). */
+function decodeThreadState(all: Uint8Array, tid: number, at = 0): ThreadRaw {
+  const buf = all.subarray(at, at + abi.ThreadState.size);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const xlen = dv.getUint32(abi.ThreadState.xstate_len, true);
   const rseqPtr = Number(dv.getBigUint64(abi.ThreadState.rseq_ptr, true));
   return {
@@ -255,6 +306,8 @@ export interface ParasiteResult {
   posixTimers: { intervalNs: bigint; valueNs: bigint; overrun: number }[];
   /** prctl(PR_GET_DUMPABLE). */
   dumpable: number;
+  /** arch_prctl(ARCH_GET_XCOMP_PERM): the xstate features the process may use (0: the kernel cannot tell). */
+  xcompPerm: bigint;
   brk: number;
   /** One per thread, in the order of `tids`. */
   threads: ThreadExtra[];
@@ -309,7 +362,10 @@ export function runParasite(tids: number[], syscallSite: number, timerIds: numbe
     const o = abi.ParasiteState.posix_timers + i * abi.POSIX_TIMER_STATE_SIZE;
     return { intervalNs: ns(o), valueNs: ns(o + 16), overrun: dv.getInt32(o + abi.ITIMERSPEC_SIZE, true) };
   });
-  return { sigactions, itimers, posixTimers, brk: u64(abi.ParasiteState.brk), dumpable: u64(abi.ParasiteState.dumpable), threads };
+  return {
+    sigactions, itimers, posixTimers, brk: u64(abi.ParasiteState.brk), dumpable: u64(abi.ParasiteState.dumpable),
+    xcompPerm: dv.getBigUint64(abi.ParasiteState.xcomp_perm, true), threads,
+  };
 }
 
 /** Runs per cr_scan_pages call (16 bytes each); a dump with more takes several calls. */
@@ -443,9 +499,17 @@ export function hashFd(fd: number): Digest {
 }
 
 /** munmap [addr, addr+len) inside restored task `tids[0]`, all of whose threads `tids` cr holds (seized), once each has left it; then let them go. */
-export function unmapRemote(tids: number[], syscallSite: number, addr: number, len: number): void {
+/**
+ * Unmap [addr, addr+len) in a restored task whose threads `tids` (main
+ * thread first) cr seized at the go barrier, once each has left it; returns
+ * every thread's state as its rt_sigreturn left it, read before it ran any
+ * code of its own.
+ */
+export function unmapRemote(tids: number[], syscallSite: number, addr: number, len: number): ThreadRaw[] {
   const t = tidArray(tids);
-  checked(native().cr_unmap_remote(ptr(t), t.length, BigInt(syscallSite), BigInt(addr), BigInt(len)), "restore cleanup", tids[0]);
+  const back = new Uint8Array(abi.ThreadState.size * tids.length);
+  checked(native().cr_unmap_remote(ptr(t), t.length, BigInt(syscallSite), BigInt(addr), BigInt(len), ptr(back)), "restore cleanup", tids[0]);
+  return tids.map((tid, i) => decodeThreadState(back, tid, i * abi.ThreadState.size));
 }
 
 export interface SpawnResult {

@@ -17,6 +17,8 @@ import { closeAll, openSharedFiles, type SharedFds } from "./files.ts";
 import { ghostUses } from "./ghost.ts";
 import { prepareShellJob, takeTerminalModes, type ShellJob } from "./shelljob.ts";
 import { syscallSite } from "../syscall-site.ts";
+import { imagesLayout, type XstateLayout } from "../xstate.ts";
+import { planThreads, threadDifference } from "./verify.ts";
 
 const SIGSTOP = 19, SIGWINCH = 28;
 
@@ -43,6 +45,18 @@ export function loadImages(dir: string): { set: img.ImageSet; checkPages: () => 
   if (set.inventory.arch !== "x86_64") throw new CrError("restore", `images are for ${set.inventory.arch}, this is x86_64`);
   if (set.inventory.pageSize !== 4096) throw new CrError("restore", `images use page size ${set.inventory.pageSize}, this machine 4096`);
   return { set, checkPages: checkLater };
+}
+
+/**
+ * The XSAVE layouts of the dumping CPU and of this one (buildPlan refuses a
+ * thread whose state does not fit this CPU, naming the feature, before any
+ * task is created).
+ */
+function cpuLayouts(images: img.ImageSet, tasks: img.TaskImage[]): { image: XstateLayout; here: XstateLayout } {
+  const here = native.cpuXstate();
+  const image = imagesLayout(images.inventory.cpu, tasks[0]?.threads[0]?.xstate, here);
+  if (typeof image === "string") throw new CrError("restore", `${image}: restore with the cr that dumped them, on a CPU like the dumping one`);
+  return { image, here };
 }
 
 /** Who holds `pid`, for the error message (a zombie is freed only when its parent reaps it). */
@@ -155,6 +169,7 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
   }
   native.setChildSubreaper();
   const live = order.filter((o) => o.task.state !== "zombie").map((o) => ({ o, ...images.tasks.get(o.task.pid)! }));
+  const cpu = cpuLayouts(images, live.map((t) => t.task));
   const ids = new Set(live.flatMap((t) => t.task.fds.map((f) => f.fileId)));
   const serviceFdBase = Math.max(3, ...live.flatMap((t) => t.task.fds.map((f) => f.fd + 1)));
   const shmemIds = new Set(live.flatMap((t) => t.task.mm.vmas.flatMap((v) => (v.kind === "shmem" && v.shmemId !== undefined ? [v.shmemId] : []))));
@@ -162,11 +177,13 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
   const selfMaps = parseMaps(readFileSync("/proc/self/maps", "utf8"));
   let spawned: native.SpawnResult;
   let hole: Hole;
+  let plans: Map<number, Uint8Array>;
   try {
     const fg = foregroundFd(job, shared, serviceFdBase + 1);
-    const plans = new Map(live.map((t) => [t.o.task.pid, buildPlan({
+    plans = new Map(live.map((t) => [t.o.task.pid, buildPlan({
       pid: t.o.task.pid, sid: t.o.sid, pgid: t.o.pgid, task: t.task, pagemap: t.pagemap, root: t.o.parent < 0,
       sharedIndex: shared.index, shmemIndex: shared.shmemIndex, ghostIndex: shared.ghostIndex, serviceFdBase, pagesPath: resolve(opts.dir, img.pagesFile(t.o.task.pid)), selfMaps,
+      cpu,
     })]));
     const busy = [
       ...live.flatMap((t) => t.task.mm.vmas.map((v) => ({ start: v.start, end: v.end }))),
@@ -232,14 +249,24 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
   // unmapped from outside like a tiny dump with -R.
   native.closeFd(spawned.goFd);
   for (const t of live) {
+    let back: native.ThreadRaw[];
     try {
-      native.unmapRemote(tidsOf(t), syscallSite(t.task.mm.vmas, t.o.task.pid), hole.start, hole.len);
+      back = native.unmapRemote(tidsOf(t), syscallSite(t.task.mm.vmas, t.o.task.pid), hole.start, hole.len);
     } catch (e) {
       // A task that exited meanwhile (killed from outside) has nothing left to clean.
       if (e instanceof CrError && !isAlive(t.o.task.pid)) continue;
       // Otherwise the restore failed after all: nothing of it may stay (the images can be restored again).
       killTree(order.map((o) => o.task.pid), rootPid);
       throw e;
+    }
+    // Every thread is stopped right after its rt_sigreturn was read back, and
+    // still none has run code of its own: a difference ends the restore here.
+    const want = new Map(planThreads(plans.get(t.o.task.pid)!).map((w) => [w.tid, w]));
+    for (const got of back) {
+      const diff = threadDifference(want.get(got.tid)!, got, cpu.here);
+      if (diff === null) continue;
+      killTree(order.map((o) => o.task.pid), rootPid);
+      throw new CrError("restore", `thread ${got.tid} did not come back as dumped: ${diff}`, { pid: t.o.task.pid });
     }
   }
   // Tasks that were in a job-control stop at dump time stop again, now that they are whole.

@@ -5,6 +5,7 @@ import { CrError } from "../errors.ts";
 import * as abi from "../native/abi.ts";
 import type { MapsEntry } from "../proc/maps.ts";
 import type { TaskImage, PagemapImage } from "../images/index.ts";
+import { DYNAMIC_FEATURES, frameXstate, xstateProblem, type XstateLayout } from "../xstate.ts";
 
 export const PAGE = 4096;
 const TASK_SIZE = 0x7ffffffff000;
@@ -34,6 +35,8 @@ export interface PlanInput {
   pagesPath: string;
   /** cr's own mappings now (the new task starts as a copy of them). */
   selfMaps: MapsEntry[];
+  /** The XSAVE layouts of the dumping CPU (the images') and of this one. */
+  cpu: { image: XstateLayout; here: XstateLayout };
 }
 
 export interface Hole {
@@ -107,6 +110,12 @@ export function buildPlan(inp: PlanInput): Uint8Array {
   if (!main) throw new CrError("restore", "task image has no main thread", { pid: inp.pid });
   const threads = [main, ...task.threads.filter((t) => t !== main)];
   const enc = new TextEncoder();
+  const perm = task.xcompPerm ?? 0n;
+  const frames = threads.map((t) => {
+    const problem = xstateProblem(t.xstate, inp.cpu.image, inp.cpu.here, perm);
+    if (problem) throw new CrError("restore", `thread ${t.tid}: its CPU state ${problem}`, { pid: inp.pid });
+    return frameXstate(t.xstate, inp.cpu.image, inp.cpu.here).bytes;
+  });
 
   // --- files: service files the task opens itself, then its fds ----------
   interface F { path: string; flags: number; target: number; shared: number; cloexec: boolean }
@@ -203,9 +212,9 @@ export function buildPlan(inp: PlanInput): Uint8Array {
   const auxvOff = off; off += task.mm.auxv.length;
   off = alignUp(off, 8);
   const threadsOff = off; off += threads.length * abi.PlanThread.size;
-  const threadData = threads.map((t) => {
+  const threadData = threads.map((t, i) => {
     off = alignUp(off, 64);
-    const xstateOff = off; off += t.xstate.length;
+    const xstateOff = off; off += frames[i]!.length;
     const pendingOff = off; off += t.pending.length * abi.SIGINFO_SIZE;
     return { xstateOff, pendingOff };
   });
@@ -267,6 +276,7 @@ export function buildPlan(inp: PlanInput): Uint8Array {
     u64(o + 16, Math.floor(valueUs / 1e6)); u64(o + 24, valueUs % 1e6);
   });
   u64(H.personality, task.personality);
+  u64(H.xcomp_perm, perm & DYNAMIC_FEATURES & inp.cpu.here.xcr0);
   u32(H.threads_off, threadsOff); u32(H.threads_count, threads.length);
   threads.forEach((t, i) => {
     const o = threadsOff + i * abi.PlanThread.size;
@@ -274,8 +284,8 @@ export function buildPlan(inp: PlanInput): Uint8Array {
     const { xstateOff, pendingOff: tPending } = threadData[i]!;
     i32(o + T.tid, t.tid);
     bytes.set(fixupSyscallRestart(t.regs), o + T.regs);
-    u32(o + T.xstate_off, xstateOff); u32(o + T.xstate_len, t.xstate.length);
-    bytes.set(t.xstate, xstateOff);
+    u32(o + T.xstate_off, xstateOff); u32(o + T.xstate_len, frames[i]!.length);
+    bytes.set(frames[i]!, xstateOff);
     u32(o + T.sigpending_off, tPending); u32(o + T.sigpending_count, t.pending.length);
     t.pending.forEach((p, j) => bytes.set(p, tPending + j * abi.SIGINFO_SIZE));
     if (t.rseq) {

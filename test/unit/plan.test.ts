@@ -6,6 +6,7 @@ import {
   PlanCreds, PlanHeader, PlanPosixTimer, PlanThread, USER_REGS_FIELDS, USER_REGS_SIZE, type RegName,
 } from "../../src/native/abi.ts";
 import type { TaskImage } from "../../src/images/index.ts";
+import { SAPPHIRE_RAPIDS } from "../fixtures/xstate-layouts.ts";
 
 function regs(vals: Partial<Record<RegName, bigint>>): Uint8Array {
   const b = new Uint8Array(USER_REGS_SIZE);
@@ -100,7 +101,7 @@ describe("buildPlan", () => {
   };
   const plan = buildPlan({
     pid: 100, sid: 0, pgid: 0, task, pagemap: { entries: [] }, sharedIndex: new Map(), shmemIndex: new Map(),
-    serviceFdBase: 3, pagesPath: "/nonexistent/pages-100.img", selfMaps: [],
+    serviceFdBase: 3, pagesPath: "/nonexistent/pages-100.img", selfMaps: [], cpu: { image: SAPPHIRE_RAPIDS, here: SAPPHIRE_RAPIDS },
   });
   const dv = new DataView(plan.buffer);
   const H = PlanHeader, T = PlanThread;

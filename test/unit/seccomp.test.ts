@@ -7,6 +7,7 @@ import { checkSeccomp } from "../../src/images/semantic.ts";
 import { buildPlan, seccompLayout } from "../../src/restore/plan.ts";
 import { PlanHeader, PlanSeccompFilter, PlanThread, USER_REGS_SIZE } from "../../src/native/abi.ts";
 import type { TaskImage } from "../../src/images/index.ts";
+import { SAPPHIRE_RAPIDS } from "../fixtures/xstate-layouts.ts";
 
 /** Classic BPF: instructions (code, jt, jf, k) as struct sock_filter bytes. */
 function bpf(...insns: [number, number, number, number][]): Uint8Array {
@@ -99,7 +100,7 @@ describe("the plan's seccomp filters", () => {
   const t = task(filters, [thread(101, [0, 1, 2]), thread(100, [0, 1])]);
   const plan = buildPlan({
     pid: 100, sid: 0, pgid: 0, task: t, pagemap: { entries: [] }, sharedIndex: new Map(), shmemIndex: new Map(),
-    serviceFdBase: 3, pagesPath: "/nonexistent/pages-100.img", selfMaps: [],
+    serviceFdBase: 3, pagesPath: "/nonexistent/pages-100.img", selfMaps: [], cpu: { image: SAPPHIRE_RAPIDS, here: SAPPHIRE_RAPIDS },
   });
   const dv = new DataView(plan.buffer);
   const H = PlanHeader, T = PlanThread, F = PlanSeccompFilter;
@@ -127,7 +128,7 @@ describe("the plan's seccomp filters", () => {
     const admin = (creds: Partial<TaskImage["creds"]>, f: TaskImage["seccompFilters"] = filters.slice(0, 1)) => {
       const p = buildPlan({
         pid: 100, sid: 0, pgid: 0, task: task(f, [thread(100, f && f.length > 0 ? [0] : undefined)], creds), pagemap: { entries: [] },
-        sharedIndex: new Map(), shmemIndex: new Map(), serviceFdBase: 3, pagesPath: "/x", selfMaps: [],
+        sharedIndex: new Map(), shmemIndex: new Map(), serviceFdBase: 3, pagesPath: "/x", selfMaps: [], cpu: { image: SAPPHIRE_RAPIDS, here: SAPPHIRE_RAPIDS },
       });
       return new DataView(p.buffer).getUint32(H.seccomp_admin, true);
     };

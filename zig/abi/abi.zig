@@ -8,7 +8,7 @@
 
 const std = @import("std");
 
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// x86_64 `struct user_regs_struct` as PTRACE_GETREGS returns it.
 pub const UserRegs = extern struct {
@@ -123,6 +123,10 @@ pub const ParasiteState = extern struct {
     err: i64,
     err_step: u32,
     _pad: u32,
+    /// arch_prctl(ARCH_GET_XCOMP_PERM): the xstate features the process may
+    /// use, dynamic ones (AMX TILEDATA) only once it asked; 0 where the kernel
+    /// has no such request (before 5.16: no dynamic features either).
+    xcomp_perm: u64,
 };
 
 /// A run of pages to dump: `len` bytes (whole pages) from `addr`.
@@ -363,6 +367,12 @@ pub const PlanHeader = extern struct {
     seccomp_common_done: u32,
     seccomp_pending: u32,
     _pad3: u32,
+    /// Dynamic xstate features (bit N = feature N: AMX TILEDATA) the process
+    /// had permission for: the restorer asks for each (ARCH_REQ_XCOMP_PERM)
+    /// before any thread is created. Every thread whose frame holds one of
+    /// them uses it once first, so the kernel gives it the larger buffer the
+    /// frame needs (see the restorer's useDynamicFeatures).
+    xcomp_perm: u64,
 };
 
 /// One classic BPF seccomp filter: `insns_count` struct sock_filter (8 bytes
@@ -577,6 +587,7 @@ pub const RestoreStep = enum(u32) {
     rlimit = 24,
     foreground = 25,
     seccomp = 26,
+    xstate = 27,
 };
 
 /// A VMA whose pages cr_scan_pages looks at; in address order.
@@ -738,6 +749,9 @@ pub const Layout = extern struct {
     off_plan_seccomp_off: u32,
     size_plan_seccomp_filter: u32,
     off_plan_thread_seccomp_off: u32,
+    off_parasite_xcomp_perm: u32,
+    off_plan_xcomp_perm: u32,
+    size_cpu_xstate: u32,
 };
 
 pub fn layout() Layout {
@@ -819,8 +833,27 @@ pub fn layout() Layout {
         .off_plan_seccomp_off = @offsetOf(PlanHeader, "seccomp_off"),
         .size_plan_seccomp_filter = @sizeOf(PlanSeccompFilter),
         .off_plan_thread_seccomp_off = @offsetOf(PlanThread, "seccomp_off"),
+        .off_parasite_xcomp_perm = @offsetOf(ParasiteState, "xcomp_perm"),
+        .off_plan_xcomp_perm = @offsetOf(PlanHeader, "xcomp_perm"),
+        .size_cpu_xstate = @sizeOf(CpuXstate),
     };
 }
+
+/// Feature bits of the XSAVE area (x87 = 0, SSE = 1, ...) cr can describe.
+pub const XFEATURES: usize = 32;
+
+/// This CPU's XSAVE area as the kernel lays it out for user space (the
+/// standard, non-compacted format of ptrace and signal frames): `xcr0`, the
+/// user features the kernel enabled; `size`, the area for all of them; and
+/// per feature bit N >= 2 its offset and size (CPUID leaf 0xD, sub-leaf N;
+/// 0 for a feature this CPU does not have).
+pub const CpuXstate = extern struct {
+    xcr0: u64,
+    size: u32,
+    _pad: u32,
+    offsets: [XFEATURES]u32,
+    sizes: [XFEATURES]u32,
+};
 
 /// Results of the kernel feature probes of `cr check`. Each field: 1 works,
 /// 0 missing, negative = -errno of the probe that failed.

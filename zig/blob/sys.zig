@@ -66,6 +66,8 @@ pub const SYS_seccomp: usize = 317;
 pub const SYS_prlimit64: usize = 302;
 pub const ARCH_SET_GS: usize = 0x1001;
 pub const ARCH_SET_FS: usize = 0x1002;
+pub const ARCH_GET_XCOMP_PERM: usize = 0x1022;
+pub const ARCH_REQ_XCOMP_PERM: usize = 0x1023;
 
 pub const PROT_READ: usize = 1;
 pub const PROT_WRITE: usize = 2;

@@ -283,17 +283,21 @@ pub fn readRemote(tid: i32, addr: u64, buf: []u8) i32 {
 
 /// munmap a range inside a restored task whose threads `tids` (the main
 /// thread first) cr seized while they waited at the go barrier: step each
-/// out of the range, inject the syscall into the main thread, cure, and let
-/// them all go. Used to drop the restorer's area before any restored code
-/// runs, so no fork of the task can inherit it.
-pub fn unmapRemote(tids: []const i32, site: u64, addr: u64, len: u64) i32 {
-    std.debug.assert(tids.len >= 1 and tids.len <= abi.MAX_THREADS);
+/// out of the range, read its state back into `back` (the registers, xstate
+/// and sigmask its rt_sigreturn gave it, before it runs any code of its
+/// own), inject the syscall into the main thread, cure, and let them all go.
+/// Used to drop the restorer's area before any restored code runs, so no
+/// fork of the task can inherit it.
+pub fn unmapRemote(tids: []const i32, site: u64, addr: u64, len: u64, back: []abi.ThreadState) i32 {
+    std.debug.assert(tids.len >= 1 and tids.len <= abi.MAX_THREADS and back.len == tids.len);
     defer for (tids) |tid| {
         _ = pt.detach(tid, 0);
     };
-    for (tids) |tid| {
+    for (tids, back) |tid, *b| {
         const out = stepOutOf(tid, addr, len);
         if (out != 0) return out;
+        const rc = pt.readThread(tid, b);
+        if (rc != 0) return rc;
     }
     var s = Session.begin(tids[0], site) catch return sys.neg(sys.EIO);
     var rc: i32 = 0;

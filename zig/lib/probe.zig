@@ -138,3 +138,28 @@ fn probePagemap(out: *abi.CheckReport) void {
 fn xstateSize() u32 {
     return sys.cpuid(0xd, 0)[1];
 }
+
+/// This CPU's user XSAVE layout (see abi.CpuXstate). A CPU without XSAVE
+/// enabled by the kernel (CPUID.1:ECX.OSXSAVE clear) reports only x87 and SSE.
+pub fn cpuXstate(out: *abi.CpuXstate) void {
+    out.* = std.mem.zeroes(abi.CpuXstate);
+    const osxsave = (sys.cpuid(1, 0)[2] >> 27) & 1 == 1;
+    if (!osxsave or sys.cpuid(0, 0)[0] < 0xd) {
+        out.xcr0 = 0b11;
+        out.size = 512;
+        return;
+    }
+    out.xcr0 = sys.xgetbv(0);
+    out.size = xstateSize();
+    var bit: u5 = 2;
+    while (true) : (bit += 1) {
+        if ((out.xcr0 >> bit) & 1 == 1) {
+            const r = sys.cpuid(0xd, bit);
+            out.sizes[bit] = r[0];
+            out.offsets[bit] = r[1];
+            // Every user feature has a fixed place in the standard format.
+            std.debug.assert(r[1] >= 576 and r[1] + r[0] <= out.size);
+        }
+        if (bit == abi.XFEATURES - 1) break;
+    }
+}

@@ -32,6 +32,10 @@ export fn cr_last_error(out: [*]u8, cap: usize) usize {
     return err.copyTo(out, cap);
 }
 
+export fn cr_cpu_xstate(out: *abi.CpuXstate) void {
+    probe.cpuXstate(out);
+}
+
 export fn cr_check(out: *abi.CheckReport) i32 {
     err.clear();
     probe.run(out);
@@ -169,10 +173,10 @@ export fn cr_hash_fd(fd: i32, out: *abi.Digest) i32 {
 }
 
 /// `tids`: every thread of the task, the main thread first.
-export fn cr_unmap_remote(tids: [*]const i32, count: u32, site: u64, addr: u64, len: u64) i32 {
+export fn cr_unmap_remote(tids: [*]const i32, count: u32, site: u64, addr: u64, len: u64, back: [*]abi.ThreadState) i32 {
     err.clear();
     if (count == 0 or count > abi.MAX_THREADS) return err.fail(sys.EINVAL, "{d} threads: not in 1..{d}", .{ count, abi.MAX_THREADS });
-    return inject.unmapRemote(tids[0..count], site, addr, len);
+    return inject.unmapRemote(tids[0..count], site, addr, len, back[0..count]);
 }
 
 /// Create the tree of `buf` (abi.TreeHeader and what follows); returns the

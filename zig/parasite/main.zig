@@ -2,8 +2,8 @@
 //! runs there on a stack of its own, in one of two modes (ParasiteArgs.mode):
 //!   - info: ask the kernel, from inside the task, for what no /proc file or
 //!     ptrace request tells about the whole process: every sigaction, the
-//!     itimers, the POSIX timers' settings, the current brk and the dumpable
-//!     flag (per-thread answers come from syscalls libcr injects into each thread);
+//!     itimers, the POSIX timers' settings, the current brk, the dumpable
+//!     flag and the xstate features it may use (per-thread answers come from syscalls libcr injects into each thread);
 //!   - pages: vmsplice the task's pages into a pipe whose other end the dumper
 //!     splices into the pages image (the pages are copied once, by the kernel,
 //!     into the image's page cache), hashing them on the way on this CPU
@@ -72,6 +72,10 @@ fn info(args: *abi.ParasiteArgs) void {
     const dumpable = sys.syscall2(sys.SYS_prctl, sys.PR_GET_DUMPABLE, 0);
     if (sys.isErr(dumpable)) return fail(st, dumpable, 400);
     st.dumpable = dumpable;
+    // Before 5.16 the kernel has no such request, and no dynamic features.
+    st.xcomp_perm = 0;
+    const perm = sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_GET_XCOMP_PERM, @intFromPtr(&st.xcomp_perm));
+    if (sys.isErr(perm) and perm != @as(usize, @bitCast(@as(isize, -22)))) return fail(st, perm, 500);
 }
 
 fn fail(st: *abi.ParasiteState, rc: usize, step: u32) void {

@@ -96,6 +96,7 @@ export fn restorer_main(plan: *abi.PlanHeader) callconv(.c) noreturn {
     setSignals(&c);
     setProcessState(&c);
     setRlimits(&c);
+    requestXstatePermissions(&c);
     queuePending(&c, plan.sigpending_off, plan.sigpending_count, false);
     startThreads(&c);
     // After the threads: a timer may notify one of them.
@@ -130,6 +131,7 @@ fn checkPlan(c: *const Ctx) void {
     for (c.threads(), 0..) |t, k| {
         checkChain(c, t.seccomp_off, t.seccomp_count);
         if (t.xstate_len > abi.XSTATE_MAX or t.xstate_off + @as(u64, t.xstate_len) > h.total_len) c.fail(bad, .thread, @intCast(k));
+        if (!frameXstateValid(c.base[t.xstate_off..][0..t.xstate_len])) c.fail(bad, .xstate, @intCast(k));
         if (t.sigpending_off + @as(u64, t.sigpending_count) * abi.SIGINFO_SIZE > h.total_len) c.fail(bad, .thread, @intCast(k));
     }
 }
@@ -278,6 +280,41 @@ const CapHeader = extern struct { version: u32, pid: i32 };
 const CapData = extern struct { effective: u32, permitted: u32, inheritable: u32 };
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x20080522;
 const EINVAL: usize = @bitCast(@as(isize, -22));
+
+/// The process's permissions for dynamic xstate features (AMX TILEDATA), as
+/// it had them: asked for one by one, before any other thread exists (a
+/// permission is the whole process's).
+fn requestXstatePermissions(c: *const Ctx) void {
+    var bit: u7 = 0;
+    while (bit < 64) : (bit += 1) {
+        if ((c.h.xcomp_perm >> @intCast(bit)) & 1 == 0) continue;
+        _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_REQ_XCOMP_PERM, bit), .xstate, bit);
+    }
+}
+
+/// A thread's frame that holds a dynamic feature needs the thread's larger
+/// xstate buffer, which the kernel gives it only on its first use of the
+/// feature (the trap of a use while the feature is still disarmed): without
+/// it rt_sigreturn finds the frame too big and restores x87/SSE only. Use
+/// them once here: XRSTOR of zeros for just those features. Loading zeros
+/// counts as a use only when the header says the state is there (XSTATE_BV;
+/// an init state is taken without a trap), and XRSTOR needs the whole area up
+/// to their end: it runs on the place the frame's fpstate takes next (see
+/// buildFrame), which the frame then overwrites with the real content.
+fn useDynamicFeatures(c: *const Ctx, t: *const abi.PlanThread, area: u64) void {
+    const dynamic = frameFeatures(c, t) & c.h.xcomp_perm;
+    if (dynamic == 0) return;
+    const fp: [*]align(64) u8 = @ptrFromInt(area + FRAME_FP_OFF);
+    std.debug.assert(FRAME_FP_OFF + t.xstate_len <= abi.RESTORER_FRAME_RESERVE);
+    @memset(fp[0..t.xstate_len], 0);
+    std.mem.writeInt(u64, fp[XSAVE_LEGACY..][0..8], dynamic, .little); // XSTATE_BV
+    asm volatile ("xrstor64 (%[p])"
+        :
+        : [p] "r" (fp),
+          [lo] "{eax}" (@as(u32, @truncate(dynamic))),
+          [hi] "{edx}" (@as(u32, @truncate(dynamic >> 32))),
+        : .{ .memory = true });
+}
 
 fn capHalf(v: u64, high: bool) u32 {
     return @truncate(if (high) v >> 32 else v);
@@ -533,7 +570,9 @@ fn leave(c: *const Ctx, k: usize) noreturn {
     setCreds(c, k);
     // After the credentials, whose change clears it.
     if (t.pdeath_sig != 0) _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_PDEATHSIG, t.pdeath_sig), .thread, @intCast(k));
-    const frame = buildFrame(c, t, c.threadArea(k));
+    const area = c.threadArea(k);
+    useDynamicFeatures(c, t, area);
+    const frame = buildFrame(c, t, area);
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_FS, t.regs.fs_base), .sigreturn, 1);
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_GS, t.regs.gs_base), .sigreturn, 2);
     // The seccomp filters, last: they may forbid any of the syscalls above.
@@ -623,6 +662,30 @@ const RtSigframe = extern struct {
     info: [128]u8,
 };
 
+/// The fpstate of a signal frame as the kernel checks it on rt_sigreturn: an
+/// XSAVE image whose software-reserved bytes (MAGIC1, extended size,
+/// features, xstate size) match it and which MAGIC2 follows. A frame the
+/// kernel rejects would silently restore only the legacy x87/SSE part.
+fn frameXstateValid(x: []const u8) bool {
+    if (x.len < XSAVE_MIN + 4 or x.len > abi.XSTATE_MAX) return false;
+    const sw_magic1 = std.mem.readInt(u32, x[SW_RESERVED_OFF..][0..4], .little);
+    const extended = std.mem.readInt(u32, x[SW_RESERVED_OFF + 4 ..][0..4], .little);
+    const size = std.mem.readInt(u32, x[SW_RESERVED_OFF + 16 ..][0..4], .little);
+    const magic2 = std.mem.readInt(u32, x[x.len - 4 ..][0..4], .little);
+    const xcomp_bv = std.mem.readInt(u64, x[520..][0..8], .little);
+    return sw_magic1 == FP_XSTATE_MAGIC1 and extended == x.len and size == x.len - 4 and
+        magic2 == FP_XSTATE_MAGIC2 and xcomp_bv == 0;
+}
+
+/// The features the frame of thread t holds (its software-reserved bytes).
+fn frameFeatures(c: *const Ctx, t: *const abi.PlanThread) u64 {
+    return std.mem.readInt(u64, (c.base + t.xstate_off + SW_RESERVED_OFF + 8)[0..8], .little);
+}
+
+const XSAVE_LEGACY: usize = 512;
+const XSAVE_MIN: usize = XSAVE_LEGACY + 64;
+/// Where a frame's fpstate starts in its thread's area (64-byte aligned, as XSAVE areas must be).
+const FRAME_FP_OFF: u64 = 64;
 const UC_FP_XSTATE: u64 = 1;
 const UC_SIGCONTEXT_SS: u64 = 2;
 const UC_STRICT_RESTORE_SS: u64 = 4;
@@ -638,33 +701,20 @@ comptime {
 
 /// Write thread t's rt_sigreturn frame (xstate, ucontext with its registers,
 /// sigmask and altstack) into the first RESTORER_FRAME_RESERVE bytes of
-/// `area`; returns the frame's address.
+/// `area`; returns the frame's address. The plan's xstate is the frame's
+/// fpstate as it is (cr built it for this CPU and the task's permissions,
+/// checkPlan checked its markers): copied, never changed.
 fn buildFrame(c: *const Ctx, t: *const abi.PlanThread, area: u64) u64 {
     const r = t.regs;
     const xlen: usize = t.xstate_len;
-    const fp_addr = area + 64;
-    const frame_addr = (fp_addr + xlen + 4 + 64 + 15) & ~@as(usize, 15);
+    const fp_addr = area + FRAME_FP_OFF;
+    const frame_addr = (fp_addr + xlen + 64 + 15) & ~@as(usize, 15);
     std.debug.assert(area % 64 == 0);
     std.debug.assert(frame_addr + @sizeOf(RtSigframe) <= area + abi.RESTORER_FRAME_RESERVE);
 
     const fp: [*]u8 = @ptrFromInt(fp_addr);
     const src: [*]const u8 = c.base + t.xstate_off;
     @memcpy(fp[0..xlen], src[0..xlen]);
-    // The software-reserved bytes tell the kernel the frame holds a full XSAVE
-    // image of `xlen` bytes followed by MAGIC2. In the ptrace image the same
-    // bytes carry XCR0 (the features the image covers): read it first.
-    const xcr0_ptr: *align(1) u64 = @ptrCast(fp + SW_RESERVED_OFF);
-    const hdr_bv: *align(1) const u64 = @ptrCast(fp + 512);
-    const xcr0 = if (xcr0_ptr.* != 0) xcr0_ptr.* else hdr_bv.* | 3;
-    @memset(fp[SW_RESERVED_OFF..512], 0);
-    const sw: [*]align(1) u32 = @ptrCast(fp + SW_RESERVED_OFF);
-    sw[0] = FP_XSTATE_MAGIC1;
-    sw[1] = @intCast(xlen + 4); // extended_size
-    const xfeat: *align(1) u64 = @ptrCast(fp + SW_RESERVED_OFF + 8);
-    xfeat.* = xcr0;
-    sw[4] = @intCast(xlen); // xstate_size
-    const magic2: *align(1) u32 = @ptrCast(fp + xlen);
-    magic2.* = FP_XSTATE_MAGIC2;
 
     const f: *RtSigframe = @ptrFromInt(frame_addr);
     f.* = std.mem.zeroes(RtSigframe);
