@@ -3,7 +3,9 @@
 // and restore can work here.
 import { readFileSync, readlinkSync, readdirSync } from "node:fs";
 import { release, arch } from "node:os";
-import { runProbes, type CheckResults } from "./native/index.ts";
+import { cpuXstate, runProbes, type CheckResults } from "./native/index.ts";
+import { XSTATE_MAX } from "./native/abi.ts";
+import { describeLayout, featureName, layoutRecord, XSAVE_MIN } from "./xstate.ts";
 import { parseMaps } from "./proc/maps.ts";
 import { parseStatus } from "./proc/status.ts";
 
@@ -21,6 +23,8 @@ export interface CheckReport {
   root: boolean;
   capabilities: { checkpointRestore: boolean; sysPtrace: boolean; sysAdmin: boolean };
   vdso: { name: string; start: number; size: number }[];
+  /** This CPU's user XSAVE layout: what a dump here records, what a restore here can take. */
+  xstate: { xcr0: string; size: number; features: { bit: number; name: string; offset: number; size: number }[] };
   features: Feature[];
   canDump: boolean;
   canRestore: boolean;
@@ -71,6 +75,7 @@ export function runCheck(): CheckReport {
   };
   const root = status.uid[1] === 0;
   const p: CheckResults = runProbes();
+  const xstate = cpuXstate();
   const maps = parseMaps(readFileSync("/proc/self/maps", "utf8"));
   const vdso = maps
     .filter((m) => m.path === "[vvar]" || m.path === "[vvar_vclock]" || m.path === "[vdso]")
@@ -96,7 +101,8 @@ export function runCheck(): CheckReport {
     f("soft_dirty", p.soft_dirty, false),
     f("timer_restore_ids", p.timer_restore_ids, false, "POSIX timers restore at their ids"),
     { name: "map_files", ok: mapFilesReadable(), required: false, detail: mapFilesReadable() ? "readable" : "not readable" },
-    { name: "xstate", ok: p.xstate_size > 0 && p.xstate_size <= 16384, required: true, detail: `${p.xstate_size} bytes` },
+    { name: "xstate", ok: xstate.size >= XSAVE_MIN && xstate.size + 4 <= XSTATE_MAX, required: true,
+      detail: `${xstate.size} bytes, XCR0 0x${xstate.xcr0.toString(16)}: ${describeLayout(xstate).join(", ")}` },
     { name: "vdso_layout", ok: vdso.some((v) => v.name === "[vdso]"), required: true,
       detail: vdso.map((v) => `${v.name}@0x${v.start.toString(16)}+${v.size / 1024}K`).join(" ") || "no [vdso]" },
   ];
@@ -109,6 +115,10 @@ export function runCheck(): CheckReport {
     root,
     capabilities: caps,
     vdso,
+    xstate: {
+      xcr0: `0x${xstate.xcr0.toString(16)}`, size: xstate.size,
+      features: layoutRecord(xstate).features.map((x) => ({ ...x, name: featureName(x.bit) })),
+    },
     features,
     canDump: !missing.some((m) => dumpNeeds.has(m)),
     canRestore: missing.length === 0,

@@ -28,8 +28,21 @@ function firstDuplicate(values: number[]): number | undefined {
 const inventory: Check<InventoryImage> = (b) => {
   if (b.pageSize < PAGE || b.pageSize > 1 << 30 || (b.pageSize & (b.pageSize - 1)) !== 0) return `pageSize ${b.pageSize} is not a page size`;
   if (b.rootPid === 0) return "rootPid is 0";
-  return null;
+  return b.cpu ? checkCpu(b.cpu) : null;
 };
+
+/** The dumping CPU's XSAVE layout: features of its XCR0, each inside the area, once. */
+function checkCpu(c: NonNullable<InventoryImage["cpu"]>): string | null {
+  if (c.xstateSize < XSTATE_MIN || c.xstateSize > XSTATE_MAX) return `cpu.xstateSize ${c.xstateSize} is not an XSAVE area size`;
+  const dup = firstDuplicate(c.features.map((f) => f.bit));
+  if (dup !== undefined) return `cpu.features: feature ${dup} appears twice`;
+  for (const [i, f] of c.features.entries()) {
+    const at = `cpu.features[${i}]`;
+    if (f.bit < 2 || f.bit >= 32 || ((c.xcr0 >> BigInt(f.bit)) & 1n) === 0n) return `${at}: feature ${f.bit} is not one of XCR0's`;
+    if (f.offset < XSTATE_MIN || f.size === 0 || f.offset + f.size > c.xstateSize) return `${at}: ${f.size} bytes at ${f.offset} lie outside the area`;
+  }
+  return null;
+}
 
 const tree: Check<TreeImage> = (b) => {
   if (b.tasks.length === 0) return "tasks: empty tree";

@@ -6,6 +6,7 @@ import type {
 import {
   clock, epollEvents, handler, hex, inotifyMask, openFlags, prot, registers, saFlags, seconds, sigset, signal, size, unixName, inetEndpoint,
 } from "./names.ts";
+import { describeLayout, featureBits, featureName, layoutOfRecord, xstateBv } from "../xstate.ts";
 
 /** Left-aligned columns from rows of cells. */
 export function table(rows: string[][], indent = "  "): string[] {
@@ -19,6 +20,9 @@ export function formatInventory(inv: InventoryImage): string[] {
   return [
     `cr ${inv.crVersion}, ${inv.arch}, page size ${inv.pageSize}, kernel ${inv.kernel}`,
     `dumped ${inv.dumpTime}, root pid ${inv.rootPid}, options: ${opts.length ? opts.join(", ") : "none"}`,
+    inv.cpu
+      ? `CPU xstate ${inv.cpu.xstateSize} bytes, XCR0 ${hex(inv.cpu.xcr0)}: ${describeLayout(layoutOfRecord(inv.cpu)).join(", ")}`
+      : "CPU xstate layout not recorded",
   ];
 }
 
@@ -199,12 +203,19 @@ function formatRegs(regs: Uint8Array): string[] {
   return out;
 }
 
+/** The features an XSAVE image holds state of (its XSTATE_BV). */
+function xstateInUse(x: Uint8Array): string {
+  if (x.length < 576) return "";
+  const used = featureBits(xstateBv(x));
+  return `(in use: ${used.length ? used.map(featureName).join(", ") : "none"})`;
+}
+
 function formatThreads(t: TaskImage, regs: boolean): string[] {
   const out: string[] = [];
   for (const th of t.threads) {
     const rseq = th.rseq ? `rseq ${hex(th.rseq.ptr)}/${th.rseq.len}` : "no rseq";
     out.push(`    ${th.tid}${th.comm === undefined ? "" : ` (${th.comm})`}: sigmask ${sigset(th.sigmask)}, ${rseq}, clear-tid ${hex(th.tidAddress)}, ` +
-      `robust list ${hex(th.robustList.head)}, ${th.pending.length} pending, xstate ${th.xstate.length} B`);
+      `robust list ${hex(th.robustList.head)}, ${th.pending.length} pending, xstate ${th.xstate.length} B ${xstateInUse(th.xstate)}`);
     if (regs) out.push(...formatRegs(th.regs));
   }
   return out;
@@ -227,7 +238,8 @@ export function formatTask({ task: t, pagemap, files, pageSize, regs }: TaskView
   return [
     `task ${t.pid} (${t.comm})`,
     `  exe ${t.exe}${ghostNote(t.exeGhostId)}`,
-    `  cwd ${t.cwd}, root ${t.root}, umask ${t.umask.toString(8).padStart(3, "0")}, personality ${hex(t.personality)}`,
+    `  cwd ${t.cwd}, root ${t.root}, umask ${t.umask.toString(8).padStart(3, "0")}, personality ${hex(t.personality)}` +
+      `${t.xcompPerm === undefined ? "" : `, xstate permission ${hex(t.xcompPerm)}`}`,
     `  uid ${c.uid.join(",")}, gid ${c.gid.join(",")}, groups ${c.groups.join(",") || "-"}, cap eff ${hex(c.capEff)}` +
       `${c.noNewPrivs ? ", no_new_privs" : ""}`,
     `  brk ${hex(t.mm.brk)} (start ${hex(t.mm.startBrk)}), code ${hex(t.mm.startCode)}-${hex(t.mm.endCode)}, ` +

@@ -6,6 +6,8 @@ import {
   type XstateLayout,
 } from "../../src/xstate.ts";
 import { threadDifference } from "../../src/restore/verify.ts";
+import { checkRecord } from "../../src/images/semantic.ts";
+import type { InventoryImage } from "../../src/images/index.ts";
 import { USER_REGS_FIELDS, USER_REGS_SIZE } from "../../src/native/abi.ts";
 import { AVX2_ONLY, SAPPHIRE_RAPIDS, SKYLAKE_SERVER, ZEN4 } from "../fixtures/xstate-layouts.ts";
 
@@ -159,5 +161,20 @@ describe("the state read back after the restore", () => {
     const x = back();
     x[1100] = 0;
     expect(threadDifference(want, { ...got, xstate: x }, SAPPHIRE_RAPIDS)).toBe("xstate AVX-512 opmask (byte 1100: 0x0, expected 0x6)");
+  });
+});
+
+describe("inventory.cbor's CPU layout", () => {
+  const inv = (cpu: ReturnType<typeof layoutRecord>): InventoryImage => ({
+    crVersion: "t", arch: "x86_64", pageSize: 4096, kernel: "k", dumpTime: "d", rootPid: 1,
+    options: { leaveRunning: false, shellJob: false, tcpEstablished: false }, cpu,
+  });
+  test("a recorded layout checks; features outside XCR0 or the area, or twice, do not", () => {
+    const r = layoutRecord(SAPPHIRE_RAPIDS);
+    expect(checkRecord("inventory", inv(r))).toBeNull();
+    expect(checkRecord("inventory", inv({ ...r, xcr0: 0xe7n }))).toBe("cpu.features[4]: feature 17 is not one of XCR0's");
+    expect(checkRecord("inventory", inv({ ...r, xstateSize: 4096 }))).toBe("cpu.features[5]: 8192 bytes at 2816 lie outside the area");
+    expect(checkRecord("inventory", inv({ ...r, features: [...r.features, r.features[0]!] }))).toBe("cpu.features: feature 2 appears twice");
+    expect(checkRecord("inventory", inv({ ...r, xstateSize: 100 }))).toBe("cpu.xstateSize 100 is not an XSAVE area size");
   });
 });
