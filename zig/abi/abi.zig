@@ -870,7 +870,6 @@ pub const CheckReport = extern struct {
     prctl_mm_map: i32,
     pagemap_scan: i32,
     soft_dirty: i32,
-    xstate_size: i32,
     /// prctl(PR_TIMER_CREATE_RESTORE_IDS) (6.15+): POSIX timers at their ids.
     timer_restore_ids: i32,
 };

@@ -102,7 +102,6 @@ pub fn run(out: *abi.CheckReport) void {
     var size: u32 = 0;
     rc = sys.syscall5(.prctl, 35, 15, @intFromPtr(&size), 0, 0); // PR_SET_MM, PR_SET_MM_MAP_SIZE
     out.prctl_mm_map = if (sys.isErr(rc)) result(rc) else if (size == @sizeOf(abi.PrctlMmMap)) 1 else sys.neg(sys.EPROTO);
-    out.xstate_size = @intCast(xstateSize());
     // PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET: 0 or 1 where the kernel has it.
     rc = sys.syscall5(.prctl, 77, 2, 0, 0, 0);
     out.timer_restore_ids = if (sys.isErr(rc)) (if (sys.errnoOf(rc) == sys.EINVAL) 0 else result(rc)) else 1;
@@ -134,11 +133,6 @@ fn probePagemap(out: *abi.CheckReport) void {
     out.pagemap_scan = if (sys.isErr(rc)) (if (sys.errnoOf(rc) == 25) 0 else result(rc)) else 1;
 }
 
-/// CPUID leaf 0xD: size of the XSAVE area for the features enabled in XCR0.
-fn xstateSize() u32 {
-    return sys.cpuid(0xd, 0)[1];
-}
-
 /// This CPU's user XSAVE layout (see abi.CpuXstate). A CPU without XSAVE
 /// enabled by the kernel (CPUID.1:ECX.OSXSAVE clear) reports only x87 and SSE.
 pub fn cpuXstate(out: *abi.CpuXstate) void {
@@ -150,7 +144,8 @@ pub fn cpuXstate(out: *abi.CpuXstate) void {
         return;
     }
     out.xcr0 = sys.xgetbv(0);
-    out.size = xstateSize();
+    // CPUID leaf 0xD: size of the XSAVE area for the features enabled in XCR0.
+    out.size = sys.cpuid(0xd, 0)[1];
     var bit: u5 = 2;
     while (true) : (bit += 1) {
         if ((out.xcr0 >> bit) & 1 == 1) {
