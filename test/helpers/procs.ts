@@ -45,8 +45,7 @@ export function procState(pid: number): string | null {
   }
 }
 
-/** The pid tracing `pid` (0: none). */
-/** The pid tracing `pid` (0: none; also 0 once it is gone: nobody traces it). */
+/** The pid tracing `pid` (0: none; also 0 once it is gone: nobody traces it, so check alive() first). */
 export function tracerOf(pid: number): number {
   let status: string;
   try {
@@ -88,6 +87,24 @@ export function waitGone(pid: number, ms = 10_000): void {
 /** Every pid a dump in `images` covers (from its tree.cbor): all must be free before a restore. */
 export function dumpedPids(images: string): number[] {
   return img.decodeImage("tree", img.readImageFile(images, img.TREE), img.TREE).tasks.map((t) => t.pid);
+}
+
+/**
+ * After a refused restore: the dump in `images` covers exactly the tasks
+ * `pids` (so that what is checked below is every pid the restore would have
+ * created, and not an empty or other list), and no process or thread, not
+ * even a zombie, has any pid or tid of the dump. (A task created and then
+ * killed and reaped by cr before it exits leaves no trace here: this shows
+ * that nothing of the restore is left, not when it was refused.)
+ */
+export function expectNothingRestored(images: string, pids: number[]): void {
+  const tree = img.decodeImage("tree", img.readImageFile(images, img.TREE), img.TREE).tasks;
+  const sorted = (a: number[]) => [...a].sort((x, y) => x - y);
+  expect(pids.length).toBeGreaterThan(0);
+  expect(sorted(tree.map((t) => t.pid))).toEqual(sorted(pids));
+  const tids = tree.flatMap((t) => t.threads);
+  expect(tids.length).toBeGreaterThanOrEqual(pids.length);
+  for (const t of tids) expect({ tid: t, state: procState(t) }).toEqual({ tid: t, state: null });
 }
 
 /** Wait until every task of the dump in `images` is gone (reaping those that come to us). */
@@ -160,23 +177,58 @@ export function expectRunsOnUntraced(pid: number, dir: string, n = 5): void {
   waitFor(() => readProgress(dir) >= at + n, 10_000, "progress after the refused dump");
 }
 
+/** What dumpRetrying saw in this test file so far: reported with every dump, so that a rising refusal rate shows. */
+const retryStats = { dumps: 0, attempts: 0, refused: 0 };
+
+/** Attempts dumpRetrying makes at most (see there). */
+export const DUMP_ATTEMPTS = 10;
+
 /**
  * Dump `pid` into a fresh dir. A workload that connects to itself all the
- * time is refused by a dump that lands in the microseconds a connection is
- * in flight (the refusal leaves it running): a refusal whose line holds one
- * of `transient` is tried again, 3 times at most; any other fails the test.
+ * time is refused by a dump that lands in the moment a connection is in
+ * flight (a connection waiting to be accepted, say): a refusal by design,
+ * which leaves it running. Nothing outside the workload can time a dump to
+ * miss that moment (cr takes longer to start than the workload's pause), so
+ * such a dump is tried again, `DUMP_ATTEMPTS` times at most: a refusal whose
+ * line holds one of `transient` is logged (with its attempt number), checked
+ * to have left the task running, untraced, with no images, and tried again
+ * after a short pause; any other refusal fails the test at once, and so does
+ * the last attempt refused, with every refusal in the message. Each dump
+ * logs its attempts and the file's refusal rate so far.
  */
 export function dumpRetrying(pid: number, transient: string[]): string {
-  for (let attempt = 1; ; attempt++) {
+  const refusals: string[] = [];
+  retryStats.dumps++;
+  const rate = () =>
+    `this file so far: ${retryStats.refused} of ${retryStats.attempts} attempts refused (${((100 * retryStats.refused) / retryStats.attempts).toFixed(1)}%) over ${retryStats.dumps} dumps`;
+  for (let attempt = 1; attempt <= DUMP_ATTEMPTS; attempt++) {
     const images = tempDir("cr-images-");
     const d = cr(["dump", "-t", String(pid), "-D", images]);
+    retryStats.attempts++;
     if (d.status === 0) {
       expect(d.stderr).toBe("");
+      console.log(`dumpRetrying: pid ${pid} dumped at attempt ${attempt} of ${DUMP_ATTEMPTS} (${refusals.length} transient refusals); ${rate()}`);
       return images;
     }
     const line = oneLine(d.stderr);
-    if (!transient.some((t) => line.includes(t)) || attempt === 3) throw new Error(`dump failed (attempt ${attempt}): ${line}`);
+    if (!transient.some((t) => line.includes(t))) {
+      throw new Error(`dump of pid ${pid} refused at attempt ${attempt}, not for a transient reason (${transient.map((t) => JSON.stringify(t)).join(" or ")}): ${line}`);
+    }
+    retryStats.refused++;
+    refusals.push(line);
+    console.log(`dumpRetrying: pid ${pid}: attempt ${attempt} of ${DUMP_ATTEMPTS} refused (transient, ${attempt < DUMP_ATTEMPTS ? "trying again" : "giving up"}): ${line}`);
+    // The refusal must have left the task as it was: running, untraced, and no set of images.
+    expect(alive(pid)).toBe(true);
+    expect(tracerOf(pid)).toBe(0);
+    expect(existsSync(join(images, "manifest.cbor"))).toBe(false);
+    sleepMs(10 + Math.floor(Math.random() * 40));
   }
+  const why = new Map<string, number>();
+  for (const r of refusals) why.set(r, (why.get(r) ?? 0) + 1);
+  throw new Error(
+    `dump of pid ${pid}: all ${DUMP_ATTEMPTS} attempts refused, each for a transient reason (the workload was never caught between two connections): ` +
+      [...why].map(([r, n]) => `${n}x ${r}`).join("; ") + `; ${rate()}`,
+  );
 }
 
 /** The workload makes `n` more iterations (or reports a result, which must then not be a failure). */

@@ -4,8 +4,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, readlinkSync, truncateSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  alive, cleanup, CR, cr, expectRunsOnAndPasses, expectRunsOnUntraced, oneLine, readProgress, sleepMs,
-  startWorkload, tempDir, tracerOf, track, waitFor, waitGone, type Workload,
+  alive, cleanup, CR, cr, dumpedPids, expectNothingRestored, expectRunsOnAndPasses, expectRunsOnUntraced, oneLine,
+  readProgress, sleepMs, startWorkload, tempDir, tracerOf, track, waitFor, waitGone, type Workload,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -16,6 +16,7 @@ function dumpedSleeper(): { pid: number; images: string; dir: string } {
   waitFor(() => readProgress(w.dir) >= 2, 10_000, "progress");
   const images = tempDir("cr-images-");
   const d = cr(["dump", "-t", String(w.pid), "-D", images]);
+  expect(d.stderr).toBe("");
   expect(d.status).toBe(0);
   waitGone(w.pid);
   return { pid: w.pid, images, dir: w.dir };
@@ -32,14 +33,15 @@ describe("dump failures leave the process untouched", () => {
     expect(r.stderr).toContain("no such process");
   });
 
-  /** Dump must fail naming fd 1, its target and the pid, and leave the task running untraced. */
-  function expectUnsupportedFd(pid: number, dir: string, target: string, why = ""): void {
+  /** Dump must fail naming fd 1, its target, why, and the pid, and leave the task running untraced. */
+  function expectUnsupportedFd(pid: number, dir: string, target: string, why: string): void {
     waitFor(() => readProgress(dir) >= 2, 10_000, "progress");
     const r = cr(["dump", "-t", String(pid), "-D", tempDir()]);
     expect(r.status).not.toBe(0);
     const line = oneLine(r.stderr);
     expect(line).toContain("fd 1");
     expect(line).toContain(target);
+    expect(why).not.toBe("");
     expect(line).toContain(why);
     expect(line).toContain(`pid ${pid}`);
     expectRunsOnUntraced(pid, dir);
@@ -53,7 +55,7 @@ describe("dump failures leave the process untouched", () => {
     const p = Bun.spawn(["sh", "-c", `exec 1<>"${fifo}"; rm "${fifo}"; exec "${bin}" "${dir}"`], { stdio: ["ignore", "ignore", "ignore"] });
     track(p.pid);
     waitFor(() => existsSync(join(dir, "ready")), 10_000, "sleeper with a FIFO");
-    expectUnsupportedFd(p.pid, dir, `${fifo} (deleted)`);
+    expectUnsupportedFd(p.pid, dir, `${fifo} (deleted)`, "deleted FIFOs are not supported yet");
   });
 
   test("an fd on the process's own /proc directory (restore could not open it) is named, and the process runs on", () => {
@@ -63,7 +65,7 @@ describe("dump failures leave the process untouched", () => {
     const p = Bun.spawn(["sh", "-c", `exec 1</proc/self/status; exec "${bin}" "${dir}"`], { stdio: ["ignore", "ignore", "ignore"] });
     track(p.pid);
     waitFor(() => existsSync(join(dir, "ready")), 10_000, "sleeper reading its own /proc");
-    expectUnsupportedFd(p.pid, dir, `/proc/${p.pid}/status`);
+    expectUnsupportedFd(p.pid, dir, `/proc/${p.pid}/status`, "a file of a process's own /proc directory is not supported yet");
   });
 
   test("a process another tracer holds is refused, naming the tracer, and runs on", () => {
@@ -239,6 +241,7 @@ describe("a tree whose dump fails half-way runs on untouched", () => {
     const at = count();
     waitFor(() => count() >= at + 5, 10_000, "bash counting after the failed dump");
     const nums = readFileSync(log, "utf8").trim().split("\n").map(Number);
+    expect(nums.length).toBeGreaterThanOrEqual(at + 5);
     nums.forEach((n, i) => expect(n).toBe(i + 1));
   });
 });
@@ -294,17 +297,29 @@ describe("a dump cut short while the parasite sends the pages", () => {
   }
 });
 
+/** The start time of `pid` (field 22 of its stat, in clock ticks since boot): tells a process from a later one at the same pid. */
+function startTime(pid: number): string {
+  const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return s.slice(s.lastIndexOf(")") + 2).split(" ")[19]!;
+}
+
 describe("restore refuses before creating anything", () => {
   test("the pid is busy", () => {
     const w = startWorkload("sleeper");
     waitFor(() => readProgress(w.dir) >= 2, 10_000, "progress");
+    const started = startTime(w.pid);
     const images = tempDir("cr-images-");
-    expect(cr(["dump", "-t", String(w.pid), "-D", images, "-R"]).status).toBe(0);
+    const d = cr(["dump", "-t", String(w.pid), "-D", images, "-R"]);
+    expect(d.stderr).toBe("");
+    expect(d.status).toBe(0);
+    expect(dumpedPids(images)).toEqual([w.pid]);
     const r = cr(["restore", "-D", images, "-d"]);
     expect(r.status).not.toBe(0);
     expect(oneLine(r.stderr)).toContain(`pid ${w.pid} is in use`);
-    const at = readProgress(w.dir);
-    waitFor(() => readProgress(w.dir) >= at + 3, 10_000, "original still progressing");
+    // The process at the pid is still the original (not one the restore put there), untraced, and counts on.
+    expect(startTime(w.pid)).toBe(started);
+    expectRunsOnUntraced(w.pid, w.dir, 3);
+    expect(startTime(w.pid)).toBe(started);
   });
 
   test("a truncated pages image", () => {
@@ -314,7 +329,7 @@ describe("restore refuses before creating anything", () => {
     const r = cr(["restore", "-D", images, "-d"]);
     expect(r.status).not.toBe(0);
     expect(oneLine(r.stderr)).toContain(pages);
-    expect(alive(pid)).toBe(false);
+    expectNothingRestored(images, [pid]);
   });
 
   test("a bit flipped in the task image", () => {
@@ -326,7 +341,7 @@ describe("restore refuses before creating anything", () => {
     const r = cr(["restore", "-D", images, "-d"]);
     expect(r.status).not.toBe(0);
     expect(oneLine(r.stderr)).toContain(name);
-    expect(alive(pid)).toBe(false);
+    expectNothingRestored(images, [pid]);
   });
 });
 
@@ -338,11 +353,14 @@ describe("restore removes what it built", () => {
     bytes[Math.floor(bytes.length / 2)]! ^= 0x10;
     writeFileSync(join(images, name), bytes);
     const progress = readProgress(dir);
+    // A real count (readProgress gives -1 when it cannot read one): the one the sleeper had reached at the dump.
+    expect(progress).toBeGreaterThanOrEqual(2);
     const r = cr(["restore", "-D", images, "-d"]);
     expect(r.status).not.toBe(0);
     expect(oneLine(r.stderr)).toContain(`${name}: content does not match the manifest (corrupted)`);
-    expect(alive(pid)).toBe(false);
-    // The restored sleeper never ran: it would have counted on.
+    // What it built is gone: no process or thread has the dump's pid, not even a zombie.
+    expectNothingRestored(images, [pid]);
+    // The restored sleeper never ran: it would have counted on (it writes its progress at least every 100 ms).
     sleepMs(300);
     expect(readProgress(dir)).toBe(progress);
   });

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import {
-  chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync,
+  chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
 import { Decoder, Encoder } from "cbor-x";
@@ -29,7 +29,17 @@ interface Variant {
   dirMode?: number;
 }
 
+const SLEEPER = join(import.meta.dir, "../workloads/bin/sleeper");
+const exeOf = (p: number) => {
+  try {
+    return readlinkSync(`/proc/${p}/exe`);
+  } catch {
+    return null;
+  }
+};
 let pid = 0;
+/** Every pid and tid of the dump (its tree): a refused restore must leave none of them existing. */
+let dumpedTids: number[] = [];
 let base = "";
 let scratch = "";
 let orig = new Map<string, Uint8Array>();
@@ -38,8 +48,7 @@ afterAll(cleanup);
 beforeAll(() => {
   // A sleeper holding a deleted file, so that the set has a ghost file too.
   const dir = tempDir("cr-hostile-sleeper-");
-  const sleeper = join(import.meta.dir, "../workloads/bin/sleeper");
-  const p = Bun.spawn(["sh", "-c", `echo ghost data > "${dir}/gone" && exec 3<"${dir}/gone" && rm "${dir}/gone" && exec "${sleeper}" "${dir}"`], {
+  const p = Bun.spawn(["sh", "-c", `echo ghost data > "${dir}/gone" && exec 3<"${dir}/gone" && rm "${dir}/gone" && exec "${SLEEPER}" "${dir}"`], {
     stdio: ["ignore", "ignore", "ignore"],
   });
   track(p.pid);
@@ -49,6 +58,12 @@ beforeAll(() => {
   const d = spawnSync(CR, ["dump", "-R", "--no-sync", "-t", String(w.pid), "-D", base], { encoding: "utf8", timeout: 60_000 });
   if (d.status !== 0) throw new Error(`dump failed: ${d.stderr}`);
   pid = w.pid;
+  // The restore variants check the pids of the dump: they must be the sleeper's, and only its.
+  const tasks = img.decodeImage("tree", img.readImageFile(base, img.TREE), img.TREE).tasks;
+  dumpedTids = tasks.flatMap((t) => t.threads);
+  if (JSON.stringify(tasks.map((t) => t.pid)) !== JSON.stringify([pid]) || JSON.stringify(dumpedTids) !== JSON.stringify([pid])) {
+    throw new Error(`the dump of sleeper ${pid} has tasks ${JSON.stringify(tasks.map((t) => [t.pid, t.threads]))}, expected only ${pid}`);
+  }
   // Restore variants need the pid free: the original is killed and gone first.
   process.kill(pid, "SIGKILL");
   waitGone(pid);
@@ -404,7 +419,9 @@ function checkSpawn(args: string[], what: string, problems: string[]): void {
 test("thousands of corrupted image sets are refused cleanly", () => {
   const variants = [...truncations(), ...bitFlips(), ...swaps(), ...hugeLengths(), ...wrongTypes(), ...semantic(), ...layout()];
   const problems: string[] = [];
-  const counts = { variants: variants.length, showRefused: 0, showAccepted: 0, spawnedShow: 0, spawnedRestore: 0 };
+  const counts = {
+    variants: variants.length, expectFail: 0, compatible: 0, showRefused: 0, showAccepted: 0, loadAccepted: 0, spawnedShow: 0, spawnedRestore: 0,
+  };
   const restoreEvery = Math.max(1, Math.floor(variants.length / 300));
   const showEvery = Math.max(1, Math.floor(variants.length / 200));
   const t0 = performance.now();
@@ -419,6 +436,10 @@ test("thousands of corrupted image sets are refused cleanly", () => {
     if (v.expectFail && verified !== "refused") problems.push(`${v.name}: show --verify accepted it`);
     if ((v.expectFail || verified === "refused") && loaded !== "refused") problems.push(`${v.name}: restore's loader accepted it`);
     if (!v.expectFail && v.name.includes("minor version 99") && verified !== "ok") problems.push(`${v.name}: refused a compatible image`);
+    if (!v.expectFail && v.name.includes("minor version 99") && loaded !== "ok") problems.push(`${v.name}: restore's loader refused a compatible image`);
+    if (v.name.includes("minor version 99")) counts.compatible++;
+    if (v.expectFail) counts.expectFail++;
+    if (loaded === "ok") counts.loadAccepted++;
     if (verified === "refused") counts.showRefused++;
     else counts.showAccepted++;
     if (verified === "refused" && i % showEvery === 0) {
@@ -428,11 +449,14 @@ test("thousands of corrupted image sets are refused cleanly", () => {
     if (loaded === "refused" && i % restoreEvery === 0) {
       counts.spawnedRestore++;
       checkSpawn(["restore", "-d", "-D", scratch], `${v.name}: dist/cr restore`, problems);
-      if (existsSync(`/proc/${pid}`)) {
-        track(pid); // restored by our dist/cr: killed and reaped by cleanup()
-        problems.push(`${v.name}: a process appeared at pid ${pid}`);
-        process.kill(pid, "SIGKILL");
-        waitGone(pid);
+      for (const t of dumpedTids) {
+        if (!existsSync(`/proc/${t}`)) continue;
+        problems.push(`${v.name}: a process appeared at pid ${t}`);
+        // Killed only when it is the restored sleeper (another process may have taken a free pid meanwhile).
+        if (exeOf(t) !== SLEEPER) continue;
+        track(t); // restored by our dist/cr: killed and reaped by cleanup()
+        process.kill(t, "SIGKILL");
+        waitGone(t);
       }
     }
   });
@@ -442,6 +466,10 @@ test("thousands of corrupted image sets are refused cleanly", () => {
   expect(problems).toEqual([]);
   // The pristine set (with a 0777 directory) is readable by show; only restore refuses such a directory.
   expect(counts.showAccepted).toBeGreaterThan(0);
+  // The loader accepts what it should (the minor version 99 controls, at least): refusing everything would pass the rest.
+  expect(counts.compatible).toBeGreaterThan(0);
+  expect(counts.loadAccepted).toBeGreaterThanOrEqual(counts.compatible);
+  expect(counts.expectFail).toBeGreaterThan(3000);
   expect(counts.spawnedRestore).toBeGreaterThanOrEqual(200);
   expect(counts.variants).toBeGreaterThan(3000);
 }, 120_000);
