@@ -90,4 +90,11 @@ pub fn build(b: *std.Build) void {
     const test_step = b.step("test", "Run the Zig unit tests");
     const lib_tests = b.addTest(.{ .root_module = lib_mod });
     test_step.dependOn(&b.addRunArtifact(lib_tests).step);
+    // The shared layouts' own tests (zig/abi: the signal frame's rules).
+    const abi_tests = b.addTest(.{ .root_module = b.createModule(.{
+        .root_source_file = b.path("abi/abi.zig"),
+        .target = linux_target,
+        .optimize = optimize,
+    }) });
+    test_step.dependOn(&b.addRunArtifact(abi_tests).step);
 }

@@ -15,7 +15,7 @@ import * as img from "../images/index.ts";
 import { CR_VERSION } from "../version.ts";
 import { freezeTree, type DumpTask } from "./tree.ts";
 import { applyVmFlags, classifyVma, pagesToDump, PAGE, unreadableWithPages } from "./memory.ts";
-import { syscallSite } from "../syscall-site.ts";
+import { injectSite } from "../inject-site.ts";
 import { FileTable } from "./files.ts";
 import { ShmemTable } from "./shmem.ts";
 import { collectSeccomp } from "./seccomp.ts";
@@ -238,7 +238,8 @@ interface CollectedTask {
   unreadable: { addr: number; len: number; prot: number }[];
   pagesBytes: number;
   /** Where libcr injects syscalls into the task. */
-  syscallSite: number;
+  /** Where libcr runs code in the task (inject-site.ts). */
+  site: Uint8Array;
 }
 
 /** A task's page dump under way (its parasite and libcr's splicer), its metadata already written. */
@@ -273,7 +274,7 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
   // Registers first: the parasite's injected syscalls leave them as they were, but read them untouched.
   const raw = tids.map((tid) => native.readThread(tid));
   const timers = parseTimers(proc("timers"));
-  const site = syscallSite(vmas, pid);
+  const site = injectSite(vmas, pid);
   const parasite = native.runParasite(tids, site, timers.map((t) => t.id));
   // The SIGCONT that lifted a job-control stop is cr's, not the task's.
   const sharedPending = native.peekPendingSignals(pid, true).filter((si) => frozen.state !== "stopped" || si[0] !== SIGCONT);
@@ -328,7 +329,7 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
     fds,
   };
 
-  return { pid, task, pagemap: { entries }, runs, unreadable: unreadableWithPages(vmas, runs), pagesBytes: offset, syscallSite: site };
+  return { pid, task, pagemap: { entries }, runs, unreadable: unreadableWithPages(vmas, runs), pagesBytes: offset, site };
 }
 
 /** Start dumping (and hashing) `c`'s pages, then write its metadata images meanwhile. */
@@ -338,7 +339,7 @@ function startCopy(c: CollectedTask, opts: DumpOptions): PagesCopy {
   const started = performance.now();
   let job: native.PagesJob;
   try {
-    job = native.startDumpPages(c.pid, c.syscallSite, c.runs, c.unreadable, c.task.threads[0]!.rseq, fd);
+    job = native.startDumpPages(c.pid, c.site, c.runs, c.unreadable, c.task.threads[0]!.rseq, fd);
   } catch (e) {
     closeSync(fd);
     throw e;

@@ -202,6 +202,9 @@ export const RESTORE_STEPS: Record<number, string> = {
   26: "seccomp (install a filter)", 27: "xstate (dynamic feature permission, or a frame the kernel would not take)",
 };
 
+/** abi.InjectSite: the task's `syscall; ret` and rt_sigreturn code, and its [stack] VMA. */
+export const InjectSite = { size: 32, syscall_ret: 0, sigreturn: 8, stack_start: 16, stack_end: 24 } as const;
+
 /** Feature bits of an XSAVE area cr describes (abi.XFEATURES). */
 export const XFEATURES = 32;
 /** abi.CpuXstate: xcr0, size, then offsets and sizes (u32 each) by feature bit. */
@@ -236,7 +239,7 @@ export const LAYOUT_FIELDS = [
   "size_unix_diag", "off_unix_diag_name_len", "off_unix_diag_name", "size_sock_opts",
   "size_inet_diag", "off_inet_diag_src",
   "off_plan_seccomp_off", "size_plan_seccomp_filter", "off_plan_thread_seccomp_off",
-  "off_parasite_xcomp_perm", "off_plan_xcomp_perm", "size_cpu_xstate",
+  "off_parasite_xcomp_perm", "off_plan_xcomp_perm", "size_cpu_xstate", "size_inject_site",
 ] as const;
 
 /** What the TypeScript side believes, in LAYOUT_FIELDS order. */
@@ -287,7 +290,7 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   restorer_thread_area: RESTORER_THREAD_AREA,
   off_parasite_posix_timers: ParasiteState.posix_timers,
   // ParasiteArgs is libcr <-> parasite only; its layout is checked here all the same.
-  size_parasite_args: 13560,
+  size_parasite_args: 13616,
   off_parasite_args_timer_ids: 12,
   off_parasite_args_state: 1040,
   off_plan_posix_timers_off: PlanHeader.posix_timers_off,
@@ -322,4 +325,5 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   off_parasite_xcomp_perm: ParasiteState.xcomp_perm,
   off_plan_xcomp_perm: PlanHeader.xcomp_perm,
   size_cpu_xstate: CpuXstate.size,
+  size_inject_site: InjectSite.size,
 };

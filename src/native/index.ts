@@ -23,8 +23,9 @@ const symbols = {
   cr_suspend_seccomp: { args: [i32], returns: i32 },
   cr_seccomp_filter: { args: [i32, u32, P, usize, P], returns: i32 },
   cr_peek_siginfo: { args: [i32, i32, P, u32], returns: i32 },
-  cr_run_parasite: { args: [P, u32, u64, P, usize, P, u32, P, P], returns: i32 },
-  cr_dump_pages_start: { args: [i32, u64, P, usize, P, u32, P, u32, u64, u32, u32, i32, P], returns: i32 },
+  cr_run_parasite: { args: [P, u32, P, P, usize, P, u32, P, P], returns: i32 },
+  cr_find_gadgets: { args: [i32, P, u32, P], returns: i32 },
+  cr_dump_pages_start: { args: [i32, P, P, usize, P, u32, P, u32, u64, u32, u32, i32, P], returns: i32 },
   cr_dump_pages_finish: { args: [u64, P], returns: i32 },
   cr_copy_pages: { args: [i32, P, u32, P], returns: i32 },
   cr_copy_nonzero_pages: { args: [i32, i32, u64, P, u32, P, P], returns: i32 },
@@ -33,7 +34,7 @@ const symbols = {
   cr_release_stop_signals: { args: [], returns: u32 },
   cr_hash_fd: { args: [i32, P], returns: i32 },
   cr_scan_pages: { args: [i32, P, u32, u64, P, u32, P], returns: i32 },
-  cr_unmap_remote: { args: [P, u32, u64, u64, u64, P], returns: i32 },
+  cr_unmap_remote: { args: [P, u32, P, u64, u64, P], returns: i32 },
   cr_cpu_xstate: { args: [P], returns: FFIType.void },
   cr_restore_tree: { args: [P, usize, P, usize, P, P], returns: i32 },
   cr_open_file: { args: [P, u32, u32, u64, i32], returns: i32 },
@@ -323,7 +324,7 @@ function tidArray(tids: number[]): Int32Array {
  * state and POSIX timers `timerIds`; and ask every thread of `tids` what only
  * it can tell.
  */
-export function runParasite(tids: number[], syscallSite: number, timerIds: number[]): ParasiteResult {
+export function runParasite(tids: number[], site: Uint8Array, timerIds: number[]): ParasiteResult {
   if (timerIds.length > abi.MAX_POSIX_TIMERS) {
     throw new CrError("dump", `unsupported: ${timerIds.length} POSIX timers (at most ${abi.MAX_POSIX_TIMERS})`, { pid: tids[0] });
   }
@@ -332,7 +333,7 @@ export function runParasite(tids: number[], syscallSite: number, timerIds: numbe
   const blob = nativeBlobs().parasite;
   const t = tidArray(tids);
   const timers = Int32Array.from(timerIds.length ? timerIds : [0]);
-  checked(native().cr_run_parasite(ptr(t), t.length, BigInt(syscallSite), ptr(blob), blob.length,
+  checked(native().cr_run_parasite(ptr(t), t.length, ptr(site), ptr(blob), blob.length,
     ptr(timers), timerIds.length, ptr(out), ptr(extras)), "parasite", tids[0]);
   const dv = new DataView(out.buffer);
   const u64 = (off: number) => Number(dv.getBigUint64(off, true));
@@ -436,16 +437,16 @@ function rangeArray(ranges: { addr: number; len: number; prot?: number }[], fiel
  * thread, as the parasite left it) into `fd`, which must stay open until the
  * job ends; `unreadable` are the VMAs without PROT_READ that hold some of
  * them (with their prot); `rseq` the main thread's rseq registration (off
- * while the parasite runs); injected syscalls run at `syscallSite`.
+ * while the parasite runs); injected code runs through `site` (inject-site.ts).
  */
-export function startDumpPages(pid: number, syscallSite: number, ranges: { addr: number; len: number }[],
+export function startDumpPages(pid: number, site: Uint8Array, ranges: { addr: number; len: number }[],
   unreadable: { addr: number; len: number; prot: number }[], rseq: { ptr: number; len: number; sig: number } | null, fd: number): PagesJob {
   // libcr copies both lists into the task: these arrays may go once the call returns.
   const buf = rangeArray(ranges);
   const prot = rangeArray(unreadable, 3);
   const blob = nativeBlobs().parasite;
   const handle = new BigUint64Array(1);
-  checked(native().cr_dump_pages_start(pid, BigInt(syscallSite), ptr(blob), blob.length, ptr(buf), ranges.length,
+  checked(native().cr_dump_pages_start(pid, ptr(site), ptr(blob), blob.length, ptr(buf), ranges.length,
     ptr(prot), unreadable.length, BigInt(rseq?.ptr ?? 0), rseq?.len ?? 0, rseq?.sig ?? 0, fd, ptr(handle)), "dump pages", pid);
   let open = true;
   const end = (): Digest => {
@@ -465,6 +466,17 @@ export function startDumpPages(pid: number, syscallSite: number, ranges: { addr:
       }
     },
   };
+}
+
+/**
+ * An abi.InjectSite of `pid` with the `syscall; ret` and rt_sigreturn code
+ * found in the executable `ranges` (searched in order); stack fields 0.
+ */
+export function findGadgets(pid: number, ranges: { addr: number; len: number }[]): Uint8Array {
+  const site = new Uint8Array(abi.InjectSite.size);
+  const buf = rangeArray(ranges);
+  checked(native().cr_find_gadgets(pid, ptr(buf), ranges.length, ptr(site)), "inject", pid);
+  return site;
 }
 
 /** The benchmark's raw copy: `ranges` of `pid` read with process_vm_readv and thrown away; the bytes copied. */
@@ -505,10 +517,10 @@ export function hashFd(fd: number): Digest {
  * every thread's state as its rt_sigreturn left it, read before it ran any
  * code of its own.
  */
-export function unmapRemote(tids: number[], syscallSite: number, addr: number, len: number): ThreadRaw[] {
+export function unmapRemote(tids: number[], site: Uint8Array, addr: number, len: number): ThreadRaw[] {
   const t = tidArray(tids);
   const back = new Uint8Array(abi.ThreadState.size * tids.length);
-  checked(native().cr_unmap_remote(ptr(t), t.length, BigInt(syscallSite), BigInt(addr), BigInt(len), ptr(back)), "restore cleanup", tids[0]);
+  checked(native().cr_unmap_remote(ptr(t), t.length, ptr(site), BigInt(addr), BigInt(len), ptr(back)), "restore cleanup", tids[0]);
   return tids.map((tid, i) => decodeThreadState(back, tid, i * abi.ThreadState.size));
 }
 

@@ -16,7 +16,7 @@ import { buildTreeBuffer, orderTasks, type Foreground } from "./tree.ts";
 import { closeAll, openSharedFiles, type SharedFds } from "./files.ts";
 import { ghostUses } from "./ghost.ts";
 import { prepareShellJob, takeTerminalModes, type ShellJob } from "./shelljob.ts";
-import { syscallSite } from "../syscall-site.ts";
+import { injectSite } from "../inject-site.ts";
 import { imagesLayout, type XstateLayout } from "../xstate.ts";
 import { planThreads, threadDifference } from "./verify.ts";
 
@@ -251,7 +251,7 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
   for (const t of live) {
     let back: native.ThreadRaw[];
     try {
-      back = native.unmapRemote(tidsOf(t), syscallSite(t.task.mm.vmas, t.o.task.pid), hole.start, hole.len);
+      back = native.unmapRemote(tidsOf(t), injectSite(t.task.mm.vmas, t.o.task.pid), hole.start, hole.len);
     } catch (e) {
       // A task that exited meanwhile (killed from outside) has nothing left to clean.
       if (e instanceof CrError && !isAlive(t.o.task.pid)) continue;

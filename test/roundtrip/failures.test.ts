@@ -249,8 +249,9 @@ describe("a tree whose dump fails half-way runs on untouched", () => {
 describe("a dump cut short while the parasite sends the pages", () => {
   /**
    * Start dumping a 768 MiB workload and call `act` while its parasite sends
-   * the pages (a few hundred ms): the page pipe's write end is then in the
-   * task's fd table (its read end, there for a moment before, has gone to cr).
+   * the pages (a few hundred ms): the page pipe's write end and the
+   * parasite's end of its control socket are then in the task's fd table
+   * (the other ends, there for a moment before, have gone to cr).
    */
   async function duringPageDump(act: (w: Workload, dumper: number) => void): Promise<{ w: Workload; images: string; code: number; err: string }> {
     const w = startWorkload("pattern", ["768"]);
@@ -266,9 +267,9 @@ describe("a dump cut short while the parasite sends the pages", () => {
     const images = tempDir("cr-images-");
     const dump = Bun.spawn([CR, "dump", "-t", String(w.pid), "-D", images], { stdout: "ignore", stderr: "pipe" });
     const end = Date.now() + 30_000;
-    while (fdCount() !== before + 1 && Date.now() < end) sleepMs(1);
+    while (fdCount() !== before + 2 && Date.now() < end) sleepMs(1);
     sleepMs(20);
-    expect(fdCount()).toBe(before + 1);
+    expect(fdCount()).toBe(before + 2);
     act(w, dump.pid);
     const code = await dump.exited;
     const err = await new Response(dump.stderr).text();

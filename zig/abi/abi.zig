@@ -10,6 +10,12 @@ const std = @import("std");
 
 pub const ABI_VERSION: u32 = 4;
 
+pub const sigframe = @import("sigframe.zig");
+
+test {
+    _ = sigframe;
+}
+
 /// x86_64 `struct user_regs_struct` as PTRACE_GETREGS returns it.
 pub const UserRegs = extern struct {
     r15: u64,
@@ -184,7 +190,42 @@ pub const ParasiteArgs = extern struct {
     mode: ParasiteMode,
     state: ParasiteState,
     pages: ParasitePages,
+    ctl: ParasiteCtl,
 };
+
+/// How the parasite and cr keep in touch, and how the parasite gets the
+/// thread back to its own state when cr is gone (lib/inject.zig):
+/// - it closes `close_fds` first (the task's copies of what cr took with
+///   pidfd_getfd: cr's end of the control socket, the page pipe's read
+///   end), so that cr's death shows as EOF or EPIPE;
+/// - done, it sends PARASITE_DONE on `fd` and waits there for commands:
+///   PARASITE_FINISH puts the rseq registration back and answers
+///   PARASITE_FINISHED; cr then interrupts it where it waits and cures the
+///   thread from outside;
+/// - on EOF (cr died) it closes its fds, puts the rseq registration back and
+///   jumps to the task's rt_sigreturn sequence with the thread's safety
+///   frame: the thread is back in its own state. Only its area, unused, stays.
+pub const ParasiteCtl = extern struct {
+    fd: i32,
+    close_fds: [2]i32,
+    _pad: u32,
+    /// The thread's safety frame (RtSigframe) in the area, and the task's `mov $15, %eax; syscall`.
+    frame: u64,
+    sigreturn: u64,
+    /// The main thread's rseq registration (len 0: none): the parasite takes
+    /// it off while it runs (the kernel writes the area at every return to
+    /// user space, under the pages being sent) and puts it back.
+    rseq: RseqReg,
+    /// Set by the parasite while the registration is off.
+    rseq_off: u32,
+    /// Set by the parasite: SIGPIPE was pending for the thread when it started
+    /// (a SIGPIPE its own vmsplice raises once cr is gone must not outlive it).
+    sigpipe_pending: u32,
+};
+
+pub const PARASITE_DONE: u8 = 'D';
+pub const PARASITE_FINISH: u8 = 'F';
+pub const PARASITE_FINISHED: u8 = 'f';
 
 pub const PARASITE_MAGIC: u64 = 0x6372_7061_7261_7332; // "crparas2"
 
@@ -197,6 +238,17 @@ pub const ThreadExtra = extern struct {
     pdeath_sig: i32,
     altstack: StackT,
     tid_address: u64,
+};
+
+/// Where libcr runs code in a frozen task without changing any of its code
+/// (lib/inject.zig): a `syscall; ret` and an rt_sigreturn sequence (`mov
+/// $15, %eax|%rax; syscall`) found in the task's own executable mappings, and
+/// its main stack (the [stack] VMA; 0, 0 when it has none).
+pub const InjectSite = extern struct {
+    syscall_ret: u64,
+    sigreturn: u64,
+    stack_start: u64,
+    stack_end: u64,
 };
 
 /// Most threads one task may have for cr (dump and restore).
@@ -752,6 +804,7 @@ pub const Layout = extern struct {
     off_parasite_xcomp_perm: u32,
     off_plan_xcomp_perm: u32,
     size_cpu_xstate: u32,
+    size_inject_site: u32,
 };
 
 pub fn layout() Layout {
@@ -836,6 +889,7 @@ pub fn layout() Layout {
         .off_parasite_xcomp_perm = @offsetOf(ParasiteState, "xcomp_perm"),
         .off_plan_xcomp_perm = @offsetOf(PlanHeader, "xcomp_perm"),
         .size_cpu_xstate = @sizeOf(CpuXstate),
+        .size_inject_site = @sizeOf(InjectSite),
     };
 }
 

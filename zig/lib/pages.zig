@@ -9,8 +9,9 @@
 //! speed of a plain write() of the same bytes.
 //!
 //! start() returns once the parasite runs, so the caller collects the next
-//! task meanwhile; finish() waits for the parasite's int3, then removes it
-//! and cures the task (registers, sigmask, xstate, code).
+//! task meanwhile; finish() waits for the parasite's word that it is done,
+//! then removes it and cures the task (inject.zig: registers, sigmask,
+//! xstate; no code of the task's is ever changed).
 const std = @import("std");
 const abi = @import("abi");
 const sys = @import("sys.zig");
@@ -35,40 +36,24 @@ const SPLICER_STACK: usize = 64 << 10;
 /// so that the parasite can finish and be cured as usual.
 const DRAIN_BUF: usize = 64 << 10;
 /// finish() gives up on a parasite that moved no byte for this long.
-const STALL_NS: u64 = 10 * std.time.ns_per_s;
+const STALL_MS: u64 = 10_000;
 
 const F_SETPIPE_SZ: usize = 1031;
 const SPLICE_F_MOVE: usize = 1;
 const SPLICE_F_NONBLOCK: usize = 2;
 const O_NONBLOCK: usize = 0o4000;
-const RSEQ_FLAG_UNREGISTER: usize = 1;
 
 /// One page dump in flight, at the start of a region of the dumper's that
 /// also holds the splicer's stack and drain buffer.
 const Job = struct {
-    session: inject.Session,
+    run: inject.ParasiteRun,
     pid: i32,
-    /// The parasite's area in the task, and where its arguments are.
-    area: u64,
-    area_len: usize,
-    args_off: usize,
-    /// The pipe in the task ([read, write]; -1 once closed) and our read end.
-    task_fds: [2]i32,
+    /// Our read end of the task's page pipe.
     rfd: i32,
     out_fd: i32,
-    /// The unreadable VMAs (ProtRange array in the area) the parasite opens
-    /// for reading; `opened` when it may have left some open.
+    /// The unreadable VMAs (ProtRange array in the area) the parasite opens for reading.
     unreadable: u64 = 0,
     unreadable_count: usize = 0,
-    opened: bool = false,
-    /// The main thread's rseq registration (len 0: none), taken off while
-    /// the parasite runs and put back at cure: see launch.
-    rseq: abi.RseqReg,
-    rseq_off: bool = false,
-    /// The thread's xstate, put back at cure: the parasite's hash uses SSE registers.
-    xstate: [abi.XSTATE_MAX]u8,
-    xstate_len: usize,
-    running: bool = false,
     splicer_tid: std.atomic.Value(i32) = .init(0),
     /// Bytes spliced into the image, and read and dropped after a write error.
     written: std.atomic.Value(u64) = .init(0),
@@ -77,6 +62,15 @@ const Job = struct {
     stop: std.atomic.Value(bool) = .init(false),
     /// The splicer's first write error.
     write_errno: u16 = 0,
+
+    fn args(j: *const Job) u64 {
+        return j.run.area + j.run.layout.args;
+    }
+
+    fn moved(ctx: usize) u64 {
+        const j: *const Job = @ptrFromInt(ctx);
+        return j.written.load(.acquire) + j.drained.load(.acquire);
+    }
 };
 
 const HEADER: usize = std.mem.alignForward(usize, @sizeOf(Job), PAGE);
@@ -85,9 +79,10 @@ const REGION_LEN: usize = HEADER + SPLICER_STACK + DRAIN_BUF;
 /// Start dumping `ranges` of frozen task `pid` (its main thread, stopped
 /// and cured of any earlier parasite) to `out_fd`, which must stay open until
 /// finish; `unreadable` are the VMAs without PROT_READ that hold some of them.
-/// `site` is where injected syscalls run (see inject.zig). `handle` gets what
-/// finish() takes; nothing of the task is changed on failure.
-pub fn start(pid: i32, site: u64, blob: []const u8, ranges: []const abi.PageRange, unreadable: []const abi.ProtRange, rseq: abi.RseqReg, out_fd: i32, handle: *u64) i32 {
+/// `site` is where injected code runs (see inject.zig); the parasite takes
+/// the main thread's rseq registration `rseq` off while it runs. `handle`
+/// gets what finish() takes; nothing of the task is changed on failure.
+pub fn start(pid: i32, site: abi.InjectSite, blob: []const u8, ranges: []const abi.PageRange, unreadable: []const abi.ProtRange, rseq: abi.RseqReg, out_fd: i32, handle: *u64) i32 {
     std.debug.assert(blob.len > 0);
     if (ranges.len == 0) {
         // Nothing to send: no parasite, an empty image.
@@ -97,27 +92,10 @@ pub fn start(pid: i32, site: u64, blob: []const u8, ranges: []const abi.PageRang
     const map_rc = sys.syscall6(.mmap, 0, REGION_LEN, 3, 0x22, std.math.maxInt(usize), 0);
     if (sys.isErr(map_rc)) return err.fail(sys.errnoOf(map_rc), "cannot map the page dump's state", .{});
     const j: *Job = @ptrFromInt(map_rc);
-    const args_off = std.mem.alignForward(usize, blob.len, 64);
-    const ranges_off = inject.extraOffset(args_off);
+    j.* = .{ .run = undefined, .pid = pid, .rfd = -1, .out_fd = out_fd };
     const extras_len = ranges.len * @sizeOf(abi.PageRange) + unreadable.len * @sizeOf(abi.ProtRange);
-    const area_len = std.mem.alignForward(usize, ranges_off + extras_len + PARASITE_STACK, PAGE);
-    j.* = .{
-        .session = inject.Session.begin(pid, site) catch {
-            _ = sys.syscall2(.munmap, map_rc, REGION_LEN);
-            return sys.neg(sys.EIO);
-        },
-        .pid = pid,
-        .area = 0,
-        .area_len = area_len,
-        .args_off = args_off,
-        .task_fds = .{ -1, -1 },
-        .rfd = -1,
-        .out_fd = out_fd,
-        .rseq = rseq,
-        .xstate = undefined,
-        .xstate_len = 0,
-    };
-    const rc = launch(j, blob, ranges, unreadable);
+    var rc = j.run.open(pid, site, inject.AreaLayout.of(blob.len, extras_len));
+    if (rc == 0) rc = launch(j, blob, ranges, unreadable, rseq);
     if (rc != 0) {
         const saved = err.save();
         _ = cleanUp(j);
@@ -129,123 +107,81 @@ pub fn start(pid: i32, site: u64, blob: []const u8, ranges: []const abi.PageRang
     return 0;
 }
 
-/// The steps of start() after the session began; cleanUp undoes whichever were done.
-fn launch(j: *Job, blob: []const u8, ranges: []const abi.PageRange, unreadable: []const abi.ProtRange) i32 {
-    const s = &j.session;
-    var iov = std.posix.iovec{ .base = &j.xstate, .len = j.xstate.len };
-    const xr = pt.ptrace(pt.PTRACE_GETREGSET, j.pid, pt.NT_X86_XSTATE, @intFromPtr(&iov));
-    if (sys.isErr(xr)) return err.fail(sys.errnoOf(xr), "PTRACE_GETREGSET(NT_X86_XSTATE) of {d} failed", .{j.pid});
-    j.xstate_len = iov.len;
-
-    j.area = inject.mapArea(s, j.area_len) catch return sys.neg(sys.EIO);
+/// The steps of start() after the run opened; cleanUp undoes whichever were done.
+fn launch(j: *Job, blob: []const u8, ranges: []const abi.PageRange, unreadable: []const abi.ProtRange, rseq: abi.RseqReg) i32 {
+    const r = &j.run;
     // The pipe is the task's (vmsplice takes the task's own pages); pipe2
     // writes its two fds where the arguments go later.
-    const fds_addr = j.area + j.args_off + @offsetOf(abi.ParasiteArgs, "pages") + @offsetOf(abi.ParasitePages, "pipe");
-    const pr = s.syscall(@intFromEnum(sys.SYS.pipe2), .{ fds_addr, 0, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO);
+    const fds_addr = j.args() + @offsetOf(abi.ParasiteArgs, "pages") + @offsetOf(abi.ParasitePages, "pipe");
+    const pr = r.s.syscall(@intFromEnum(sys.SYS.pipe2), .{ fds_addr, 0o2000000, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO);
     if (sys.isErr(pr)) return err.fail(sys.errnoOf(pr), "cannot create the page pipe in {d}", .{j.pid});
     var pipe: [2]i32 = undefined;
     if (inject.readRemote(j.pid, fds_addr, std.mem.asBytes(&pipe)) != 0) return sys.neg(sys.EIO);
-    j.task_fds = pipe;
+    r.task_fds[inject.ParasiteRun.PIPE_READ] = pipe[0];
+    r.task_fds[inject.ParasiteRun.PIPE_WRITE] = pipe[1];
 
-    // Our end of it.
-    const got = fds.grabFd(j.pid, j.task_fds[0]);
+    // Our end of it (the parasite closes the task's: cr's death is EPIPE to it).
+    const got = fds.grabFd(j.pid, pipe[0]);
     if (got < 0) return got;
     j.rfd = got;
-    if (closeInTask(j, 0) != 0) return sys.neg(sys.EIO);
     // Best effort: a smaller pipe is only slower.
     _ = sys.syscall3(.fcntl, sys.fdArg(j.rfd), F_SETPIPE_SZ, PIPE_SIZE);
 
     var args = std.mem.zeroes(abi.ParasiteArgs);
     args.magic = abi.PARASITE_MAGIC;
     args.mode = .pages;
-    args.pages.ranges = j.area + inject.extraOffset(j.args_off);
+    args.pages.ranges = r.area + r.layout.extras;
     args.pages.range_count = ranges.len;
     j.unreadable = args.pages.ranges + ranges.len * @sizeOf(abi.PageRange);
     j.unreadable_count = unreadable.len;
     args.pages.unreadable = j.unreadable;
     args.pages.unreadable_count = unreadable.len;
-    args.pages.pipe = j.task_fds;
+    args.pages.pipe = pipe;
     args.pages.err = -1;
-    const w = inject.writeParasite(j.pid, j.area, blob, j.args_off, &args, &.{ std.mem.sliceAsBytes(ranges), std.mem.sliceAsBytes(unreadable) });
-    if (w != 0) return w;
     // While the parasite runs, the kernel rewrites the thread's rseq area
     // (cpu_id, mm_cid) at every return to user space: a page sent, then
-    // changed before the splicer copies it, would not match its hash. Off
-    // until the cure (the restorer registers it again anyway).
-    if (j.rseq.len != 0) {
-        const r = s.syscall(@intFromEnum(sys.SYS.rseq), .{ j.rseq.ptr, j.rseq.len, RSEQ_FLAG_UNREGISTER, j.rseq.sig, 0, 0 }) catch return sys.neg(sys.EIO);
-        if (sys.isErr(r)) return err.fail(sys.errnoOf(r), "cannot unregister the rseq area of {d}", .{j.pid});
-        j.rseq_off = true;
-    }
-    // The site's page may be among the pages sent: while the parasite runs
-    // it holds the task's own code, not `syscall; int3`.
-    const rc = s.restoreCode();
-    if (rc != 0) return rc;
+    // changed before the splicer copies it, would not match its hash. The
+    // parasite takes the registration off first thing and puts it back if
+    // cr dies; otherwise cr does, once every page is in the image.
+    args.ctl = r.ctlArgs(rseq);
+    const w = inject.writeParasite(j.pid, r.area, blob, r.layout.args, &args, &.{ std.mem.sliceAsBytes(ranges), std.mem.sliceAsBytes(unreadable) });
+    if (w != 0) return w;
 
     const e = thread.spawn(splicerMain, @intFromPtr(j) + HEADER + SPLICER_STACK, @intFromPtr(j), &j.splicer_tid);
     if (e != 0) return err.fail(e, "cannot start the page splicer thread", .{});
-    const regs = inject.parasiteRegs(s, j.area, j.args_off, j.area_len);
-    s.start(&regs, "page parasite") catch {
+    const rc = r.start();
+    if (rc != 0) {
         // The splicer waits on a pipe whose write end stays open: tell it to go.
         j.stop.store(true, .release);
         thread.join(&j.splicer_tid);
-        return sys.neg(sys.EIO);
-    };
-    j.running = true;
+        return rc;
+    }
     return 0;
 }
 
-/// Close fd `which` of the task's pipe with an injected syscall (the site must be patched).
-fn closeInTask(j: *Job, which: usize) i32 {
-    const fd = j.task_fds[which];
-    std.debug.assert(fd >= 0);
-    const rc = j.session.syscall(@intFromEnum(sys.SYS.close), .{ @intCast(fd), 0, 0, 0, 0, 0 }) catch return sys.neg(sys.EIO);
-    if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "cannot close the page pipe in {d}", .{j.pid});
-    j.task_fds[which] = -1;
-    return 0;
-}
-
-/// Undo what launch() did, the task stopped: its pipe, the area, our fd,
-/// then the cure (code, registers, sigmask) and the xstate. Returns the first error.
+/// Undo what start() did: the parasite stopped, whatever it left (VMAs
+/// still open for reading, the rseq registration off), its run (fds, area,
+/// cure), our fd. Returns the first error.
 fn cleanUp(j: *Job) i32 {
-    var first: i32 = 0;
-    if (j.area != 0 or j.task_fds[0] >= 0 or j.task_fds[1] >= 0) {
-        // Harmless when already patched (launch failed before restoring the code).
-        j.session.patchCode() catch {
+    var first: i32 = j.run.stop();
+    if (first == 0 and j.run.area != 0) {
+        var a: abi.ParasiteArgs = undefined;
+        if (inject.readRemote(j.pid, j.args(), std.mem.asBytes(&a)) != 0) {
             first = sys.neg(sys.EIO);
-        };
-        if (first == 0) {
-            for (0..2) |i| {
-                if (j.task_fds[i] >= 0) {
-                    const rc = closeInTask(j, i);
-                    if (first == 0) first = rc;
-                }
-            }
-            if (j.opened) {
-                const rc = protectAgain(j);
-                if (first == 0) first = rc;
-            }
-            if (j.rseq_off) {
-                const r = j.session.syscall(@intFromEnum(sys.SYS.rseq), .{ j.rseq.ptr, j.rseq.len, 0, j.rseq.sig, 0, 0 }) catch null;
-                const rc: i32 = if (r == null) sys.neg(sys.EIO) else if (sys.isErr(r.?)) err.fail(sys.errnoOf(r.?), "cannot register the rseq area of {d} again", .{j.pid}) else 0;
-                if (rc == 0) j.rseq_off = false;
-                if (first == 0) first = rc;
-            }
-            if (j.area != 0) {
-                const rc = inject.unmapArea(&j.session, j.area, j.area_len);
+        } else {
+            if (a.magic == abi.PARASITE_MAGIC and a.pages.opened != 0) first = protectAgain(j);
+            if (a.magic == abi.PARASITE_MAGIC and a.ctl.rseq_off != 0) {
+                const rq = a.ctl.rseq;
+                const rr = j.run.s.syscall(@intFromEnum(sys.SYS.rseq), .{ rq.ptr, rq.len, 0, rq.sig, 0, 0 }) catch null;
+                const rc: i32 = if (rr == null) sys.neg(sys.EIO) else if (sys.isErr(rr.?)) err.fail(sys.errnoOf(rr.?), "cannot register the rseq area of {d} again", .{j.pid}) else 0;
                 if (first == 0) first = rc;
             }
         }
     }
+    const closed = j.run.close();
+    if (first == 0) first = closed;
     if (j.rfd >= 0) sys.close(j.rfd);
     j.rfd = -1;
-    const cured = j.session.cure();
-    if (first == 0) first = cured;
-    if (j.xstate_len > 0) {
-        var iov = std.posix.iovec{ .base = &j.xstate, .len = j.xstate_len };
-        const xr = pt.ptrace(pt.PTRACE_SETREGSET, j.pid, pt.NT_X86_XSTATE, @intFromPtr(&iov));
-        if (sys.isErr(xr) and first == 0) first = err.fail(sys.errnoOf(xr), "PTRACE_SETREGSET(NT_X86_XSTATE) of {d} failed", .{j.pid});
-    }
     return first;
 }
 
@@ -255,10 +191,9 @@ fn protectAgain(j: *Job) i32 {
     for (0..j.unreadable_count) |i| {
         var v: abi.ProtRange = undefined;
         if (inject.readRemote(j.pid, j.unreadable + i * @sizeOf(abi.ProtRange), std.mem.asBytes(&v)) != 0) return sys.neg(sys.EIO);
-        const rc = j.session.syscall(@intFromEnum(sys.SYS.mprotect), .{ v.start, v.len, v.prot, 0, 0, 0 }) catch return sys.neg(sys.EIO);
+        const rc = j.run.s.syscall(@intFromEnum(sys.SYS.mprotect), .{ v.start, v.len, v.prot, 0, 0, 0 }) catch return sys.neg(sys.EIO);
         if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "cannot protect 0x{x} in {d} again", .{ v.start, j.pid });
     }
-    j.opened = false;
     return 0;
 }
 
@@ -305,27 +240,23 @@ pub fn finish(handle: u64, out: *abi.Digest) i32 {
     }
     const j: *Job = @ptrFromInt(handle);
     defer _ = sys.syscall2(.munmap, handle, REGION_LEN);
-    std.debug.assert(j.running);
-    var first = waitParasite(j);
+    std.debug.assert(j.run.running);
+    // A failed image write does not stall the parasite: the splicer drains the pipe, and reports the error.
+    var first = j.run.waitFor(abi.PARASITE_DONE, "its pages were being dumped", STALL_MS, Job.moved, @intFromPtr(j));
     var res = std.mem.zeroes(abi.ParasitePages);
-    // Unless the parasite says it put them back, the unreadable VMAs may still be open.
-    j.opened = j.unreadable_count > 0;
     if (first == 0) {
-        const at = j.area + j.args_off + @offsetOf(abi.ParasiteArgs, "pages");
+        const at = j.args() + @offsetOf(abi.ParasiteArgs, "pages");
         if (inject.readRemote(j.pid, at, std.mem.asBytes(&res)) != 0) first = sys.neg(sys.EIO);
     }
-    if (first == 0) {
-        j.opened = res.opened != 0;
-        if (res.err != 0) first = parasiteError(j.pid, &res);
-    }
+    if (first == 0 and res.err != 0) first = parasiteError(j.pid, &res);
     if (res.closed == 1) {
-        j.task_fds[1] = -1;
+        j.run.task_fds[inject.ParasiteRun.PIPE_WRITE] = -1;
     } else {
         // The write end stays open in the task: the splicer would wait forever.
         j.stop.store(true, .release);
     }
     thread.join(&j.splicer_tid);
-    // Only now, with every page in the image, may the site be patched again.
+    // Only now, with every page in the image, may the task change again.
     const saved = err.save();
     first = err.firstOf(first, &saved, cleanUp(j));
     if (first == 0 and j.write_errno != 0) first = err.fail(j.write_errno, "writing the pages image of {d} failed", .{j.pid});
@@ -346,42 +277,6 @@ fn parasiteError(pid: i32, res: *const abi.ParasitePages) i32 {
         .bad_range => err.fail(e, "a page range of {d} is not whole pages", .{pid}),
         else => err.fail(e, "page parasite in {d}: step {d} failed", .{ pid, res.err_step }),
     };
-}
-
-/// Wait for the parasite's int3. A parasite that moves no byte for
-/// STALL_NS is interrupted. (A failed image write does not stall it: the
-/// splicer drains the pipe, and reports the error.)
-fn waitParasite(j: *Job) i32 {
-    var last = j.written.load(.acquire) + j.drained.load(.acquire);
-    var since = sys.monotonicNs();
-    var interrupted = false;
-    // Bounded: every round is 100 ms, and STALL_NS without progress ends it.
-    while (true) {
-        const st = pt.waitStop(j.pid, 100) catch |e| switch (e) {
-            error.Timeout => {
-                const now = sys.monotonicNs();
-                const moved = j.written.load(.acquire) + j.drained.load(.acquire);
-                if (moved != last) {
-                    last = moved;
-                    since = now;
-                    continue;
-                }
-                if (now - since < STALL_NS) continue;
-                if (interrupted) return err.fail(sys.ETIMEDOUT, "page parasite in {d} does not stop", .{j.pid});
-                _ = pt.ptrace(pt.PTRACE_INTERRUPT, j.pid, 0, 0);
-                interrupted = true;
-                since = now;
-                continue;
-            },
-            error.TaskExited => return err.fail(sys.ESRCH, "task {d} ended while its pages were being dumped", .{j.pid}),
-            else => return err.fail(sys.ECHILD, "cannot wait for the page parasite in {d}", .{j.pid}),
-        };
-        if (st.sig == sys.SIGTRAP and st.event == 0) return 0;
-        if (interrupted and st.sig == sys.SIGTRAP and st.event == pt.PTRACE_EVENT_STOP) {
-            return err.fail(sys.ETIMEDOUT, "page parasite in {d} made no progress for {d} s", .{ j.pid, STALL_NS / std.time.ns_per_s });
-        }
-        return err.fail(sys.EPROTO, "page parasite in {d}: unexpected stop (signal {d}, event {d})", .{ j.pid, st.sig, st.event });
-    }
 }
 
 /// The benchmark's raw copy: `ranges` of `pid` pulled with process_vm_readv

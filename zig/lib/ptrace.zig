@@ -21,6 +21,11 @@ pub const PTRACE_GETSIGMASK: usize = 0x420a;
 pub const PTRACE_SETSIGMASK: usize = 0x420b;
 pub const PTRACE_GET_RSEQ_CONFIGURATION: usize = 0x420f;
 pub const PTRACE_EVENT_STOP: u32 = 128;
+/// Every thread is seized with it: a syscall stop reports SIGTRAP|0x80,
+/// which is no signal, so a thread let go at one (cr gone) is not killed
+/// by a SIGTRAP (see inject.zig).
+pub const PTRACE_O_TRACESYSGOOD: usize = 1;
+pub const SYSCALL_STOP: u32 = sys.SIGTRAP | 0x80;
 pub const NT_X86_XSTATE: usize = 0x202;
 
 pub fn ptrace(req: usize, tid: i32, addr: usize, data: usize) usize {
@@ -65,7 +70,7 @@ pub fn waitStop(tid: i32, timeout_ms: u64) !Stop {
 /// that group-stop instead, and cannot run injected code until the stop is
 /// lifted (SIGCONT to the process, then `retrap`).
 pub fn seize(tid: i32) i32 {
-    var rc = ptrace(PTRACE_SEIZE, tid, 0, 0);
+    var rc = ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACESYSGOOD);
     if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_SEIZE of {d} failed", .{tid});
     rc = ptrace(PTRACE_INTERRUPT, tid, 0, 0);
     if (sys.isErr(rc)) {
@@ -227,9 +232,9 @@ pub const SECCOMP_MAX_INSNS: u32 = 4096;
 /// Seized `tid`'s seccomp filters stop applying while cr holds it: the
 /// parasite's (or the restore clean-up's) injected syscalls must not meet
 /// the task's filters. Needs CAP_SYS_ADMIN and cr itself not under seccomp;
-/// the option goes with the detach. cr seizes with no other option.
+/// the option goes with the detach. cr seizes with TRACESYSGOOD only.
 pub fn suspendSeccomp(tid: i32) i32 {
-    const rc = ptrace(PTRACE_SETOPTIONS, tid, 0, PTRACE_O_SUSPEND_SECCOMP);
+    const rc = ptrace(PTRACE_SETOPTIONS, tid, 0, PTRACE_O_SUSPEND_SECCOMP | PTRACE_O_TRACESYSGOOD);
     if (sys.isErr(rc)) return err.fail(sys.errnoOf(rc), "PTRACE_SETOPTIONS(PTRACE_O_SUSPEND_SECCOMP) of {d} failed", .{tid});
     return 0;
 }

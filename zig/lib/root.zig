@@ -11,6 +11,7 @@ const inject = @import("inject.zig");
 const pages = @import("pages.zig");
 const restore = @import("restore.zig");
 const probe = @import("probe.zig");
+const gadgets = @import("gadgets.zig");
 const fds = @import("fds.zig");
 const fdkinds = @import("fdkinds.zig");
 const inotify = @import("inotify.zig");
@@ -30,6 +31,18 @@ export fn cr_abi_layout(out: *abi.Layout) void {
 
 export fn cr_last_error(out: [*]u8, cap: usize) usize {
     return err.copyTo(out, cap);
+}
+
+/// The `syscall; ret` and rt_sigreturn sequences of `pid`'s code, searched
+/// in the executable `ranges` in the order given (see gadgets.zig); fills
+/// `site`'s first two fields.
+export fn cr_find_gadgets(pid: i32, ranges: [*]const abi.PageRange, count: u32, site: *abi.InjectSite) i32 {
+    err.clear();
+    var f: gadgets.Found = .{};
+    const rc = gadgets.find(pid, ranges[0..count], &f);
+    site.syscall_ret = f.syscall_ret;
+    site.sigreturn = f.sigreturn;
+    return rc;
 }
 
 export fn cr_cpu_xstate(out: *abi.CpuXstate) void {
@@ -114,12 +127,13 @@ export fn cr_peek_siginfo(tid: i32, shared: i32, out: [*]u8, max: u32) i32 {
 /// `tids`: every thread of the task, the main thread first; `extras` gets one
 /// record per thread, in the same order.
 /// `timer_ids`: the task's POSIX timers, read into `out.posix_timers` in order.
-export fn cr_run_parasite(tids: [*]const i32, count: u32, site: u64, blob: [*]const u8, blob_len: usize, timer_ids: [*]const i32, timer_count: u32, out: *abi.ParasiteState, extras: [*]abi.ThreadExtra) i32 {
+export fn cr_run_parasite(tids: [*]const i32, count: u32, site: *const abi.InjectSite, blob: [*]const u8, blob_len: usize, timer_ids: [*]const i32, timer_count: u32, out: *abi.ParasiteState, extras: [*]abi.ThreadExtra) i32 {
     err.clear();
     if (blob_len == 0) return err.fail(sys.EINVAL, "empty parasite blob", .{});
     if (timer_count > abi.MAX_POSIX_TIMERS) return err.fail(sys.EINVAL, "{d} POSIX timers: more than {d}", .{ timer_count, abi.MAX_POSIX_TIMERS });
     if (count == 0 or count > abi.MAX_THREADS) return err.fail(sys.EINVAL, "{d} threads: not in 1..{d}", .{ count, abi.MAX_THREADS });
-    return inject.runParasite(tids[0..count], site, blob[0..blob_len], timer_ids[0..timer_count], out, extras[0..count]);
+    if (site.syscall_ret == 0 or site.sigreturn == 0) return err.fail(sys.EINVAL, "no place to run injected code in {d}", .{tids[0]});
+    return inject.runParasite(tids[0..count], site.*, blob[0..blob_len], timer_ids[0..timer_count], out, extras[0..count]);
 }
 
 /// The runs of pages to save of `vmas`, from address `from` on: fills `out`
@@ -137,11 +151,12 @@ export fn cr_scan_pages(pid: i32, vmas: [*]const abi.ScanVma, count: u32, from: 
 /// registration (`rseq_len` 0: none) is off until the cure);
 /// `handle` gets the job for cr_dump_pages_finish, which must follow,
 /// whatever happens in between.
-export fn cr_dump_pages_start(pid: i32, site: u64, blob: [*]const u8, blob_len: usize, ranges: [*]const abi.PageRange, count: u32, unreadable: [*]const abi.ProtRange, unreadable_count: u32, rseq_ptr: u64, rseq_len: u32, rseq_sig: u32, fd: i32, handle: *u64) i32 {
+export fn cr_dump_pages_start(pid: i32, site: *const abi.InjectSite, blob: [*]const u8, blob_len: usize, ranges: [*]const abi.PageRange, count: u32, unreadable: [*]const abi.ProtRange, unreadable_count: u32, rseq_ptr: u64, rseq_len: u32, rseq_sig: u32, fd: i32, handle: *u64) i32 {
     err.clear();
     if (blob_len == 0) return err.fail(sys.EINVAL, "empty parasite blob", .{});
     const rseq: abi.RseqReg = .{ .ptr = rseq_ptr, .len = rseq_len, .sig = rseq_sig };
-    return pages.start(pid, site, blob[0..blob_len], ranges[0..count], unreadable[0..unreadable_count], rseq, fd, handle);
+    if (site.syscall_ret == 0 or site.sigreturn == 0) return err.fail(sys.EINVAL, "no place to run injected code in {d}", .{pid});
+    return pages.start(pid, site.*, blob[0..blob_len], ranges[0..count], unreadable[0..unreadable_count], rseq, fd, handle);
 }
 
 /// Wait for the page dump of `handle` and cure its task; `out` gets how
@@ -173,10 +188,11 @@ export fn cr_hash_fd(fd: i32, out: *abi.Digest) i32 {
 }
 
 /// `tids`: every thread of the task, the main thread first.
-export fn cr_unmap_remote(tids: [*]const i32, count: u32, site: u64, addr: u64, len: u64, back: [*]abi.ThreadState) i32 {
+export fn cr_unmap_remote(tids: [*]const i32, count: u32, site: *const abi.InjectSite, addr: u64, len: u64, back: [*]abi.ThreadState) i32 {
     err.clear();
     if (count == 0 or count > abi.MAX_THREADS) return err.fail(sys.EINVAL, "{d} threads: not in 1..{d}", .{ count, abi.MAX_THREADS });
-    return inject.unmapRemote(tids[0..count], site, addr, len, back[0..count]);
+    if (site.syscall_ret == 0 or site.sigreturn == 0) return err.fail(sys.EINVAL, "no place to run injected code in {d}", .{tids[0]});
+    return inject.unmapRemote(tids[0..count], site.*, addr, len, back[0..count]);
 }
 
 /// Create the tree of `buf` (abi.TreeHeader and what follows); returns the
@@ -395,6 +411,7 @@ test {
     _ = @import("gather.zig");
     _ = interrupt;
     _ = nonzero;
+    _ = gadgets;
 }
 
 test "abi layout is self-consistent" {

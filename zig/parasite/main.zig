@@ -8,12 +8,15 @@
 //!     splices into the pages image (the pages are copied once, by the kernel,
 //!     into the image's page cache), hashing them on the way on this CPU
 //!     while the dumper's thread writes on another.
-//! It writes its answers into its argument block and stops on int3, where
-//! libcr reads them and cures the task.
+//! It writes its answers into its argument block, tells cr it is done on its
+//! control socket and waits there; cr then stops it and cures the task. If
+//! cr is gone (EOF on the socket), it cures the thread itself: it puts back
+//! what it changed and ends in the task's own rt_sigreturn on the safety
+//! frame cr left (abi.ParasiteCtl, lib/inject.zig).
 //!
 //! Runs inside someone else's process: no allocation, no globals, no libc,
 //! every loop bounded, nothing but the syscalls below. The hash uses SSE
-//! registers: libcr saves and puts back the thread's xstate around this mode.
+//! registers: the cure (cr's or its own) puts the thread's xstate back.
 const abi = @import("abi");
 const sys = @import("sys");
 const xxh3 = @import("xxh3");
@@ -24,26 +27,92 @@ export fn blob_entry() linksection(".text.entry") callconv(.naked) noreturn {
     asm volatile (
         \\ andq $-16, %%rsp
         \\ call parasite_main
-        \\ int3
         \\ ud2
     );
 }
 
-export fn parasite_main(args: *abi.ParasiteArgs) callconv(.c) void {
+export fn parasite_main(args: *abi.ParasiteArgs) callconv(.c) noreturn {
+    const ctl = &args.ctl;
+    // cr holds its own copies: with these closed, cr's death is EOF or EPIPE here.
+    for (ctl.close_fds) |fd| {
+        if (fd >= 0) _ = sys.syscall1(sys.SYS_close, @intCast(fd));
+    }
     const st = &args.state;
     if (args.magic != abi.PARASITE_MAGIC) {
         st.err = -22;
         st.err_step = 0xffff;
         args.pages.err = -22;
         args.pages.err_step = 0xffff;
-        return;
+        waitForCr(args);
     }
     st.err = 0;
     st.err_step = 0;
+    var pending: u64 = 0;
+    if (!sys.isErr(sys.syscall2(sys.SYS_rt_sigpending, @intFromPtr(&pending), 8))) {
+        ctl.sigpipe_pending = @intCast((pending >> (SIGPIPE - 1)) & 1);
+    }
+    if (ctl.rseq.len != 0) {
+        const rc = sys.syscall4(sys.SYS_rseq, ctl.rseq.ptr, ctl.rseq.len, RSEQ_FLAG_UNREGISTER, ctl.rseq.sig);
+        if (!sys.isErr(rc)) ctl.rseq_off = 1;
+    }
     switch (args.mode) {
         .info => info(args),
         .pages => pages(&args.pages),
     }
+    waitForCr(args);
+}
+
+const RSEQ_FLAG_UNREGISTER: usize = 1;
+const SIGPIPE: u6 = 13;
+const MSG_NOSIGNAL: usize = 0x4000;
+
+/// Say done, then wait on the control socket: cr stops the thread while it
+/// waits here. EOF, or any error, means cr is gone: cure the thread.
+fn waitForCr(args: *abi.ParasiteArgs) noreturn {
+    const fd: usize = @intCast(args.ctl.fd);
+    const done = [1]u8{abi.PARASITE_DONE};
+    // cr may be gone already: no SIGPIPE for that.
+    _ = sys.syscall6(sys.SYS_sendto, fd, @intFromPtr(&done), 1, MSG_NOSIGNAL, 0, 0);
+    var b: u8 = 0;
+    // Every signal is blocked (a ptrace stop restarts the read): only EOF or an error ends it.
+    var rounds: u32 = 0;
+    while (rounds < 1 << 20) : (rounds += 1) {
+        const rc = sys.syscall3(sys.SYS_read, fd, @intFromPtr(&b), 1);
+        if (rc == 0 or (sys.isErr(rc) and rc != EINTR)) break;
+    }
+    selfCure(args);
+}
+
+const EINTR: usize = @bitCast(@as(isize, -4));
+
+/// cr is gone: close what cr made for this run, put the rseq registration
+/// back, and return the thread to its own state through the safety frame.
+/// The area stays mapped: other threads' frames may be in it.
+fn selfCure(args: *abi.ParasiteArgs) noreturn {
+    const ctl = &args.ctl;
+    _ = sys.syscall1(sys.SYS_close, @intCast(ctl.fd));
+    if (args.mode == .pages and args.pages.closed == 0) _ = sys.syscall1(sys.SYS_close, @intCast(args.pages.pipe[1]));
+    if (ctl.rseq_off != 0) {
+        _ = sys.syscall4(sys.SYS_rseq, ctl.rseq.ptr, ctl.rseq.len, 0, ctl.rseq.sig);
+        ctl.rseq_off = 0;
+    }
+    // A vmsplice into the page pipe cr no longer reads raised SIGPIPE (blocked
+    // here, it would kill the task once its own mask is back): take it, unless
+    // the task had one pending of its own.
+    if (ctl.sigpipe_pending == 0) {
+        const set: u64 = @as(u64, 1) << (SIGPIPE - 1);
+        const zero = [2]u64{ 0, 0 };
+        _ = sys.syscall4(sys.SYS_rt_sigtimedwait, @intFromPtr(&set), 0, @intFromPtr(&zero), 8);
+    }
+    // The task's own `mov $15, %eax; syscall`, with the frame where rt_sigreturn looks (rsp - 8).
+    asm volatile (
+        \\ movq %[sp], %%rsp
+        \\ jmpq *%[to]
+        :
+        : [sp] "r" (ctl.frame + 8),
+          [to] "r" (ctl.sigreturn),
+    );
+    unreachable;
 }
 
 fn info(args: *abi.ParasiteArgs) void {

@@ -11,6 +11,7 @@
 const std = @import("std");
 const abi = @import("abi");
 const sys = @import("sys");
+const frame = abi.sigframe;
 
 export fn blob_entry() linksection(".text.entry") callconv(.naked) noreturn {
     // rdi = plan copy, rsp = top of the restorer stack (set by the child stage).
@@ -131,7 +132,8 @@ fn checkPlan(c: *const Ctx) void {
     for (c.threads(), 0..) |t, k| {
         checkChain(c, t.seccomp_off, t.seccomp_count);
         if (t.xstate_len > abi.XSTATE_MAX or t.xstate_off + @as(u64, t.xstate_len) > h.total_len) c.fail(bad, .thread, @intCast(k));
-        if (!frameXstateValid(c.base[t.xstate_off..][0..t.xstate_len])) c.fail(bad, .xstate, @intCast(k));
+        // A frame the kernel rejects would silently restore only the legacy x87/SSE part.
+        if (!frame.xstateMarkersValid(c.base[t.xstate_off..][0..t.xstate_len])) c.fail(bad, .xstate, @intCast(k));
         if (t.sigpending_off + @as(u64, t.sigpending_count) * abi.SIGINFO_SIZE > h.total_len) c.fail(bad, .thread, @intCast(k));
     }
 }
@@ -572,7 +574,7 @@ fn leave(c: *const Ctx, k: usize) noreturn {
     if (t.pdeath_sig != 0) _ = c.check(sys.syscall2(sys.SYS_prctl, sys.PR_SET_PDEATHSIG, t.pdeath_sig), .thread, @intCast(k));
     const area = c.threadArea(k);
     useDynamicFeatures(c, t, area);
-    const frame = buildFrame(c, t, area);
+    const frame_addr = buildFrame(c, t, area);
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_FS, t.regs.fs_base), .sigreturn, 1);
     _ = c.check(sys.syscall2(sys.SYS_arch_prctl, sys.ARCH_SET_GS, t.regs.gs_base), .sigreturn, 2);
     // The seccomp filters, last: they may forbid any of the syscalls above.
@@ -610,141 +612,38 @@ fn leave(c: *const Ctx, k: usize) noreturn {
         \\ syscall
         \\ ud2
         :
-        : [sp] "r" (frame + 8),
+        : [sp] "r" (frame_addr + 8),
     );
     unreachable;
 }
 
-// Kernel signal frame layout (x86_64): pretcode, then ucontext, then siginfo;
-// rt_sigreturn finds it at rsp - 8.
-const SigContext = extern struct {
-    r8: u64,
-    r9: u64,
-    r10: u64,
-    r11: u64,
-    r12: u64,
-    r13: u64,
-    r14: u64,
-    r15: u64,
-    rdi: u64,
-    rsi: u64,
-    rbp: u64,
-    rbx: u64,
-    rdx: u64,
-    rax: u64,
-    rcx: u64,
-    rsp: u64,
-    rip: u64,
-    eflags: u64,
-    cs: u16,
-    gs: u16,
-    fs: u16,
-    ss: u16,
-    err: u64,
-    trapno: u64,
-    oldmask: u64,
-    cr2: u64,
-    fpstate: u64,
-    reserved1: [8]u64,
-};
-
-const UContext = extern struct {
-    flags: u64,
-    link: u64,
-    stack: abi.StackT,
-    mcontext: SigContext,
-    sigmask: u64,
-};
-
-const RtSigframe = extern struct {
-    pretcode: u64,
-    uc: UContext,
-    info: [128]u8,
-};
-
-/// The fpstate of a signal frame as the kernel checks it on rt_sigreturn: an
-/// XSAVE image whose software-reserved bytes (MAGIC1, extended size,
-/// features, xstate size) match it and which MAGIC2 follows. A frame the
-/// kernel rejects would silently restore only the legacy x87/SSE part.
-fn frameXstateValid(x: []const u8) bool {
-    if (x.len < XSAVE_MIN + 4 or x.len > abi.XSTATE_MAX) return false;
-    const sw_magic1 = std.mem.readInt(u32, x[SW_RESERVED_OFF..][0..4], .little);
-    const extended = std.mem.readInt(u32, x[SW_RESERVED_OFF + 4 ..][0..4], .little);
-    const size = std.mem.readInt(u32, x[SW_RESERVED_OFF + 16 ..][0..4], .little);
-    const magic2 = std.mem.readInt(u32, x[x.len - 4 ..][0..4], .little);
-    const xcomp_bv = std.mem.readInt(u64, x[520..][0..8], .little);
-    return sw_magic1 == FP_XSTATE_MAGIC1 and extended == x.len and size == x.len - 4 and
-        magic2 == FP_XSTATE_MAGIC2 and xcomp_bv == 0;
-}
-
 /// The features the frame of thread t holds (its software-reserved bytes).
 fn frameFeatures(c: *const Ctx, t: *const abi.PlanThread) u64 {
-    return std.mem.readInt(u64, (c.base + t.xstate_off + SW_RESERVED_OFF + 8)[0..8], .little);
+    return std.mem.readInt(u64, (c.base + t.xstate_off + frame.SW_RESERVED_OFF + 8)[0..8], .little);
 }
 
-const XSAVE_LEGACY: usize = 512;
-const XSAVE_MIN: usize = XSAVE_LEGACY + 64;
+const XSAVE_LEGACY = frame.XSAVE_LEGACY;
+const XSAVE_MIN = frame.XSAVE_MIN;
 /// Where a frame's fpstate starts in its thread's area (64-byte aligned, as XSAVE areas must be).
 const FRAME_FP_OFF: u64 = 64;
-const UC_FP_XSTATE: u64 = 1;
-const UC_SIGCONTEXT_SS: u64 = 2;
-const UC_STRICT_RESTORE_SS: u64 = 4;
-const FP_XSTATE_MAGIC1: u32 = 0x46505853;
-const FP_XSTATE_MAGIC2: u32 = 0x46505845;
-const SW_RESERVED_OFF: usize = 464;
-
-comptime {
-    std.debug.assert(@sizeOf(SigContext) == 256);
-    std.debug.assert(@sizeOf(UContext) == 304);
-    std.debug.assert(@offsetOf(RtSigframe, "uc") == 8);
-}
 
 /// Write thread t's rt_sigreturn frame (xstate, ucontext with its registers,
 /// sigmask and altstack) into the first RESTORER_FRAME_RESERVE bytes of
-/// `area`; returns the frame's address. The plan's xstate is the frame's
-/// fpstate as it is (cr built it for this CPU and the task's permissions,
-/// checkPlan checked its markers): copied, never changed.
+/// `area`; returns the frame's address (rt_sigreturn finds it at rsp - 8).
+/// The plan's xstate is the frame's fpstate as it is (cr built it for this
+/// CPU and the task's permissions, checkPlan checked its markers): copied,
+/// never changed.
 fn buildFrame(c: *const Ctx, t: *const abi.PlanThread, area: u64) u64 {
-    const r = t.regs;
     const xlen: usize = t.xstate_len;
     const fp_addr = area + FRAME_FP_OFF;
     const frame_addr = (fp_addr + xlen + 64 + 15) & ~@as(usize, 15);
     std.debug.assert(area % 64 == 0);
-    std.debug.assert(frame_addr + @sizeOf(RtSigframe) <= area + abi.RESTORER_FRAME_RESERVE);
+    std.debug.assert(frame_addr + @sizeOf(frame.RtSigframe) <= area + abi.RESTORER_FRAME_RESERVE);
 
     const fp: [*]u8 = @ptrFromInt(fp_addr);
     const src: [*]const u8 = c.base + t.xstate_off;
     @memcpy(fp[0..xlen], src[0..xlen]);
-
-    const f: *RtSigframe = @ptrFromInt(frame_addr);
-    f.* = std.mem.zeroes(RtSigframe);
-    f.uc.flags = UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
-    // rt_sigreturn also restores the altstack from here.
-    f.uc.stack = t.altstack;
-    f.uc.sigmask = t.sigmask;
-    const m = &f.uc.mcontext;
-    m.r8 = r.r8;
-    m.r9 = r.r9;
-    m.r10 = r.r10;
-    m.r11 = r.r11;
-    m.r12 = r.r12;
-    m.r13 = r.r13;
-    m.r14 = r.r14;
-    m.r15 = r.r15;
-    m.rdi = r.rdi;
-    m.rsi = r.rsi;
-    m.rbp = r.rbp;
-    m.rbx = r.rbx;
-    m.rdx = r.rdx;
-    m.rax = r.rax;
-    m.rcx = r.rcx;
-    m.rsp = r.rsp;
-    m.rip = r.rip;
-    m.eflags = r.eflags;
-    m.cs = @intCast(r.cs);
-    m.gs = 0;
-    m.fs = 0;
-    m.ss = @intCast(r.ss);
-    m.fpstate = fp_addr;
+    // rt_sigreturn also restores the altstack from the frame.
+    frame.fill(@ptrFromInt(frame_addr), &t.regs, t.sigmask, t.altstack, fp_addr);
     return frame_addr;
 }
