@@ -25,6 +25,7 @@ import { orderTasks } from "../restore/tree.ts";
 import { withStopSignalsHeld, type StopCheck } from "../stopsignals.ts";
 import { checkSameNamespaces } from "./namespaces.ts";
 import { layoutRecord } from "../xstate.ts";
+import { faultPoint } from "../faults.ts";
 
 const SIGCONT = 18, SIGSTOP = 19;
 const NOT_DUMPED = "the dump is incomplete (no manifest) and the tree runs on as it was";
@@ -59,17 +60,31 @@ function peakRssKiB(): number {
 
 export function dump(opts: DumpOptions): DumpResult {
   const undo = img.createImageDir(opts.dir);
+  const progress = { imagesComplete: false };
   try {
-    return withStopSignalsHeld("dump", (check) => dumpHeld(opts, check));
+    return withStopSignalsHeld("dump", (check) => dumpHeld(opts, check, progress));
   } catch (e) {
-    // A failed dump leaves no partial image set behind.
-    undo();
-    throw e;
+    // Before the point of no return (the manifest written), a failed dump
+    // leaves no partial image set behind, and the tree runs on as it was.
+    // After it, the images are the only copy of a tree that may be gone:
+    // they are kept, whatever failed.
+    if (!progress.imagesComplete) {
+      undo();
+      throw e;
+    }
+    const why = e instanceof Error ? e.message : String(e);
+    throw new CrError("dump", `the images in ${opts.dir} are complete, but after they were written: ${why}`, {
+      ...(e instanceof CrError && e.pid !== undefined ? { pid: e.pid } : {}), cause: e,
+    });
   }
 }
 
-/** dump(), with `check` called between steps to give up on a stop signal (the tree then runs on as it was). */
-function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
+/**
+ * dump(), with `check` called between steps to give up on a stop signal
+ * (the tree then runs on as it was); `progress.imagesComplete` is set at the
+ * point of no return.
+ */
+function dumpHeld(opts: DumpOptions, check: StopCheck, progress: { imagesComplete: boolean }): DumpResult {
   const t0 = performance.now();
   const tSeize = performance.now();
   const seized: number[] = [];
@@ -108,6 +123,7 @@ function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
     release,
   });
   try {
+    faultPoint("dump:frozen");
     const tFrozen = performance.now();
     opts.log(`froze ${seized.length} thread(s) of ${tasks.length} task(s) in ${(tFrozen - tSeize).toFixed(1)} ms`);
     const job = jobContext(tasks, parseStat(readFileSync(`/proc/${opts.pid}/stat`, "utf8")), opts.shellJob);
@@ -137,11 +153,13 @@ function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
       for (const t of tasks) {
         if (t.state === "zombie") continue;
         check(NOT_DUMPED);
+        faultPoint("dump:collect");
         const collected = collectTask(t, table, shmem, ghosts);
         const previous = inFlight;
         inFlight = undefined;
         if (previous) finishCopy(previous, known, opts);
         inFlight = startCopy(collected, opts);
+        faultPoint("dump:pages");
         pagesBytes += collected.pagesBytes;
         names.push(img.taskFile(t.pid), img.pagemapFile(t.pid), img.pagesFile(t.pid));
       }
@@ -162,6 +180,7 @@ function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
       cpu: layoutRecord(native.cpuXstate()),
     };
     if (external && terminal.termios) external.termios = terminal.termios;
+    faultPoint("dump:images");
     writeImage(opts, img.FILES, img.encodeImage("files", table.image()));
     writeImage(opts, img.TREE, img.encodeImage("tree", tree));
     writeImage(opts, img.INVENTORY, img.encodeImage("inventory", inventory));
@@ -170,17 +189,29 @@ function dumpHeld(opts: DumpOptions, check: StopCheck): DumpResult {
     if (opts.sync) for (const name of contentFiles) img.syncFile(`${opts.dir}/${name}`);
     const tManifest = performance.now();
     img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names, ...contentFiles], { sync: opts.sync, known });
+    progress.imagesComplete = true;
     opts.log(`manifest written in ${(performance.now() - tManifest).toFixed(1)} ms`);
+    faultPoint("dump:manifest");
     if (opts.leaveRunning) {
+      faultPoint("dump:let-go");
       release(seized.splice(0));
     } else {
       // Images are safe: the tree goes, children first so no parent sees a
-      // child die while it still runs (all are frozen anyway).
+      // child die while it still runs (all are frozen anyway). One that
+      // cannot be killed does not stop the others.
+      const survivors: string[] = [];
       for (const t of [...tasks].reverse()) {
-        if (t.state !== "zombie") native.kill(t.pid, 9);
+        if (t.state === "zombie") continue;
+        try {
+          native.kill(t.pid, 9);
+        } catch (e) {
+          if (!(e instanceof CrError && e.errno === 3)) survivors.push(`${t.pid} (${e instanceof Error ? e.message : String(e)})`);
+        }
       }
       woken.length = 0;
+      faultPoint("dump:let-go");
       release(seized.splice(0));
+      if (survivors.length > 0) throw new CrError("dump", `could not kill task(s) ${survivors.join(", ")}: they run on, detached`);
     }
     const t1 = performance.now();
     return { pid: opts.pid, tasks: tasks.length, pagesBytes, freezeMs: t1 - tSeize, totalMs: t1 - t0, peakRssKiB: peakRssKiB() };

@@ -205,6 +205,9 @@ export const RESTORE_STEPS: Record<number, string> = {
 /** abi.InjectSite: the task's `syscall; ret` and rt_sigreturn code, and its [stack] VMA. */
 export const InjectSite = { size: 32, syscall_ret: 0, sigreturn: 8, stack_start: 16, stack_end: 24 } as const;
 
+/** What cr writes into the go pipe, once per task, when the whole tree is ready (abi.RESTORE_GO). */
+export const RESTORE_GO = "G".charCodeAt(0);
+
 /** Feature bits of an XSAVE area cr describes (abi.XFEATURES). */
 export const XFEATURES = 32;
 /** abi.CpuXstate: xcr0, size, then offsets and sizes (u32 each) by feature bit. */
@@ -290,7 +293,7 @@ export const EXPECTED_LAYOUT: Record<(typeof LAYOUT_FIELDS)[number], number> = {
   restorer_thread_area: RESTORER_THREAD_AREA,
   off_parasite_posix_timers: ParasiteState.posix_timers,
   // ParasiteArgs is libcr <-> parasite only; its layout is checked here all the same.
-  size_parasite_args: 13616,
+  size_parasite_args: 13632,
   off_parasite_args_timer_ids: 12,
   off_parasite_args_state: 1040,
   off_plan_posix_timers_off: PlanHeader.posix_timers_off,

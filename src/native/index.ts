@@ -515,7 +515,7 @@ export function hashFd(fd: number): Digest {
  * Unmap [addr, addr+len) in a restored task whose threads `tids` (main
  * thread first) cr seized at the go barrier, once each has left it; returns
  * every thread's state as its rt_sigreturn left it, read before it ran any
- * code of its own.
+ * code of its own. The threads stay seized (detach lets them go).
  */
 export function unmapRemote(tids: number[], site: Uint8Array, addr: number, len: number): ThreadRaw[] {
   const t = tidArray(tids);

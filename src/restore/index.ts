@@ -2,11 +2,11 @@
 // is free, build the plan, let libcr create the task, and wait until it either
 // reports a failure (then it is killed and reaped: nothing half-built stays)
 // or enters rt_sigreturn.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { resolve } from "node:path";
 import { CrError } from "../errors.ts";
 import * as native from "../native/index.ts";
-import { RESTORE_STEPS } from "../native/abi.ts";
+import { RESTORE_GO, RESTORE_STEPS } from "../native/abi.ts";
 import { parseMaps } from "../proc/maps.ts";
 import { withStopSignalsHeld, type StopCheck } from "../stopsignals.ts";
 import { parseStat } from "../proc/stat.ts";
@@ -19,6 +19,7 @@ import { prepareShellJob, takeTerminalModes, type ShellJob } from "./shelljob.ts
 import { injectSite } from "../inject-site.ts";
 import { imagesLayout, type XstateLayout } from "../xstate.ts";
 import { planThreads, threadDifference } from "./verify.ts";
+import { faultPoint } from "../faults.ts";
 
 const SIGSTOP = 19, SIGWINCH = 28;
 
@@ -59,6 +60,21 @@ function cpuLayouts(images: img.ImageSet, tasks: img.TaskImage[]): { image: Xsta
   return { image, here };
 }
 
+/**
+ * Task `pid`, its threads `tids` seized at the go: out of the restorer's
+ * area, the area unmapped, every thread's registers, mask and xstate read
+ * back and compared with what its plan told the restorer (verify.ts). The
+ * threads stay seized.
+ */
+function verifyTask(pid: number, tids: number[], vmas: img.VmaImage[], plan: Uint8Array, hole: Hole, here: XstateLayout): void {
+  const back = native.unmapRemote(tids, injectSite(vmas, pid), hole.start, hole.len);
+  const want = new Map(planThreads(plan).map((w) => [w.tid, w]));
+  for (const got of back) {
+    const diff = threadDifference(want.get(got.tid)!, got, here);
+    if (diff !== null) throw new CrError("restore", `thread ${got.tid} did not come back as dumped: ${diff}`, { pid });
+  }
+}
+
 /** Who holds `pid`, for the error message (a zombie is freed only when its parent reaps it). */
 function pidHolder(pid: number): string {
   try {
@@ -67,14 +83,6 @@ function pidHolder(pid: number): string {
     return `${st.comm} (state ${st.state}, parent ${st.ppid})`;
   } catch {
     return "another process";
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    return parseStat(readFileSync(`/proc/${pid}/stat`, "utf8")).state !== "Z";
-  } catch {
-    return false;
   }
 }
 
@@ -128,6 +136,7 @@ function foregroundFd(job: ShellJob, shared: SharedFds, minFd: number): Foregrou
 export function restore(opts: RestoreOptions): { pid: number; foreground: number } {
   const t0 = performance.now();
   const { set: images, checkPages } = loadImages(opts.dir);
+  faultPoint("restore:loaded");
   opts.log(`images checked against the manifest and loaded in ${(performance.now() - t0).toFixed(1)} ms`);
   const job = prepareShellJob(images, opts.shellJob, opts.detached, opts.log);
   // The job's terminal modes go on before the job exists, and back off if it never does.
@@ -179,6 +188,7 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
   let hole: Hole;
   let plans: Map<number, Uint8Array>;
   try {
+    faultPoint("restore:files");
     const fg = foregroundFd(job, shared, serviceFdBase + 1);
     plans = new Map(live.map((t) => [t.o.task.pid, buildPlan({
       pid: t.o.task.pid, sid: t.o.sid, pgid: t.o.pgid, task: t.task, pagemap: t.pagemap, root: t.o.parent < 0,
@@ -213,6 +223,7 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
   let failure: ReturnType<typeof native.restoreStatus>;
   const tWait = performance.now();
   try {
+    faultPoint("restore:spawned");
     checkPages();
     opts.log(`pages files checked against the manifest in ${(performance.now() - tWait).toFixed(1)} ms`);
     failure = native.restoreStatus(spawned.statusFd, rootPid);
@@ -233,6 +244,7 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
   // runs (or forks, handing the area down) before its area is gone.
   const tidsOf = (t: (typeof live)[number]) => [t.o.task.pid, ...t.o.task.threads.filter((tid) => tid !== t.o.task.pid)];
   try {
+    faultPoint("restore:ready");
     check("the tree was removed, nothing was restored");
     for (const t of live) {
       for (const tid of tidsOf(t)) {
@@ -241,38 +253,39 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
         if ((t.task.seccompFilters ?? []).length > 0) native.suspendSeccomp(tid);
       }
     }
+    faultPoint("restore:seized");
   } catch (e) {
     abandon();
     throw e;
   }
-  // Let the whole tree go at once, then each task out of its area, which is
-  // unmapped from outside like a tiny dump with -R.
+  // The whole tree goes at once (one byte per task, in one write; a task
+  // that sees the pipe close without it, because cr died, kills itself).
+  // Each task leaves its area and stops at its rt_sigreturn's exit, where
+  // the area is unmapped from outside (like a tiny dump with -R) and every
+  // thread's state is read back. Only once every thread of the tree came
+  // back as dumped does any of them run its own code; before that, any
+  // failure removes the whole tree (the images can be restored again).
+  writeSync(spawned.goFd, Buffer.alloc(live.length, RESTORE_GO));
   native.closeFd(spawned.goFd);
+  try {
+    faultPoint("restore:go");
+    for (const t of live) verifyTask(t.o.task.pid, tidsOf(t), t.task.mm.vmas, plans.get(t.o.task.pid)!, hole, cpu.here);
+  } catch (e) {
+    killTree(order.map((o) => o.task.pid), rootPid);
+    throw e;
+  }
+  // The point of no return: every thread runs on; one that was in a
+  // job-control stop at dump time goes straight into it (SIGSTOP with the detach).
   for (const t of live) {
-    let back: native.ThreadRaw[];
-    try {
-      back = native.unmapRemote(tidsOf(t), injectSite(t.task.mm.vmas, t.o.task.pid), hole.start, hole.len);
-    } catch (e) {
-      // A task that exited meanwhile (killed from outside) has nothing left to clean.
-      if (e instanceof CrError && !isAlive(t.o.task.pid)) continue;
-      // Otherwise the restore failed after all: nothing of it may stay (the images can be restored again).
-      killTree(order.map((o) => o.task.pid), rootPid);
-      throw e;
-    }
-    // Every thread is stopped right after its rt_sigreturn was read back, and
-    // still none has run code of its own: a difference ends the restore here.
-    const want = new Map(planThreads(plans.get(t.o.task.pid)!).map((w) => [w.tid, w]));
-    for (const got of back) {
-      const diff = threadDifference(want.get(got.tid)!, got, cpu.here);
-      if (diff === null) continue;
-      killTree(order.map((o) => o.task.pid), rootPid);
-      throw new CrError("restore", `thread ${got.tid} did not come back as dumped: ${diff}`, { pid: t.o.task.pid });
+    for (const tid of tidsOf(t)) {
+      try {
+        native.detach(tid, t.o.task.state === "stopped" ? SIGSTOP : 0);
+      } catch {
+        // Killed from outside meanwhile: its parent will see.
+      }
     }
   }
-  // Tasks that were in a job-control stop at dump time stop again, now that they are whole.
-  for (const t of live) {
-    if (t.o.task.state === "stopped") native.kill(t.o.task.pid, SIGSTOP);
-  }
+  faultPoint("restore:cleaned");
   if (opts.pidfile) writeFileSync(opts.pidfile, `${rootPid}\n`);
   opts.log(`restored ${order.length} task(s), root ${rootPid}`);
   return { pid: rootPid };

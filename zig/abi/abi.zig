@@ -221,6 +221,9 @@ pub const ParasiteCtl = extern struct {
     /// Set by the parasite: SIGPIPE was pending for the thread when it started
     /// (a SIGPIPE its own vmsplice raises once cr is gone must not outlive it).
     sigpipe_pending: u32,
+    /// The parasite's area: every table it is given must lie inside.
+    area: u64,
+    area_len: u64,
 };
 
 pub const PARASITE_DONE: u8 = 'D';
@@ -250,6 +253,10 @@ pub const InjectSite = extern struct {
     stack_start: u64,
     stack_end: u64,
 };
+
+/// What cr writes into the go pipe, once per task, when the whole tree is
+/// ready (restorer/main.zig waitForGo).
+pub const RESTORE_GO: u8 = 'G';
 
 /// Most threads one task may have for cr (dump and restore).
 pub const MAX_THREADS: u32 = 4096;

@@ -365,6 +365,8 @@ pub const ParasiteRun = struct {
             .rseq = rseq,
             .rseq_off = 0,
             .sigpipe_pending = 0,
+            .area = r.area,
+            .area_len = r.layout.len,
         };
     }
 
@@ -649,14 +651,12 @@ pub fn readRemote(tid: i32, addr: u64, buf: []u8) i32 {
 /// thread first) cr seized while they waited at the go barrier: step each
 /// out of the range, read its state back into `back` (the registers, xstate
 /// and sigmask its rt_sigreturn gave it, before it runs any code of its
-/// own), inject the syscall into the main thread, cure, and let them all go.
-/// Used to drop the restorer's area before any restored code runs, so no
-/// fork of the task can inherit it.
+/// own), inject the syscall into the main thread and cure it. The threads
+/// stay seized, each at a syscall stop, until cr has compared what was read
+/// back and lets them go (cr_detach). Used to drop the restorer's area before
+/// any restored code runs, so no fork of the task can inherit it.
 pub fn unmapRemote(tids: []const i32, site: abi.InjectSite, addr: u64, len: u64, back: []abi.ThreadState) i32 {
     std.debug.assert(tids.len >= 1 and tids.len <= abi.MAX_THREADS and back.len == tids.len);
-    defer for (tids) |tid| {
-        _ = pt.detach(tid, 0);
-    };
     for (tids, back) |tid, *b| {
         const out = stepOutOf(tid, addr, len);
         if (out != 0) return out;

@@ -47,6 +47,15 @@ export fn parasite_main(args: *abi.ParasiteArgs) callconv(.c) noreturn {
     }
     st.err = 0;
     st.err_step = 0;
+    // The blob is built ReleaseSmall, where an assert is no check: what the
+    // arguments point to is checked here, explicitly.
+    if (!argsValid(args)) {
+        st.err = -22;
+        st.err_step = 0xfffe;
+        args.pages.err = -22;
+        args.pages.err_step = 0xfffe;
+        waitForCr(args);
+    }
     var pending: u64 = 0;
     if (!sys.isErr(sys.syscall2(sys.SYS_rt_sigpending, @intFromPtr(&pending), 8))) {
         ctl.sigpipe_pending = @intCast((pending >> (SIGPIPE - 1)) & 1);
@@ -60,6 +69,24 @@ export fn parasite_main(args: *abi.ParasiteArgs) callconv(.c) noreturn {
         .pages => pages(&args.pages),
     }
     waitForCr(args);
+}
+
+/// `len` bytes at `addr` lie inside the parasite's area.
+fn inArea(ctl: *const abi.ParasiteCtl, addr: u64, len: u64) bool {
+    return addr >= ctl.area and len <= ctl.area_len and addr - ctl.area <= ctl.area_len - len;
+}
+
+/// Every table the mode reads lies inside the area; counts are within bounds.
+fn argsValid(args: *const abi.ParasiteArgs) bool {
+    const ctl = &args.ctl;
+    if (!inArea(ctl, @intFromPtr(args), @sizeOf(abi.ParasiteArgs)) or !inArea(ctl, ctl.frame, @sizeOf(abi.sigframe.RtSigframe))) return false;
+    return switch (args.mode) {
+        .info => args.timer_count <= abi.MAX_POSIX_TIMERS,
+        .pages => args.pages.range_count <= ctl.area_len / @sizeOf(abi.PageRange) and
+            args.pages.unreadable_count <= ctl.area_len / @sizeOf(abi.ProtRange) and
+            inArea(ctl, args.pages.ranges, args.pages.range_count * @sizeOf(abi.PageRange)) and
+            inArea(ctl, args.pages.unreadable, args.pages.unreadable_count * @sizeOf(abi.ProtRange)),
+    };
 }
 
 const RSEQ_FLAG_UNREGISTER: usize = 1;
@@ -128,7 +155,6 @@ fn info(args: *abi.ParasiteArgs) void {
         const rc = sys.syscall2(sys.SYS_getitimer, which, @intFromPtr(&st.itimers[which]));
         if (sys.isErr(rc)) return fail(st, rc, 100 + @as(u32, @intCast(which)));
     }
-    if (args.timer_count > abi.MAX_POSIX_TIMERS) return fail(st, @bitCast(@as(isize, -22)), 300);
     for (args.timer_ids[0..args.timer_count], st.posix_timers[0..args.timer_count], 0..) |id, *t, i| {
         const timer: usize = @intCast(id);
         var rc = sys.syscall2(sys.SYS_timer_gettime, timer, @intFromPtr(&t.spec));

@@ -113,10 +113,28 @@ export fn restorer_thread(plan: *abi.PlanHeader, k: usize) callconv(.c) noreturn
 
 /// The tables the restorer reads lie inside the plan, the thread table names
 /// the task's pid first and every thread area fits in the hole below the main
-/// stack: checked before anything is torn down.
+/// stack, every index points into its table: checked before anything is torn
+/// down (the blob's asserts are no checks: it is built ReleaseSmall).
 fn checkPlan(c: *const Ctx) void {
     const h = c.h;
     const bad: usize = @bitCast(@as(isize, -22));
+    if (h.special_count > abi.MAX_SPECIAL) c.fail(bad, .move_special, 0);
+    if (h.vmas_off + @as(u64, h.vmas_count) * @sizeOf(abi.PlanVma) > h.total_len or h.vmas_off % 8 != 0) c.fail(bad, .map_vma, 0);
+    if (h.pages_off + @as(u64, h.pages_count) * @sizeOf(abi.PlanPages) > h.total_len or h.pages_off % 8 != 0) c.fail(bad, .fill_pages, 0);
+    if (h.files_off + @as(u64, h.files_count) * @sizeOf(abi.PlanFile) > h.total_len or h.files_off % 8 != 0) c.fail(bad, .open_file, 0);
+    if (h.auxv_off + @as(u64, h.auxv_len) > h.total_len) c.fail(bad, .set_mm, 0);
+    const files_count: i64 = h.files_count;
+    if (h.pages_file < 0 or h.pages_file >= files_count) c.fail(bad, .fill_pages, 1);
+    if (h.exe_file < -1 or h.exe_file >= files_count) c.fail(bad, .set_mm, 1);
+    for (c.vmas(), 0..) |v, i| {
+        const at: u32 = @intCast(i);
+        if (v.start >= v.end or v.start % PAGE != 0 or v.end % PAGE != 0 or v.end > TASK_SIZE) c.fail(bad, .map_vma, at);
+        if (v.kind == .file and (v.file_index < 0 or v.file_index >= files_count)) c.fail(bad, .map_vma, at);
+        if (@as(u64, v.page_first) + v.page_count > h.pages_count) c.fail(bad, .map_vma, at);
+    }
+    for (c.pages(), 0..) |p, i| {
+        if (p.len == 0 or p.len % PAGE != 0 or p.addr % PAGE != 0 or p.len > TASK_SIZE or p.addr > TASK_SIZE - p.len) c.fail(bad, .fill_pages, @intCast(i));
+    }
     if (h.threads_count == 0 or h.threads_count > abi.MAX_THREADS) c.fail(bad, .thread, 0);
     if (h.threads_off + @as(u64, h.threads_count) * @sizeOf(abi.PlanThread) > h.total_len) c.fail(bad, .thread, 1);
     if (c.threads()[0].tid != h.pid) c.fail(bad, .thread, 2);
@@ -541,18 +559,30 @@ fn closeServiceFds(c: *const Ctx) void {
     _ = sys.syscall3(sys.SYS_close_range, go + 1, std.math.maxInt(u32), 0);
 }
 
-/// Block until cr closes the go pipe (EOF): then every task of the tree is
-/// ready and they all leave together. cr never writes to it; bounded anyway.
+/// Block until cr says go: one abi.RESTORE_GO byte for each task, written
+/// at once when the whole tree is ready (the restore's point of no return).
+/// EOF without it means cr is gone before that point: the tree must not
+/// run half-restored, so the task kills itself (every other task of the
+/// tree gets here too, ready or not yet, and does the same).
 fn waitForGo(c: *const Ctx) void {
     var byte: u8 = 0;
     var reads: u32 = 0;
+    // Bounded: EINTR cannot come (every signal is blocked); anything else ends it.
     while (reads < 64) : (reads += 1) {
         const rc = sys.syscall3(sys.SYS_read, @intCast(c.h.go_fd), @intFromPtr(&byte), 1);
-        // EOF: go. An error (cr's end gone wrong) must not leave the task stuck either.
-        if (rc == 0 or sys.isErr(rc)) break;
+        if (rc == 1 and byte == abi.RESTORE_GO) {
+            _ = sys.syscall1(sys.SYS_close, @intCast(c.h.go_fd));
+            return;
+        }
+        if (rc == 0 or (sys.isErr(rc) and rc != EINTR_RC)) break;
     }
-    _ = sys.syscall1(sys.SYS_close, @intCast(c.h.go_fd));
+    _ = sys.syscall2(sys.SYS_kill, @intCast(c.h.pid), SIGKILL);
+    _ = sys.syscall1(sys.SYS_exit_group, 1);
+    unreachable;
 }
+
+const EINTR_RC: usize = @bitCast(@as(isize, -4));
+const SIGKILL: usize = 9;
 
 /// The last steps of thread k: its own state, its pending signals, its
 /// frame. Then all threads leave together: the others report ready; the
