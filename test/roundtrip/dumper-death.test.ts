@@ -1,14 +1,15 @@
 // cr killed (SIGKILL: the OOM killer, an operator's kill -9) at a random
-// moment of a `dump -R`: whatever it was doing, every task goes on running,
+// moment. Of a `dump -R`: whatever it was doing, every task goes on running,
 // untraced and not stopped, with its memory, registers, signal masks,
 // altstacks and vector state as they were (lib/inject.zig: every thread cr
 // touches has a way back of its own). The workloads check all of that
-// themselves, trial after trial, on the same process.
+// themselves, trial after trial, on the same process. Of a restore: the
+// whole tree runs, or nothing of it is left.
 import { afterEach, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import {
-  alive, cleanup, CR, procState, readProgress, readResult, sleepMs, startWorkload, stopWorkload, tempDir, tracerOf, waitFor,
-  type Workload,
+  alive, cleanup, CR, cr, procState, readProgress, readResult, sleepMs, startWorkload, stopWorkload, tempDir, track, tracerOf, waitDumpedGone,
+  waitFor, waitGone, type Workload,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -79,4 +80,45 @@ describe("the dumper killed at a random moment", () => {
       expect(stopWorkload(w)).toStartWith("PASS");
     }, 120_000);
   }
+});
+
+describe("the restorer killed at a random moment", () => {
+  test("a ring of 4: 20 restores SIGKILLed within 80 ms, each leaves the whole tree or nothing", async () => {
+    const w = startWorkload("ring", ["4"]);
+    const pids = readFileSync(`${w.dir}/pids`, "utf8").trim().split(/\s+/).map(Number);
+    pids.forEach(track);
+    waitFor(() => readProgress(w.dir) >= 3, 10_000, "the ring to go round");
+    const images = tempDir("cr-images-");
+    expect(cr(["dump", "-t", String(w.pid), "-D", images]).status).toBe(0);
+    waitDumpedGone(images);
+    const rnd = lcg(4242);
+    let whole = 0, none = 0;
+    for (let i = 0; i < 20; i++) {
+      const restore = Bun.spawn([CR, "restore", "-D", images, "-d"], { stdout: "ignore", stderr: "ignore" });
+      sleepMs(rnd() * 80);
+      restore.kill("SIGKILL");
+      await restore.exited;
+      // Tasks that lost cr before the go kill themselves; give them the time.
+      waitFor(() => pids.every((p) => procState(p) === null || procState(p) === "Z" || tracerOf(p) === 0), 5_000, `trial ${i}: settled`);
+      sleepMs(100);
+      const up = pids.filter((p) => alive(p));
+      if (up.length === 0) {
+        none++;
+        for (const p of pids) waitGone(p);
+        continue;
+      }
+      // Not a part of the tree: all of it, running its own code, passing its checks.
+      expect({ trial: i, up: up.length }).toEqual({ trial: i, up: pids.length });
+      const at = readProgress(w.dir);
+      waitFor(() => readProgress(w.dir) >= at + 2, 10_000, `trial ${i}: the restored ring to go round`);
+      expect(readResult(w.dir)).toBeNull();
+      whole++;
+      for (const p of [...pids].reverse()) process.kill(p, "SIGKILL");
+      for (const p of pids) waitGone(p);
+    }
+    console.log(`restores killed: ${whole} left the whole tree running, ${none} left nothing, none a part`);
+    // Both outcomes happen, or the moments do not cover the restore.
+    expect(whole).toBeGreaterThan(0);
+    expect(none).toBeGreaterThan(0);
+  }, 120_000);
 });
