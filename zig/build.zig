@@ -53,7 +53,7 @@ pub fn build(b: *std.Build) void {
         const mod = b.createModule(.{
             .root_source_file = b.path(b.fmt("{s}/main.zig", .{name})),
             .target = blob_target,
-            .optimize = .ReleaseSmall,
+            .optimize = .ReleaseSafe,
             .pic = true,
             .red_zone = false,
             .stack_protector = false,

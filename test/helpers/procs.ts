@@ -196,14 +196,14 @@ export const DUMP_ATTEMPTS = 10;
  * the last attempt refused, with every refusal in the message. Each dump
  * logs its attempts and the file's refusal rate so far.
  */
-export function dumpRetrying(pid: number, transient: string[]): string {
+export function dumpRetrying(pid: number, transient: string[], extraArgs: string[] = []): string {
   const refusals: string[] = [];
   retryStats.dumps++;
   const rate = () =>
     `this file so far: ${retryStats.refused} of ${retryStats.attempts} attempts refused (${((100 * retryStats.refused) / retryStats.attempts).toFixed(1)}%) over ${retryStats.dumps} dumps`;
   for (let attempt = 1; attempt <= DUMP_ATTEMPTS; attempt++) {
     const images = tempDir("cr-images-");
-    const d = cr(["dump", "-t", String(pid), "-D", images]);
+    const d = cr(["dump", ...extraArgs, "-t", String(pid), "-D", images]);
     retryStats.attempts++;
     if (d.status === 0) {
       expect(d.stderr).toBe("");
@@ -269,12 +269,21 @@ export function cleanup(): void {
   ourDirs.clear();
 }
 
-/** Dump `pid` into a fresh dir (killing it), wait for the pid to be free, restore detached; returns the images dir. */
-export function roundTrip(pid: number): string {
-  const images = tempDir("cr-images-");
-  const d = cr(["dump", "-t", String(pid), "-D", images]);
-  expect(d.stderr).toBe("");
-  expect(d.status).toBe(0);
+/**
+ * Dump `pid` into a fresh dir (killing it), wait for the pid to be free,
+ * restore detached; returns the images dir. `transient`: refusals the dump
+ * is tried again on (see dumpRetrying).
+ */
+export function roundTrip(pid: number, transient: string[] = []): string {
+  let images: string;
+  if (transient.length > 0) {
+    images = dumpRetrying(pid, transient);
+  } else {
+    images = tempDir("cr-images-");
+    const d = cr(["dump", "-t", String(pid), "-D", images]);
+    expect(d.stderr).toBe("");
+    expect(d.status).toBe(0);
+  }
   waitGone(pid);
   const r = cr(["restore", "-D", images, "-d"]);
   expect(r.stderr).toBe("");

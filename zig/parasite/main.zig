@@ -17,8 +17,12 @@
 //! Runs inside someone else's process: no allocation, no globals, no libc,
 //! every loop bounded, nothing but the syscalls below. The hash uses SSE
 //! registers: the cure (cr's or its own) puts the thread's xstate back.
+const std = @import("std");
 const abi = @import("abi");
 const sys = @import("sys");
+/// Built ReleaseSafe: a failed assert or bounds check traps (ud2) here, in
+/// someone else's task, rather than running on undefined.
+pub const panic = std.debug.no_panic;
 const xxh3 = @import("xxh3");
 const gather = @import("gather");
 
@@ -47,8 +51,8 @@ export fn parasite_main(args: *abi.ParasiteArgs) callconv(.c) noreturn {
     }
     st.err = 0;
     st.err_step = 0;
-    // The blob is built ReleaseSmall, where an assert is no check: what the
-    // arguments point to is checked here, explicitly.
+    // What the arguments point to is checked here, explicitly: a bad block
+    // is reported, never followed (a trap would kill the task if cr died).
     if (!argsValid(args)) {
         st.err = -22;
         st.err_step = 0xfffe;

@@ -11,6 +11,9 @@
 const std = @import("std");
 const abi = @import("abi");
 const sys = @import("sys");
+/// Built ReleaseSafe: a failed assert or bounds check traps (ud2) here, in
+/// someone else's task, rather than running on undefined.
+pub const panic = std.debug.no_panic;
 const frame = abi.sigframe;
 
 export fn blob_entry() linksection(".text.entry") callconv(.naked) noreturn {
@@ -114,7 +117,7 @@ export fn restorer_thread(plan: *abi.PlanHeader, k: usize) callconv(.c) noreturn
 /// The tables the restorer reads lie inside the plan, the thread table names
 /// the task's pid first and every thread area fits in the hole below the main
 /// stack, every index points into its table: checked before anything is torn
-/// down (the blob's asserts are no checks: it is built ReleaseSmall).
+/// down, so a bad plan fails cleanly with a status record, not with a trap.
 fn checkPlan(c: *const Ctx) void {
     const h = c.h;
     const bad: usize = @bitCast(@as(isize, -22));
