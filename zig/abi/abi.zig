@@ -198,10 +198,9 @@ pub const ParasiteArgs = extern struct {
 /// - it closes `close_fds` first (the task's copies of what cr took with
 ///   pidfd_getfd: cr's end of the control socket, the page pipe's read
 ///   end), so that cr's death shows as EOF or EPIPE;
-/// - done, it sends PARASITE_DONE on `fd` and waits there for commands:
-///   PARASITE_FINISH puts the rseq registration back and answers
-///   PARASITE_FINISHED; cr then interrupts it where it waits and cures the
-///   thread from outside;
+/// - done, it sends PARASITE_DONE on `fd` and waits there; cr then
+///   interrupts it where it waits and cures the thread from outside (the
+///   rseq registration included);
 /// - on EOF (cr died) it closes its fds, puts the rseq registration back and
 ///   jumps to the task's rt_sigreturn sequence with the thread's safety
 ///   frame: the thread is back in its own state. Only its area, unused, stays.
@@ -227,8 +226,6 @@ pub const ParasiteCtl = extern struct {
 };
 
 pub const PARASITE_DONE: u8 = 'D';
-pub const PARASITE_FINISH: u8 = 'F';
-pub const PARASITE_FINISHED: u8 = 'f';
 
 pub const PARASITE_MAGIC: u64 = 0x6372_7061_7261_7332; // "crparas2"
 

@@ -103,6 +103,7 @@ pub const Session = struct {
         const r = s.parked();
         if (pt.setRegs(tid, &r) != 0) {
             s.unplaceFrame() catch {};
+            s.frame_at = 0;
             return error.Ptrace;
         }
         // No handler of the task's may run while cr's code does; the frame
@@ -110,6 +111,7 @@ pub const Session = struct {
         if (pt.setSigmask(tid, std.math.maxInt(u64)) != 0) {
             _ = pt.setRegs(tid, &s.saved_regs);
             s.unplaceFrame() catch {};
+            s.frame_at = 0;
             return error.Ptrace;
         }
     }
@@ -473,13 +475,16 @@ pub const ParasiteRun = struct {
                 const rc = r.closeInTask(i);
                 if (first == 0) first = rc;
             }
+            // The area goes only once the thread's frame is out of it: a
+            // thread let go after the munmap returns through the frame.
             if (r.area != 0) {
-                r.s.moveFrame(.stack) catch {
+                if (r.s.moveFrame(.stack)) |_| {
+                    const rc = unmapArea(&r.s, r.area, r.layout.len);
+                    if (first == 0) first = rc;
+                    if (rc == 0) r.area = 0;
+                } else |_| {
                     if (first == 0) first = sys.neg(sys.EIO);
-                };
-                const rc = unmapArea(&r.s, r.area, r.layout.len);
-                if (first == 0) first = rc;
-                if (rc == 0) r.area = 0;
+                }
             }
         }
         if (r.ctl >= 0) sys.close(r.ctl);
@@ -643,7 +648,7 @@ pub fn readRemote(tid: i32, addr: u64, buf: []u8) i32 {
     const liov = [_]std.posix.iovec{.{ .base = buf.ptr, .len = buf.len }};
     const riov = [_]std.posix.iovec_const{.{ .base = @ptrFromInt(addr), .len = buf.len }};
     const n = std.os.linux.process_vm_readv(tid, &liov, &riov, 0);
-    if (sys.isErr(n) or n != buf.len) return err.fail(sys.EIO, "reading the parasite's answers from {d} failed", .{tid});
+    if (sys.isErr(n) or n != buf.len) return err.fail(sys.EIO, "reading {d} bytes of {d} at 0x{x} failed", .{ buf.len, tid, addr });
     return 0;
 }
 

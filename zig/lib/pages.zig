@@ -30,7 +30,6 @@ const PAGE: usize = 4096;
 /// /proc/sys/fs/pipe-max-size. Measured on 1 GiB: 1 MiB splices 218 ms,
 /// 64 KiB ones 256 ms (more calls, each taking the pipe's lock).
 const PIPE_SIZE: usize = 1 << 20;
-const PARASITE_STACK: usize = 64 << 10;
 const SPLICER_STACK: usize = 64 << 10;
 /// Where the splicer reads what it can no longer write (after a write error),
 /// so that the parasite can finish and be cured as usual.
