@@ -6,7 +6,7 @@ import { closeSync, openSync, readFileSync, readlinkSync } from "node:fs";
 import { release as release_ } from "node:os";
 import { CrError } from "../errors.ts";
 import * as native from "../native/index.ts";
-import { parseMaps, parseSmapsVmFlags } from "../proc/maps.ts";
+import { parseMaps, parseSmaps } from "../proc/maps.ts";
 import { parseStat } from "../proc/stat.ts";
 import { parseStatus } from "../proc/status.ts";
 import { parseLimits } from "../proc/limits.ts";
@@ -14,7 +14,7 @@ import { parseTimers } from "../proc/timers.ts";
 import * as img from "../images/index.ts";
 import { CR_VERSION } from "../version.ts";
 import { freezeTree, type DumpTask } from "./tree.ts";
-import { applyVmFlags, classifyVma, pagesToDump, PAGE, unreadableWithPages } from "./memory.ts";
+import { applySmaps, classifyVma, pagesToDump, PAGE, unreadableWithPages } from "./memory.ts";
 import { injectSite } from "../inject-site.ts";
 import { FileTable } from "./files.ts";
 import { ShmemTable } from "./shmem.ts";
@@ -292,7 +292,7 @@ function collectTask(frozen: DumpTask, table: FileTable, shmem: ShmemTable, ghos
   // Before anything is injected: the task's filters must not apply to the parasite.
   const seccomp = status.seccomp !== 0 || tids.length > 1 ? collectSeccomp(pid, tids, status.seccomp) : undefined;
   const maps = parseMaps(proc("maps"));
-  // Without smaps' VmFlags until the pages are being copied (see applyVmFlags).
+  // Without smaps' VmFlags and protection keys until the pages are being copied (see applySmaps).
   const classified = maps.map((m) => classifyVma(m, undefined, pid));
   const fds = table.collect(pid);
   const exe = exeOf(ghosts, pid);
@@ -380,7 +380,7 @@ function startCopy(c: CollectedTask, opts: DumpOptions): PagesCopy {
     summary: `${c.task.threads.length} thread(s), ${c.task.mm.vmas.length} VMAs, ${c.runs.length} page runs, ${c.task.fds.length} fds`,
   };
   try {
-    applyVmFlags(c.task.mm.vmas, parseSmapsVmFlags(readFileSync(`/proc/${c.pid}/smaps`, "utf8")));
+    applySmaps(c.task.mm.vmas, parseSmaps(readFileSync(`/proc/${c.pid}/smaps`, "utf8")));
     writeImage(opts, img.taskFile(c.pid), img.encodeImage("task", c.task));
     writeImage(opts, img.pagemapFile(c.pid), img.encodeImage("pagemap", c.pagemap));
   } catch (e) {

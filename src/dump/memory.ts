@@ -4,7 +4,7 @@
 // copies), as libcr finds them (PAGEMAP_SCAN, or /proc/PID/pagemap).
 import { CrError } from "../errors.ts";
 import * as native from "../native/index.ts";
-import type { MapsEntry } from "../proc/maps.ts";
+import type { MapsEntry, SmapsEntry } from "../proc/maps.ts";
 
 export const PAGE = 4096;
 const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
@@ -24,6 +24,8 @@ export interface DumpVma {
   dumped: boolean;
   /** kind "shmem": the shared memory object (its inode at dump time). */
   shmemId?: number;
+  /** Its memory protection key (pkey_mprotect), when not the default 0. */
+  pkey?: number;
   /** kind "file" of a deleted file: its ghost (see mapGhosts in ghost.ts). */
   ghostId?: number;
 }
@@ -71,16 +73,18 @@ export function classifyVma(m: MapsEntry, vmFlags: string[] | undefined, pid: nu
 }
 
 /**
- * Which VMAs grow down, from smaps' VmFlags ("gd"), for VMAs classified
- * without them (classifyVma then guesses from the name): reading smaps walks
- * every page, so the dump does it while the pages are being copied.
+ * What smaps tells of VMAs classified without it (classifyVma then guesses
+ * from the name): which grow down (VmFlags "gd"), and their protection key
+ * (pkey_mprotect) when it is not the default 0. Reading smaps walks every
+ * page, so the dump does it while the pages are being copied.
  */
-export function applyVmFlags(vmas: DumpVma[], vmFlags: Map<number, string[]>): void {
+export function applySmaps(vmas: DumpVma[], smaps: Map<number, SmapsEntry>): void {
   for (const v of vmas) {
-    const flags = vmFlags.get(v.start);
-    if (!flags) continue;
-    v.growsDown = flags.includes("gd");
+    const e = smaps.get(v.start);
+    if (!e) continue;
+    v.growsDown = e.vmFlags.includes("gd");
     if ((v.flags & MAP_ANONYMOUS) !== 0) v.flags = v.growsDown ? v.flags | MAP_GROWSDOWN : v.flags & ~MAP_GROWSDOWN;
+    if (e.pkey !== undefined && e.pkey !== 0) v.pkey = e.pkey;
   }
 }
 

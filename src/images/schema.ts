@@ -59,6 +59,8 @@ export const vma = obj({
   shmemId: optional(nonneg),
   /** kind "file" of a deleted file: the ghost file it maps, a key of files.cbor's `ghosts`. */
   ghostId: optional(nonneg),
+  /** Its memory protection key (x86 PKU, pkey_mprotect), when not the default 0: 1 .. 15. */
+  pkey: optional(nonneg),
 });
 
 export const task = obj({

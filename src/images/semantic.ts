@@ -93,6 +93,7 @@ function checkVmas(vmas: TaskImage["mm"]["vmas"]): string | null {
     if (v.prot > 7) return `${at}: prot ${v.prot} is not a combination of read/write/exec`;
     if (v.kind === "file" && !v.path) return `${at}: file mapping without a path`;
     if (v.ghostId !== undefined && v.kind !== "file") return `${at}: a ${v.kind} mapping cannot map a ghost file`;
+    if (v.pkey !== undefined && (v.pkey < 1 || v.pkey > 15)) return `${at}: protection key ${v.pkey} is not 1 .. 15`;
     prevEnd = v.end;
   }
   return null;

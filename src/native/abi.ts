@@ -162,7 +162,7 @@ export const PRCTL_MM_FIELDS = [
   "arg_start", "arg_end", "env_start", "env_end", "auxv",
 ] as const;
 export const PlanVma = {
-  size: 48, start: 0, end: 8, pgoff: 16, prot: 24, flags: 28, kind: 32, file_index: 36, page_first: 40, page_count: 44,
+  size: 56, start: 0, end: 8, pgoff: 16, prot: 24, flags: 28, kind: 32, file_index: 36, page_first: 40, page_count: 44, pkey: 48,
 } as const;
 export const PlanPages = { size: 24, addr: 0, len: 8, file_off: 16 } as const;
 export const PlanFile = {
@@ -200,6 +200,7 @@ export const RESTORE_STEPS: Record<number, string> = {
   18: "fork a child", 19: "re-create a zombie", 20: "thread", 21: "POSIX timer (re-created at its id: Linux 6.15+, see cr check)", 22: "credentials",
   23: "epoll_ctl (register a file in an epoll)", 24: "prlimit", 25: "tcsetpgrp (the job's terminal foreground)",
   26: "seccomp (install a filter)", 27: "xstate (dynamic feature permission, or a frame the kernel would not take)",
+  28: "memory protection key (pkey_alloc / pkey_mprotect)",
 };
 
 /** abi.InjectSite: the task's `syscall; ret` and rt_sigreturn code, and its [stack] VMA. */

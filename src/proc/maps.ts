@@ -58,15 +58,26 @@ export function parseMaps(text: string): MapsEntry[] {
   return text.split("\n").filter((l) => l.length > 0).map(parseMapsLine);
 }
 
-/** VMA start -> its VmFlags codes (e.g. ["rd","wr","mr","mw","me","ac"]), from /proc/PID/smaps. */
-export function parseSmapsVmFlags(text: string): Map<number, string[]> {
-  const out = new Map<number, string[]>();
-  let current: number | undefined;
+/** What cr reads of a VMA in /proc/PID/smaps: its VmFlags codes, and its protection key where the kernel has them. */
+export interface SmapsEntry {
+  vmFlags: string[];
+  /** "ProtectionKey:" (memory protection keys, x86 PKU): 0 is the default key. */
+  pkey?: number;
+}
+
+/** VMA start -> its smaps fields (VmFlags such as ["rd","wr","mr","mw","me","ac"], ProtectionKey). */
+export function parseSmaps(text: string): Map<number, SmapsEntry> {
+  const out = new Map<number, SmapsEntry>();
+  let current: SmapsEntry | undefined;
   for (const line of text.split("\n")) {
-    if (HEADER.test(line)) current = parseMapsLine(line).start;
-    else if (line.startsWith("VmFlags:")) {
-      if (current === undefined) throw new Error(`smaps VmFlags before any mapping: ${JSON.stringify(line)}`);
-      out.set(current, line.slice("VmFlags:".length).trim().split(/\s+/).filter(Boolean));
+    if (HEADER.test(line)) {
+      current = { vmFlags: [] };
+      out.set(parseMapsLine(line).start, current);
+    } else if (line.startsWith("VmFlags:") || line.startsWith("ProtectionKey:")) {
+      if (current === undefined) throw new Error(`smaps field before any mapping: ${JSON.stringify(line)}`);
+      const value = line.slice(line.indexOf(":") + 1).trim();
+      if (line.startsWith("VmFlags:")) current.vmFlags = value.split(/\s+/).filter(Boolean);
+      else current.pkey = Number(value);
     }
   }
   return out;

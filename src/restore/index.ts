@@ -265,9 +265,12 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
   // thread's state is read back. Only once every thread of the tree came
   // back as dumped does any of them run its own code; before that, any
   // failure removes the whole tree (the images can be restored again).
-  writeSync(spawned.goFd, Buffer.alloc(live.length, RESTORE_GO));
-  native.closeFd(spawned.goFd);
   try {
+    try {
+      writeSync(spawned.goFd, Buffer.alloc(live.length, RESTORE_GO));
+    } finally {
+      native.closeFd(spawned.goFd);
+    }
     faultPoint("restore:go");
     for (const t of live) verifyTask(t.o.task.pid, tidsOf(t), t.task.mm.vmas, plans.get(t.o.task.pid)!, hole, cpu.here);
   } catch (e) {

@@ -357,6 +357,7 @@ export function buildPlan(inp: PlanInput): Uint8Array {
     u32(o + abi.PlanVma.kind, fileIndex >= 0 ? 1 : 0);
     i32(o + abi.PlanVma.file_index, fileIndex);
     u32(o + abi.PlanVma.page_first, vmaPages[i]!.first); u32(o + abi.PlanVma.page_count, vmaPages[i]!.count);
+    u32(o + abi.PlanVma.pkey, v.pkey ?? 0);
   });
   runs.forEach((r, i) => {
     const o = pagesOff + i * abi.PlanPages.size;

@@ -1,7 +1,9 @@
 // Classifying a task's mappings: what is re-created how, and which grow down.
 import { describe, expect, test } from "bun:test";
-import { applyVmFlags, classifyVma, unreadableWithPages } from "../../src/dump/memory.ts";
-import { parseMaps } from "../../src/proc/maps.ts";
+import { applySmaps, classifyVma, unreadableWithPages } from "../../src/dump/memory.ts";
+import { parseMaps, parseSmaps } from "../../src/proc/maps.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 
 const MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_GROWSDOWN = 0x100;
 
@@ -29,15 +31,17 @@ describe("classifyVma", () => {
   });
 });
 
-describe("applyVmFlags", () => {
+describe("applySmaps", () => {
   test("smaps' gd decides, for anonymous memory the MAP_GROWSDOWN flag follows; file mappings keep theirs", () => {
     const vmas = maps.map((m) => classifyVma(m, undefined, 1));
-    applyVmFlags(vmas, new Map([
-      [0x7f0000000000, ["rd", "wr", "mr", "mw", "me", "gd", "ac"]],
-      [0x7ffd00000000, ["rd", "wr", "mr", "mw", "me", "ac"]],
-      [0x7f0000300000, ["rd", "ex", "mr", "mw", "me", "gd"]],
+    applySmaps(vmas, new Map([
+      [0x7f0000000000, { vmFlags: ["rd", "wr", "mr", "mw", "me", "gd", "ac"], pkey: 3 }],
+      [0x7ffd00000000, { vmFlags: ["rd", "wr", "mr", "mw", "me", "ac"], pkey: 0 }],
+      [0x7f0000300000, { vmFlags: ["rd", "ex", "mr", "mw", "me", "gd"] }],
     ]));
     expect(vmas.map((v) => v.growsDown)).toEqual([false, true, false, true, false]);
+    // A protection key other than the default is kept.
+    expect(vmas.map((v) => v.pkey)).toEqual([undefined, 3, undefined, undefined, undefined]);
     expect(vmas[1]!.flags & MAP_GROWSDOWN).toBe(MAP_GROWSDOWN);
     expect(vmas[4]!.flags & MAP_GROWSDOWN).toBe(0);
     expect(vmas[3]!.flags).toBe(MAP_PRIVATE);
@@ -65,5 +69,32 @@ describe("unreadableWithPages", () => {
   test("no runs, or runs only in readable memory: nothing to open", () => {
     expect(unreadableWithPages(vmas, [])).toEqual([]);
     expect(unreadableWithPages(vmas, [run(0x7f0000000000, 16), run(0x7f0000012000, 14)])).toEqual([]);
+  });
+});
+
+describe("parseSmaps", () => {
+  test("every mapping of a real smaps gets its VmFlags; no protection key where the kernel shows none", () => {
+    const text = readFileSync(join(import.meta.dir, "../fixtures/proc/sleep.smaps"), "utf8");
+    const s = parseSmaps(text);
+    expect(s.size).toBe(37);
+    const stack = parseMaps(text.split("\n").filter((l) => / \[stack\]$/.test(l)).join("\n"))[0]!;
+    expect(s.get(stack.start)!.vmFlags).toContain("gd");
+    expect([...s.values()].every((e) => e.pkey === undefined && e.vmFlags.length > 0)).toBe(true);
+  });
+  test("ProtectionKey: lines (x86 PKU kernels) give each mapping its key", () => {
+    const s = parseSmaps([
+      "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ",
+      "Size:                  4 kB",
+      "ProtectionKey:         5",
+      "VmFlags: rd wr mr mw me ac",
+      "7f0000001000-7f0000002000 rw-p 00000000 00:00 0 ",
+      "ProtectionKey:         0",
+      "VmFlags: rd wr mr mw me ac",
+    ].join("\n"));
+    expect([...s.entries()]).toEqual([
+      [0x7f0000000000, { vmFlags: ["rd", "wr", "mr", "mw", "me", "ac"], pkey: 5 }],
+      [0x7f0000001000, { vmFlags: ["rd", "wr", "mr", "mw", "me", "ac"], pkey: 0 }],
+    ]);
+    expect(() => parseSmaps("VmFlags: rd\n")).toThrow("smaps field before any mapping");
   });
 });

@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { buildPlan, findHole, fixupSyscallRestart, PAGE } from "../../src/restore/plan.ts";
 import {
-  PlanCreds, PlanHeader, PlanPosixTimer, PlanThread, USER_REGS_FIELDS, USER_REGS_SIZE, type RegName,
+  PlanCreds, PlanHeader, PlanPosixTimer, PlanThread, PlanVma, USER_REGS_FIELDS, USER_REGS_SIZE, type RegName,
 } from "../../src/native/abi.ts";
 import type { TaskImage } from "../../src/images/index.ts";
 import { SAPPHIRE_RAPIDS } from "../fixtures/xstate-layouts.ts";
@@ -94,7 +94,11 @@ describe("buildPlan", () => {
     threads: [thread(101, 0x10n), thread(100, 0x20n)],
     posixTimers: [{ id: 7, clockId: 1, signo: 14, notify: 4, tid: 101, sival: 0xabcn, intervalNs: 20_000_000n, valueNs: 0n, overrun: 0 }],
     mm: {
-      vmas: [], brk: 0, startBrk: 0, startCode: 0, endCode: 0, startData: 0, endData: 0, startStack: 0,
+      vmas: [
+        { start: 0x7f0000000000, end: 0x7f0000001000, prot: 3, flags: 0x22, offset: 0, kind: "anon", growsDown: false, dumped: false, pkey: 4 },
+        { start: 0x7f0000001000, end: 0x7f0000002000, prot: 3, flags: 0x22, offset: 0, kind: "anon", growsDown: false, dumped: false },
+      ],
+      brk: 0, startBrk: 0, startCode: 0, endCode: 0, startData: 0, endData: 0, startStack: 0,
       argStart: 0, argEnd: 0, envStart: 0, envEnd: 0, auxv: new Uint8Array(16),
     },
     fds: [],
@@ -128,6 +132,12 @@ describe("buildPlan", () => {
     expect(dv.getBigUint64(o + P.sival, true)).toBe(0xabcn);
     expect(dv.getBigUint64(o + P.spec + 8, true)).toBe(20_000_000n); // interval ns
     expect(dv.getBigUint64(o + P.spec + 16 + 8, true)).toBe(1n); // value: 1 ns, not 0 (disarmed)
+  });
+
+  test("a VMA's protection key, 0 for the default", () => {
+    expect(dv.getUint32(H.vmas_count, true)).toBe(2);
+    const at = (i: number) => dv.getUint32(H.vmas_off, true) + i * PlanVma.size;
+    expect([dv.getUint32(at(0) + PlanVma.pkey, true), dv.getUint32(at(1) + PlanVma.pkey, true)]).toEqual([4, 0]);
   });
 
   test("credentials and only the dumped rlimits", () => {

@@ -285,6 +285,9 @@ pub const PlanVma = extern struct {
     /// Pages to fill: `page_count` ranges starting at `page_first` in the page table.
     page_first: u32,
     page_count: u32,
+    /// Memory protection key (pkey_mprotect) other than the default, 1 .. 15; 0: none.
+    pkey: u32,
+    _pad: u32 = 0,
 };
 
 /// A run of pages of one VMA stored contiguously in the pages file.
@@ -644,6 +647,7 @@ pub const RestoreStep = enum(u32) {
     foreground = 25,
     seccomp = 26,
     xstate = 27,
+    pkey = 28,
 };
 
 /// A VMA whose pages cr_scan_pages looks at; in address order.

@@ -96,6 +96,7 @@ export fn restorer_main(plan: *abi.PlanHeader) callconv(.c) noreturn {
     mapVmas(&c);
     fillPages(&c);
     protectVmas(&c);
+    setProtectionKeys(&c);
     setMm(&c);
     setSignals(&c);
     setProcessState(&c);
@@ -134,6 +135,7 @@ fn checkPlan(c: *const Ctx) void {
         if (v.start >= v.end or v.start % PAGE != 0 or v.end % PAGE != 0 or v.end > TASK_SIZE) c.fail(bad, .map_vma, at);
         if (v.kind == .file and (v.file_index < 0 or v.file_index >= files_count)) c.fail(bad, .map_vma, at);
         if (@as(u64, v.page_first) + v.page_count > h.pages_count) c.fail(bad, .map_vma, at);
+        if (v.pkey > 15) c.fail(bad, .pkey, at);
     }
     for (c.pages(), 0..) |p, i| {
         if (p.len == 0 or p.len % PAGE != 0 or p.addr % PAGE != 0 or p.len > TASK_SIZE or p.addr > TASK_SIZE - p.len) c.fail(bad, .fill_pages, @intCast(i));
@@ -250,6 +252,37 @@ fn protectVmas(c: *const Ctx) void {
     for (c.vmas(), 0..) |v, i| {
         if (v.page_count == 0 or (v.prot & sys.PROT_WRITE) != 0) continue;
         _ = c.check(sys.syscall3(sys.SYS_mprotect, v.start, v.end - v.start, v.prot), .protect_vma, @intCast(i));
+    }
+}
+
+/// Memory protection keys (x86 PKU): the keys the VMAs use are allocated
+/// again (pkey_alloc hands out the lowest free one: take keys until every
+/// one needed is ours, give back the others), then each VMA gets its key.
+/// The keys' rights are the thread's PKRU, which its frame brings back.
+fn setProtectionKeys(c: *const Ctx) void {
+    var needed: u16 = 0;
+    for (c.vmas()) |v| {
+        if (v.pkey != 0) needed |= @as(u16, 1) << @intCast(v.pkey);
+    }
+    if (needed == 0) return;
+    var have: u16 = 0;
+    var spare: u16 = 0;
+    var tries: u32 = 0;
+    // Bounded: at most 16 keys exist.
+    while (have & needed != needed and tries < 16) : (tries += 1) {
+        const k = c.check(sys.syscall2(sys.SYS_pkey_alloc, 0, 0), .pkey, @intCast(tries));
+        if (k > 15) c.fail(@bitCast(@as(isize, -22)), .pkey, @intCast(k));
+        const bit = @as(u16, 1) << @intCast(k);
+        if (needed & bit != 0) have |= bit else spare |= bit;
+    }
+    if (have & needed != needed) c.fail(@bitCast(@as(isize, -28)), .pkey, needed & ~have);
+    var k: u5 = 1;
+    while (k < 16) : (k += 1) {
+        if (spare & (@as(u16, 1) << @intCast(k)) != 0) _ = c.check(sys.syscall1(sys.SYS_pkey_free, k), .pkey, k);
+    }
+    for (c.vmas(), 0..) |v, i| {
+        if (v.pkey == 0) continue;
+        _ = c.check(sys.syscall4(sys.SYS_pkey_mprotect, v.start, v.end - v.start, v.prot, v.pkey), .pkey, @intCast(i));
     }
 }
 
