@@ -34,8 +34,8 @@ const PAGE: usize = 4096;
 const RED_ZONE: u64 = 128;
 /// The ucontext part of a safety frame; the XSAVE image follows, 64-byte aligned.
 const FRAME_HEAD: usize = std.mem.alignForward(usize, @sizeOf(frame.RtSigframe), 64);
-/// The largest safety frame.
-pub const FRAME_MAX: usize = FRAME_HEAD + abi.XSTATE_MAX;
+/// The largest safety frame: the ucontext, an XSAVE area, MAGIC2 (64-byte steps).
+pub const FRAME_MAX: usize = FRAME_HEAD + abi.XSTATE_MAX + 64;
 const XFEATURE_TILEDATA: u6 = 18;
 
 /// The XSAVE size of a signal frame for a thread that holds no dynamic
@@ -171,8 +171,8 @@ pub const Session = struct {
         s.stack_saved_len = 0;
     }
 
-    /// Move the frame to `place` (the thread parked on the old one must be
-    /// given the new one by the next syscall(): the old stays valid until the stack is put back).
+    /// Move the frame to `place`: written there, the thread parked on it,
+    /// and only then what the old one covered on the stack put back.
     pub fn moveFrame(s: *Session, place: FramePlace) !void {
         const old_at = s.frame_at;
         const old_len = s.stack_saved_len;
