@@ -93,8 +93,9 @@ export function runCheck(): CheckReport {
     f("clone3_set_tid", p.clone3_set_tid, true),
     f("prctl_mm_map", p.prctl_mm_map, true),
     f("rseq_config", p.rseq_config, true, "PTRACE_GET_RSEQ_CONFIGURATION works"),
-    f("pidfd_open", p.pidfd_open, false),
-    f("pidfd_getfd", p.pidfd_getfd, false),
+    // The parasite's control socket and page pipe reach cr through them.
+    f("pidfd_open", p.pidfd_open, true),
+    f("pidfd_getfd", p.pidfd_getfd, true),
     f("memfd_create", p.memfd_create, false),
     f("userfaultfd", p.userfaultfd, false),
     f("pagemap_scan", p.pagemap_scan, false),
@@ -107,7 +108,7 @@ export function runCheck(): CheckReport {
       detail: vdso.map((v) => `${v.name}@0x${v.start.toString(16)}+${v.size / 1024}K`).join(" ") || "no [vdso]" },
   ];
   const missing = features.filter((x) => x.required && !x.ok).map((x) => x.name);
-  const dumpNeeds = new Set(["privileges", "ptrace_seize", "ptrace_interrupt", "process_vm_readv", "rseq_config", "xstate"]);
+  const dumpNeeds = new Set(["privileges", "ptrace_seize", "ptrace_interrupt", "process_vm_readv", "rseq_config", "xstate", "pidfd_open", "pidfd_getfd"]);
   return {
     kernel: release(),
     arch: arch() === "x64" ? "x86_64" : arch(),

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { CrError } from "../errors.ts";
 import * as abi from "./abi.ts";
 import { embedded } from "./embedded.ts";
+import { dlopenFromMemory } from "./load.ts";
 
 const { i32, u32, u64, ptr: P } = FFIType;
 const usize = u64;
@@ -75,7 +76,7 @@ let lib: Lib | undefined;
 
 function native(): Lib {
   if (!lib) {
-    const l = dlopen(embedded.libPath, symbols).symbols;
+    const l = dlopenFromMemory(embedded.libPath, symbols).symbols;
     checkAbi(l);
     lib = l;
   }
