@@ -232,12 +232,37 @@ function checkRestorable(tree: img.TreeImage, rootPid: number): void {
   }
 }
 
-/** native.seize, with the usual reason for EPERM spelled out: another tracer (a debugger, strace). */
+/**
+ * Why this process may not trace others, when that is so: cr's privileges
+ * (root, or CAP_SYS_PTRACE and CAP_CHECKPOINT_RESTORE) or Yama's
+ * kernel.yama.ptrace_scope.
+ */
+export function ptraceRefusal(self: { euid: number; capEff: bigint }, ptraceScope: number | undefined): string | null {
+  const has = (cap: bigint) => ((self.capEff >> cap) & 1n) === 1n;
+  const sysPtrace = has(19n), checkpoint = has(40n);
+  if (ptraceScope === 3) return "kernel.yama.ptrace_scope is 3: no process may trace another until reboot";
+  if (ptraceScope === 2 && !sysPtrace) return "kernel.yama.ptrace_scope is 2: only a process with CAP_SYS_PTRACE may trace; run cr as root";
+  if (self.euid !== 0 && !(sysPtrace && checkpoint)) {
+    return `cr runs as uid ${self.euid} without ${[sysPtrace ? "" : "CAP_SYS_PTRACE", checkpoint ? "" : "CAP_CHECKPOINT_RESTORE"].filter(Boolean).join(" and ")}: run it as root, or give it both capabilities`;
+  }
+  return null;
+}
+
+/** native.seize, with the usual reasons for EPERM spelled out: cr's privileges, ptrace_scope, another tracer (a debugger, strace). */
 function seizeOrExplain(tid: number): boolean {
   try {
     return native.seize(tid);
   } catch (e) {
     if (!(e instanceof CrError) || e.errno !== 1) throw e;
+    const self = parseStatus(readFileSync("/proc/self/status", "utf8"));
+    let scope: number | undefined;
+    try {
+      scope = Number(readFileSync("/proc/sys/kernel/yama/ptrace_scope", "utf8").trim());
+    } catch {
+      // No Yama.
+    }
+    const why = ptraceRefusal({ euid: self.uid[1] ?? 0, capEff: self.capEff }, scope);
+    if (why !== null) throw new CrError("dump", `cannot trace thread ${tid}: ${why}`, { pid: tid, errno: 1, cause: e });
     let tracer = 0;
     try {
       tracer = Number(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${tid}/status`, "utf8"))?.[1] ?? 0);

@@ -12,6 +12,11 @@ import { CrError } from "../errors.ts";
  * the undo of a failed dump: every file written into `dir` removed, and
  * `dir` too when it was made here.
  */
+/** A log cr wrote beside the images (`-o dump.log`, as CRIU): not an image, never in the manifest. */
+export function isLogFile(name: string): boolean {
+  return name.endsWith(".log");
+}
+
 export function createImageDir(dir: string): () => void {
   let made = false;
   try {
@@ -25,10 +30,11 @@ export function createImageDir(dir: string): () => void {
     if (e instanceof CrError) throw e;
     throw new CrError("image", `cannot create image directory ${dir}: ${(e as Error).message}`, { cause: e });
   }
+  // A failed dump's log (`-o`) is what tells why: it stays, and so does its directory.
   return () => {
     try {
-      for (const name of readdirSync(dir)) rmSync(join(dir, name), { force: true });
-      if (made) rmdirSync(dir);
+      for (const name of readdirSync(dir)) if (!isLogFile(name)) rmSync(join(dir, name), { force: true });
+      if (made && readdirSync(dir).length === 0) rmdirSync(dir);
     } catch {
       // Best effort: the dump's own error is the one to report.
     }

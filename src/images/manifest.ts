@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { CrError } from "../errors.ts";
 import * as native from "../native/index.ts";
 import { decodeImage, encodeImage } from "./codec.ts";
-import { readImageFile, statImageFile, writeImageFile } from "./files.ts";
+import { isLogFile, readImageFile, statImageFile, writeImageFile } from "./files.ts";
 import { HASH_ALG, type ManifestImage } from "./schema.ts";
 
 export const MANIFEST = "manifest.cbor";
@@ -54,7 +54,7 @@ export function verifyManifest(dir: string, later: (name: string) => boolean = (
     if (size !== f.size) throw new CrError("image", `${f.name}: ${size} bytes, the manifest says ${f.size} (truncated or changed)`);
   }
   for (const name of readdirSync(dir)) {
-    if (name !== MANIFEST && !listed.has(name)) throw new CrError("image", `${name}: not in the manifest (stray file in the image directory)`);
+    if (name !== MANIFEST && !listed.has(name) && !isLogFile(name)) throw new CrError("image", `${name}: not in the manifest (stray file in the image directory)`);
   }
   const checkContent = (f: ManifestImage["files"][number]) => {
     const d = hashFile(join(dir, f.name));

@@ -2,7 +2,7 @@
 // dump it (the original is killed), wait until its PID is free, restore it,
 // and let the workload itself say whether everything survived.
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   alive, cleanup, expectRunsOnAndPasses, cr, procState, readProgress, readResult, startWorkload, roundTrip, stopWorkload, tempDir, track, waitFor, waitGone,
@@ -123,6 +123,30 @@ describe("job control", () => {
 });
 
 describe("dump and restore options", () => {
+  test("CRIU's log options run unchanged: -o FILE in -D, -v4, --display-stats; a failed dump keeps its log", () => {
+    const w = startWorkload("counter");
+    waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress");
+    const images = tempDir("cr-images-");
+    const d = cr(["dump", "-t", String(w.pid), "-D", images, "-o", "dump.log", "-v4", "--display-stats"]);
+    expect({ status: d.status, stderr: d.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(d.stdout).toMatch(new RegExp(`^dump of ${w.pid}: 1 task\\(s\\), [0-9.]+ MiB of pages`));
+    expect(readFileSync(join(images, "dump.log"), "utf8")).toContain("manifest written");
+    waitGone(w.pid);
+    // The log beside the images is not an image: the set still verifies, and restores.
+    expect(cr(["show", "--verify", images]).status).toBe(0);
+    const r = cr(["restore", "-D", images, "-d", "-o", "restore.log", "-v", "-v"]);
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: "" });
+    track(w.pid);
+    expect(readFileSync(join(images, "restore.log"), "utf8")).toContain(`restored 1 task(s), root ${w.pid}`);
+    expectRunsOnAndPasses(w);
+    // A dump that fails (no such pid) leaves its log, with the error, and nothing else.
+    const failed = tempDir("cr-images-");
+    const f = cr(["dump", "-t", "999999999", "-D", failed, "-o", "dump.log", "-v4"]);
+    expect(f.status).not.toBe(0);
+    expect(readdirSync(failed)).toEqual(["dump.log"]);
+    expect(readFileSync(join(failed, "dump.log"), "utf8")).toContain(f.stderr.trim());
+  });
+
   test("--leave-running keeps the original going and the images restore later", () => {
     const w = startWorkload("counter");
     waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress");
