@@ -18,7 +18,7 @@ TS_SRC  := $(shell find src -name '*.ts') package.json tsconfig.json
 NATIVE  := zig/zig-out/lib/libcr.so zig/zig-out/bin/parasite.bin zig/zig-out/bin/restorer.bin
 ZIG_OPT ?= ReleaseSafe
 
-.PHONY: all build tools native workloads demo test bench check clean
+.PHONY: all build tools native workloads demo test bench check clean dist
 all: build
 build: dist/cr
 
@@ -46,9 +46,16 @@ $(NATIVE) &: $(ZIG_SRC) $(ZIG_STAMP)
 
 native: $(NATIVE)
 
+# The commit dist/cr is built from, for `cr --version` ("+dirty" with local changes).
+COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo +dirty)
+
 dist/cr: $(NATIVE) $(TS_SRC) node_modules/.stamp
 	@mkdir -p dist
-	$(BUN) build --compile --minify src/cli.ts --outfile dist/cr
+	$(BUN) build --compile --minify --define 'CR_BUILD_COMMIT="$(COMMIT)"' src/cli.ts --outfile dist/cr
+
+# A release: dist/cr and its checksum (verify with `sha256sum -c cr.sha256` beside it).
+dist: dist/cr
+	cd dist && sha256sum cr > cr.sha256
 
 workloads:
 	$(MAKE) -s -C test/workloads

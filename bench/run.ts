@@ -39,6 +39,10 @@ function timeCmd(args: string[], n: number): number {
 
 native.setChildSubreaper();
 row("dist/cr size", `${(statSync(CR).size / MIB).toFixed(1)} MiB`);
+// What makes it up: the Bun runtime it is compiled with, and cr's own share (code, libcr, blobs).
+const bunSize = statSync(process.execPath).size;
+row("  of which the Bun runtime", `${(bunSize / MIB).toFixed(1)} MiB (${process.execPath.replace(ROOT + "/", "")})`);
+row("  of which cr (TypeScript bundle, libcr, blobs)", `${((statSync(CR).size - bunSize) / MIB).toFixed(2)} MiB`);
 row("cr --version (median of 10)", `${timeCmd(["--version"], 10).toFixed(1)} ms`);
 row("cr check (median of 10)", `${timeCmd(["check"], 10).toFixed(1)} ms`);
 

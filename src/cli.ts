@@ -5,14 +5,12 @@ import { cac } from "cac";
 import { appendFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { CrError } from "./errors.ts";
-import { CR_VERSION } from "./version.ts";
-import { runCheck, formatCheck } from "./check.ts";
-import { dump } from "./dump/index.ts";
+import { CR_COMMIT, CR_VERSION } from "./version.ts";
+import { formatCheck } from "./check.ts";
 import { DEFAULT_GHOST_LIMIT, formatSize, parseSize } from "./dump/ghost.ts";
-import { restore } from "./restore/index.ts";
 import { waitForegroundJob } from "./restore/shelljob.ts";
 import * as native from "./native/index.ts";
-import { show } from "./show/index.ts";
+import { check, dump, restore, show } from "./index.ts";
 import { asTyped, DEFAULT_VERBOSITY, MAX_VERBOSITY, normalizeVerbosity } from "./cli-args.ts";
 
 const cli = cac("cr");
@@ -72,7 +70,7 @@ function notYet(name: string): never {
 cli.command("check", "Report what this kernel supports; exit 0 only if dump and restore can work here")
   .option("--json", "Machine-readable output")
   .action((o: { json?: boolean }) => {
-    const r = runCheck();
+    const r = check();
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + "\n" : formatCheck(r) + "\n");
     process.exit(r.canDump && r.canRestore ? 0 : 1);
   });
@@ -107,8 +105,8 @@ cli.command("dump", "Checkpoint a running process into an image directory")
     }
     try {
       const r = dump({
-        pid, dir: String(o.imagesDir), leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob,
-        tcpEstablished: false, sync: o.sync !== false, ghostLimit, log,
+        tree: pid, imagesDir: String(o.imagesDir), leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob,
+        sync: o.sync !== false, ghostLimit, log,
       });
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
       if (o.displayStats) {
@@ -137,7 +135,7 @@ cli.command("restore", "Restore a process from an image directory")
     try {
       const t0 = performance.now();
       const { pid, foreground } = restore({
-        dir: String(o.imagesDir), detached: !!o.restoreDetached, shellJob: !!o.shellJob, log,
+        imagesDir: String(o.imagesDir), restoreDetached: !!o.restoreDetached, shellJob: !!o.shellJob, log,
         ...(o.pidfile === undefined ? {} : { pidfile: String(o.pidfile) }),
       });
       if (o.displayStats) process.stdout.write(`restore of ${pid}: running after ${(performance.now() - t0).toFixed(1)} ms\n`);
@@ -157,7 +155,7 @@ cli.command("show <path>", "Decode an image directory (or one file of it) for a 
   .option("--verify", "Check the manifest (sizes, hashes, no stray files) first")
   .action((path: string, o: { json?: boolean; regs?: boolean; verify?: boolean }) => {
     try {
-      process.stdout.write(show(String(path), { json: !!o.json, regs: !!o.regs, verify: !!o.verify }) + "\n");
+      process.stdout.write(show(String(path), o) + "\n");
     } catch (e) {
       fail(e);
     }
@@ -168,7 +166,7 @@ cli.command("lazy-pages", "Lazy page restore (later milestone)").action(() => no
 cli.command("page-server", "Page server (later milestone)").action(() => notYet("page-server"));
 
 cli.help();
-cli.version(CR_VERSION);
+cli.version(`${CR_VERSION} (commit ${CR_COMMIT})`);
 cli.on("command:*", () => {
   process.stderr.write(`cr: unknown command ${cli.args.join(" ")} (see cr --help)\n`);
   process.exit(2);

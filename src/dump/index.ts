@@ -210,7 +210,9 @@ function dumpHeld(opts: DumpOptions, check: StopCheck, progress: { imagesComplet
       }
       woken.length = 0;
       faultPoint("dump:let-go");
-      release(seized.splice(0));
+      const killed = seized.splice(0);
+      release(killed);
+      collectTraced(killed);
       if (survivors.length > 0) throw new CrError("dump", `could not kill task(s) ${survivors.join(", ")}: they run on, detached`);
     }
     const t1 = performance.now();
@@ -218,6 +220,29 @@ function dumpHeld(opts: DumpOptions, check: StopCheck, progress: { imagesComplet
   } catch (e) {
     release(seized);
     throw e;
+  }
+}
+
+/**
+ * Take note, as their tracer, of the exit of every thread cr killed: until
+ * the tracer has, the kernel does not tell the real parent, which cannot
+ * reap it (a program calling dump() and living on would leave zombies that
+ * hold the pids a restore needs). Bounded: killed threads exit at once; one
+ * that does not within 5 s is left to the kernel.
+ */
+function collectTraced(tids: number[]): void {
+  const left = new Set(tids);
+  const deadline = Date.now() + 5_000;
+  while (left.size > 0 && Date.now() < deadline) {
+    for (const tid of left) {
+      try {
+        if (native.wait(tid, native.WNOHANG).pid === tid) left.delete(tid);
+      } catch {
+        // ECHILD: not ours to wait for (already detached, or gone).
+        left.delete(tid);
+      }
+    }
+    if (left.size > 0) Bun.sleepSync(1);
   }
 }
 

@@ -32,7 +32,6 @@ export interface RestoreOptions {
   log: (msg: string) => void;
 }
 
-/** Every image of `dir`, checked against the manifest and against each other, for this machine. */
 /**
  * The images of `dir`, checked against the manifest but for the content of
  * the pages files: `checkPages` hashes those, and restore runs it while the
