@@ -11,6 +11,7 @@ import { DEFAULT_GHOST_LIMIT, formatSize, parseSize } from "./dump/ghost.ts";
 import { waitForegroundJob } from "./restore/shelljob.ts";
 import * as native from "./native/index.ts";
 import { check, dump, restore, show } from "./index.ts";
+import { progressLine } from "./progress.ts";
 import { asTyped, DEFAULT_VERBOSITY, MAX_VERBOSITY, normalizeVerbosity } from "./cli-args.ts";
 
 const cli = cac("cr");
@@ -103,17 +104,21 @@ cli.command("dump", "Checkpoint a running process into an image directory")
         usage(`--ghost-limit: ${(e as Error).message}`);
       }
     }
+    // A live progress line on a terminal, unless the log speaks there already.
+    const line = process.stderr.isTTY && !o.json && (verbosity < 3 || logFile !== undefined) ? progressLine("dump", process.stderr) : undefined;
     try {
       const r = dump({
         tree: pid, imagesDir: String(o.imagesDir), leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob,
-        sync: o.sync !== false, ghostLimit, log,
+        sync: o.sync !== false, ghostLimit, log, ...(line ? { progress: (d: number, t: number) => line.update(d, t) } : {}),
       });
+      line?.end();
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
       if (o.displayStats) {
         process.stdout.write(`dump of ${r.pid}: ${r.tasks} task(s), ${(r.pagesBytes / 2 ** 20).toFixed(1)} MiB of pages, ` +
           `frozen ${r.freezeMs.toFixed(1)} ms, total ${r.totalMs.toFixed(1)} ms, peak RSS ${r.peakRssKiB} KiB\n`);
       }
     } catch (e) {
+      line?.end();
       fail(e);
     }
   });

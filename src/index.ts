@@ -32,6 +32,8 @@ export interface DumpOptions {
   ghostLimit?: number;
   /** What -v3 would print, line by line. */
   log?: (msg: string) => void;
+  /** Told, while pages are copied, how many bytes of the pages known so far are in the images. */
+  progress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 /** Checkpoint the tree of `tree` into `imagesDir`. */
@@ -39,6 +41,7 @@ export function dump(o: DumpOptions): DumpResult {
   return dumpTree({
     pid: o.tree, dir: o.imagesDir, leaveRunning: o.leaveRunning ?? false, shellJob: o.shellJob ?? false, tcpEstablished: false,
     sync: o.sync ?? true, ghostLimit: o.ghostLimit ?? DEFAULT_GHOST_LIMIT, log: o.log ?? quiet,
+    ...(o.progress ? { progress: o.progress } : {}),
   });
 }
 

@@ -40,6 +40,8 @@ export interface DumpOptions {
   /** Largest deleted file saved as a ghost, in bytes (default DEFAULT_GHOST_LIMIT). */
   ghostLimit?: number;
   log: (msg: string) => void;
+  /** Told, while pages are copied, how many bytes of the pages known so far are in the images. */
+  progress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 export interface DumpResult {
@@ -145,6 +147,8 @@ function dumpHeld(opts: DumpOptions, check: StopCheck, progress: { imagesComplet
     // The pages files' digests, computed as they were written.
     const known = new Map<string, native.Digest>();
     let pagesBytes = 0;
+    /** Pages in the images, of the pages of the tasks collected so far (progress). */
+    const tally = { done: 0, total: 0 };
     // A pipeline: one task's pages go to its image (its parasite sends them,
     // libcr's splicer writes them) while this thread collects the next task
     // (the whole tree is frozen, any order will do).
@@ -157,7 +161,8 @@ function dumpHeld(opts: DumpOptions, check: StopCheck, progress: { imagesComplet
         const collected = collectTask(t, table, shmem, ghosts);
         const previous = inFlight;
         inFlight = undefined;
-        if (previous) finishCopy(previous, known, opts);
+        tally.total += collected.pagesBytes;
+        if (previous) finishCopy(previous, known, opts, tally);
         inFlight = startCopy(collected, opts);
         faultPoint("dump:pages");
         pagesBytes += collected.pagesBytes;
@@ -165,7 +170,7 @@ function dumpHeld(opts: DumpOptions, check: StopCheck, progress: { imagesComplet
       }
       const last = inFlight;
       inFlight = undefined;
-      if (last) finishCopy(last, known, opts);
+      if (last) finishCopy(last, known, opts, tally);
       check(NOT_DUMPED);
     } finally {
       // Only after a failure: a page dump under way ends, and its task is cured, before the tree is let go.
@@ -441,10 +446,33 @@ function startCopy(c: CollectedTask, opts: DumpOptions): PagesCopy {
   return copy;
 }
 
+/**
+ * Report a page copy's progress until its pages are all in the image (or it
+ * stops moving: finish() then says why). Only with a progress callback: the
+ * plain dump waits in finish() alone.
+ */
+function followCopy(copy: PagesCopy, tally: { done: number; total: number }, progress: (done: number, total: number) => void): void {
+  let last = -1, since = Date.now();
+  // Bounded: it ends when the copy is done or has not moved for a second.
+  for (;;) {
+    const w = copy.job.written();
+    if (w >= copy.expected) return;
+    if (w !== last) {
+      last = w;
+      since = Date.now();
+      progress(tally.done + w, tally.total);
+    } else if (Date.now() - since > 1_000) {
+      return;
+    }
+    Bun.sleepSync(20);
+  }
+}
+
 /** Wait for a task's page dump (which cures the task); its pages file's size and hash go to `known` for the manifest. */
-function finishCopy(copy: PagesCopy, known: Map<string, native.Digest>, opts: DumpOptions): void {
+function finishCopy(copy: PagesCopy, known: Map<string, native.Digest>, opts: DumpOptions, tally: { done: number; total: number }): void {
   let pages: native.Digest;
   try {
+    if (opts.progress) followCopy(copy, tally, opts.progress);
     pages = copy.job.finish();
   } finally {
     closeSync(copy.fd);
@@ -453,5 +481,7 @@ function finishCopy(copy: PagesCopy, known: Map<string, native.Digest>, opts: Du
   if (pages.bytes !== copy.expected) throw new CrError("dump", `wrote ${pages.bytes} bytes of pages, expected ${copy.expected}`, { pid: copy.pid });
   if (opts.sync) img.syncFile(`${opts.dir}/${pagesName}`);
   known.set(pagesName, pages);
+  tally.done += pages.bytes;
+  opts.progress?.(tally.done, tally.total);
   opts.log(`dumped ${copy.pid}: ${copy.summary}, ${(pages.bytes / 1048576).toFixed(1)} MiB of pages in ${(performance.now() - copy.started).toFixed(1)} ms`);
 }

@@ -28,6 +28,7 @@ const symbols = {
   cr_find_gadgets: { args: [i32, P, u32, P], returns: i32 },
   cr_dump_pages_start: { args: [i32, P, P, usize, P, u32, P, u32, u64, u32, u32, i32, P], returns: i32 },
   cr_dump_pages_finish: { args: [u64, P], returns: i32 },
+  cr_dump_pages_written: { args: [u64], returns: u64 },
   cr_copy_pages: { args: [i32, P, u32, P], returns: i32 },
   cr_copy_nonzero_pages: { args: [i32, i32, u64, P, u32, P, P], returns: i32 },
   cr_hold_stop_signals: { args: [], returns: i32 },
@@ -416,6 +417,8 @@ function readDigest(out: Uint8Array): Digest {
 
 /** A page dump under way (the parasite in the task, libcr's splicer thread); finish() or abort() must follow, once. */
 export interface PagesJob {
+  /** Bytes in the image so far (a progress figure). */
+  written(): number;
   /** Wait for it and cure the task: how many bytes were sent and their XXH3-128. */
   finish(): Digest;
   /** The same, for a dump that failed elsewhere: the task is cured, errors are dropped. */
@@ -458,6 +461,7 @@ export function startDumpPages(pid: number, site: Uint8Array, ranges: { addr: nu
     return readDigest(out);
   };
   return {
+    written: () => (open ? Number(native().cr_dump_pages_written(handle[0]!)) : 0),
     finish: end,
     abort: () => {
       try {

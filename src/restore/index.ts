@@ -86,7 +86,7 @@ function pidHolder(pid: number): string {
 }
 
 /** Kill and reap every task of a restore that failed: nothing half-built stays. */
-function killTree(pids: number[], rootPid: number): void {
+function killTree(pids: number[]): void {
   for (const pid of [...pids].reverse()) {
     try {
       native.kill(pid, 9);
@@ -105,7 +105,8 @@ function killTree(pids: number[], rootPid: number): void {
         continue;
       }
       try {
-        native.wait(pid, pid === rootPid ? 0 : native.WNOHANG);
+        // Never blocking: a task that takes long to die must not hang cr past the deadline.
+        native.wait(pid, native.WNOHANG);
       } catch {
         // Not (yet) our child.
       }
@@ -216,7 +217,7 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
   }
   // Kill before letting go: a task released by the go pipe would run.
   const abandon = () => {
-    killTree(order.map((o) => o.task.pid), rootPid);
+    killTree(order.map((o) => o.task.pid));
     native.closeFd(spawned.goFd);
   };
   let failure: ReturnType<typeof native.restoreStatus>;
@@ -273,7 +274,7 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
     faultPoint("restore:go");
     for (const t of live) verifyTask(t.o.task.pid, tidsOf(t), t.task.mm.vmas, plans.get(t.o.task.pid)!, hole, cpu.here);
   } catch (e) {
-    killTree(order.map((o) => o.task.pid), rootPid);
+    killTree(order.map((o) => o.task.pid));
     throw e;
   }
   // The point of no return: every thread runs on; one that was in a

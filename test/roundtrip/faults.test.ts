@@ -89,7 +89,7 @@ describe("dump cut short at each step", () => {
           for (const p of pids) waitGone(p);
           expectImagesRestore(w, images);
         }
-      });
+      }, 30_000);
     }
   }
 });
@@ -119,7 +119,7 @@ describe("restore cut short at each step", () => {
         }
         for (const p of pids) expect({ pid: p, alive: alive(p) }).toEqual({ pid: p, alive: true });
         expectTreeRuns(w, pids);
-      });
+      }, 30_000);
     }
   }
 });

@@ -4,8 +4,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
 import {
-  alive, cleanup, expectRunsOnAndPasses, cr, procState, readProgress, readResult, startWorkload, roundTrip, stopWorkload, tempDir, track, waitFor, waitGone,
+  alive, cleanup, CR, expectRunsOnAndPasses, cr, procState, readProgress, readResult, startWorkload, roundTrip, stopWorkload, tempDir, track, waitFor, waitGone,
 } from "../helpers/procs.ts";
 
 afterEach(cleanup);
@@ -123,6 +124,21 @@ describe("job control", () => {
 });
 
 describe("dump and restore options", () => {
+  test("on a terminal a dump shows a live progress line and erases it; elsewhere it prints nothing", () => {
+    const w = startWorkload("pattern", ["256"]);
+    waitFor(() => readProgress(w.dir) >= 1, 30_000, "the pattern to be written");
+    const images = tempDir("cr-images-");
+    // script(1) gives cr a terminal; the test-only delay shows the line on a short dump.
+    const r = spawnSync("script", ["-qec", `${CR} dump -R --no-sync -t ${w.pid} -D ${images}`, "/dev/null"],
+      { encoding: "utf8", env: { ...process.env, CR_TEST_PROGRESS_AFTER_MS: "0" }, timeout: 60_000 });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/\r\x1b\[Kdump: \d+ \/ 256 MiB, \d+ MiB\/s/);
+    expect(r.stdout.endsWith("\r\x1b[K")).toBe(true);
+    const plain = cr(["dump", "-R", "--no-sync", "-t", String(w.pid), "-D", tempDir("cr-images-")]);
+    expect({ status: plain.status, stderr: plain.stderr }).toEqual({ status: 0, stderr: "" });
+    expectRunsOnAndPasses(w);
+  });
+
   test("CRIU's log options run unchanged: -o FILE in -D, -v4, --display-stats; a failed dump keeps its log", () => {
     const w = startWorkload("counter");
     waitFor(() => readProgress(w.dir) >= 3, 10_000, "progress");

@@ -230,6 +230,12 @@ fn splicerMain(arg: usize) callconv(.c) u8 {
     }
 }
 
+/// Bytes the splicer has moved so far for `handle` (0 for none): progress.
+pub fn progress(handle: u64) u64 {
+    if (handle == 0) return 0;
+    return Job.moved(handle);
+}
+
 /// Wait for the page dump of `handle` and cure the task; `out` gets the bytes
 /// sent and their XXH3-128. Must follow a successful start(), once.
 pub fn finish(handle: u64, out: *abi.Digest) i32 {

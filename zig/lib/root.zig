@@ -159,6 +159,12 @@ export fn cr_dump_pages_start(pid: i32, site: *const abi.InjectSite, blob: [*]co
     return pages.start(pid, site.*, blob[0..blob_len], ranges[0..count], unreadable[0..unreadable_count], rseq, fd, handle);
 }
 
+/// Bytes of the page dump of `handle` in its image so far (or read and
+/// dropped after a write error): a progress figure, read while it runs.
+export fn cr_dump_pages_written(handle: u64) u64 {
+    return pages.progress(handle);
+}
+
 /// Wait for the page dump of `handle` and cure its task; `out` gets how
 /// many bytes were sent and their XXH3-128.
 export fn cr_dump_pages_finish(handle: u64, out: *abi.Digest) i32 {
