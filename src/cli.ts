@@ -137,12 +137,16 @@ cli.command("restore", "Restore a process from an image directory")
   }) => {
     setLogging(o, o.imagesDir === undefined ? undefined : String(o.imagesDir));
     if (o.imagesDir === undefined) fail(new CrError("restore", "need -D DIR"));
+    // A shell job's terminal is the job's: no progress line on it.
+    const line = process.stderr.isTTY && !o.shellJob && (verbosity < 3 || logFile !== undefined) ? progressLine("restore", process.stderr) : undefined;
     try {
       const t0 = performance.now();
       const { pid, foreground } = restore({
         imagesDir: String(o.imagesDir), restoreDetached: !!o.restoreDetached, shellJob: !!o.shellJob, log,
         ...(o.pidfile === undefined ? {} : { pidfile: String(o.pidfile) }),
+        ...(line ? { progress: (d: number, t: number) => line.update(d, t) } : {}),
       });
+      line?.end();
       if (o.displayStats) process.stdout.write(`restore of ${pid}: running after ${(performance.now() - t0).toFixed(1)} ms\n`);
       if (o.restoreDetached) process.exit(0);
       // Stay the parent of the restored task and exit with its status.
@@ -150,6 +154,7 @@ cli.command("restore", "Restore a process from an image directory")
       const termsig = status & 0x7f;
       process.exit(termsig === 0 ? (status >> 8) & 0xff : 128 + termsig);
     } catch (e) {
+      line?.end();
       fail(e);
     }
   });

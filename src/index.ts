@@ -53,6 +53,8 @@ export interface RestoreOptions {
   pidfile?: string;
   shellJob?: boolean;
   log?: (msg: string) => void;
+  /** Told, while the new tasks fill their memory, about how many bytes of their pages are in. */
+  progress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 export interface RestoreResult {
@@ -66,7 +68,7 @@ export interface RestoreResult {
 export function restore(o: RestoreOptions): RestoreResult {
   return restoreTree({
     dir: o.imagesDir, detached: o.restoreDetached ?? false, shellJob: o.shellJob ?? false, log: o.log ?? quiet,
-    ...(o.pidfile === undefined ? {} : { pidfile: o.pidfile }),
+    ...(o.pidfile === undefined ? {} : { pidfile: o.pidfile }), ...(o.progress ? { progress: o.progress } : {}),
   });
 }
 

@@ -47,6 +47,7 @@ const symbols = {
   cr_same_file: { args: [i32, i32, i32, i32], returns: i32 },
   cr_peek_pipe: { args: [i32, P, usize, P], returns: i32 },
   cr_restore_status: { args: [i32, P], returns: i32 },
+  cr_restore_status_ready: { args: [i32, i32], returns: i32 },
   cr_wait: { args: [i32, P, i32], returns: i32 },
   cr_fill_fifo: { args: [i32, u32, P, usize], returns: i32 },
   cr_make_eventfd: { args: [u64, u32, i32], returns: i32 },
@@ -650,6 +651,11 @@ export function epollTargetIs(pid: number, epfd: number, tfd: number, toff: numb
 }
 
 /** null when every task is ready (waiting for the go pipe), else the failure one reported. */
+/** Whether restoreStatus would return at once (a failure reported, or every task ready), waiting up to `ms`. */
+export function restoreStatusReady(statusFd: number, ms: number, pid: number): boolean {
+  return checked(native().cr_restore_status_ready(statusFd, ms), "restore", pid) === 1;
+}
+
 export function restoreStatus(statusFd: number, pid: number): { err: number; step: number; index: number; pid: number } | null {
   const rec = new Uint8Array(abi.StatusRecord.size);
   const rc = checked(native().cr_restore_status(statusFd, ptr(rec)), "restore", pid);

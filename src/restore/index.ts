@@ -30,6 +30,34 @@ export interface RestoreOptions {
   shellJob: boolean;
   pidfile?: string;
   log: (msg: string) => void;
+  /** Told, while the new tasks fill their memory, about how many bytes of their pages are in. */
+  progress?: (doneBytes: number, totalBytes: number) => void;
+}
+
+const PAGE_SIZE = 4096;
+const pagesOf = (p: img.PagemapImage) => p.entries.reduce((n, e) => n + e.pages * PAGE_SIZE, 0);
+
+/**
+ * Until every new task is ready (or one failed): how far they are in
+ * filling their memory, from their resident size (an estimate: it counts
+ * code and libraries mapped from files too, so it is capped at each task's
+ * pages). Only with a progress callback: the plain restore just waits.
+ */
+function followFill(statusFd: number, rootPid: number, tasks: { pid: number; bytes: number }[], progress: (done: number, total: number) => void): void {
+  const total = tasks.reduce((n, t) => n + t.bytes, 0);
+  // Bounded: it ends when the status pipe says so; restoreStatus handles a task that never does.
+  while (!native.restoreStatusReady(statusFd, 100, rootPid)) {
+    let done = 0;
+    for (const t of tasks) {
+      try {
+        const resident = Number(readFileSync(`/proc/${t.pid}/statm`, "utf8").split(" ")[1]) * PAGE_SIZE;
+        done += Math.min(resident, t.bytes);
+      } catch {
+        // Not created yet, or gone: nothing of it counts.
+      }
+    }
+    progress(done, total);
+  }
 }
 
 /**
@@ -226,6 +254,7 @@ function createTree(images: img.ImageSet, job: ShellJob, opts: RestoreOptions, c
     faultPoint("restore:spawned");
     checkPages();
     opts.log(`pages files checked against the manifest in ${(performance.now() - tWait).toFixed(1)} ms`);
+    if (opts.progress) followFill(spawned.statusFd, rootPid, live.map((t) => ({ pid: t.o.task.pid, bytes: pagesOf(t.pagemap) })), opts.progress);
     failure = native.restoreStatus(spawned.statusFd, rootPid);
     opts.log(`tasks restored their memory and state in ${(performance.now() - tWait).toFixed(1)} ms`);
   } catch (e) {

@@ -124,20 +124,34 @@ describe("job control", () => {
 });
 
 describe("dump and restore options", () => {
-  test("on a terminal a dump shows a live progress line and erases it; elsewhere it prints nothing", () => {
-    const w = startWorkload("pattern", ["256"]);
+  test("on a terminal a dump and a restore show a live progress line and erase it; elsewhere they print nothing", () => {
+    const w = startWorkload("pattern", ["768"]);
     waitFor(() => readProgress(w.dir) >= 1, 30_000, "the pattern to be written");
     const images = tempDir("cr-images-");
     // script(1) gives cr a terminal; the test-only delay shows the line on a short dump.
     const r = spawnSync("script", ["-qec", `${CR} dump -R --no-sync -t ${w.pid} -D ${images}`, "/dev/null"],
       { encoding: "utf8", env: { ...process.env, CR_TEST_PROGRESS_AFTER_MS: "0" }, timeout: 60_000 });
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/\r\x1b\[Kdump: \d+ \/ 256 MiB, \d+ MiB\/s/);
+    expect(r.stdout).toMatch(/\r\x1b\[Kdump: \d+ \/ 768 MiB, \d+ MiB\/s/);
     expect(r.stdout.endsWith("\r\x1b[K")).toBe(true);
-    const plain = cr(["dump", "-R", "--no-sync", "-t", String(w.pid), "-D", tempDir("cr-images-")]);
-    expect({ status: plain.status, stderr: plain.stderr }).toEqual({ status: 0, stderr: "" });
-    expectRunsOnAndPasses(w);
-  });
+    const plain = tempDir("cr-images-");
+    const d = cr(["dump", "--no-sync", "-t", String(w.pid), "-D", plain]);
+    expect({ status: d.status, stderr: d.stderr }).toEqual({ status: 0, stderr: "" });
+    waitGone(w.pid);
+    const before = readProgress(w.dir);
+    // The restored task joins cr's session, script's: it gets SIGHUP when script ends. Let it run a second first.
+    const rr = spawnSync("script", ["-qec", `${CR} restore -d -D ${plain} && sleep 1`, "/dev/null"],
+      { encoding: "utf8", env: { ...process.env, CR_TEST_PROGRESS_AFTER_MS: "0" }, timeout: 60_000 });
+    expect(rr.status).toBe(0);
+    track(w.pid);
+    expect(rr.stdout).toMatch(/\r\x1b\[Krestore: \d+ \/ 768 MiB, \d+ MiB\/s/);
+    // The last line drawn is erased.
+    expect(rr.stdout.slice(rr.stdout.lastIndexOf("restore: "))).toContain("\r\x1b[K");
+    // It ran on from where it was dumped, checking its memory, until the terminal went.
+    expect(readProgress(w.dir)).toBeGreaterThan(before);
+    expect(readResult(w.dir)).toBeNull();
+    waitGone(w.pid);
+  }, 60_000);
 
   test("CRIU's log options run unchanged: -o FILE in -D, -v4, --display-stats; a failed dump keeps its log", () => {
     const w = startWorkload("counter");

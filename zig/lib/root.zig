@@ -208,6 +208,16 @@ export fn cr_restore_tree(buf: [*]u8, buf_len: usize, blob: [*]const u8, blob_le
     return restore.spawnTree(buf[0..buf_len], blob[0..blob_len], status_rfd, go_wfd);
 }
 
+/// 1 once the status pipe `rfd` has something to read (a failure record, or
+/// EOF: every task ready), 0 after `timeout_ms` without (see cr_restore_status).
+export fn cr_restore_status_ready(rfd: i32, timeout_ms: i32) i32 {
+    err.clear();
+    var pfd = [_]std.os.linux.pollfd{.{ .fd = rfd, .events = std.os.linux.POLL.IN, .revents = 0 }};
+    const rc = std.os.linux.poll(&pfd, 1, timeout_ms);
+    if (sys.isErr(rc)) return if (sys.errnoOf(rc) == sys.EINTR) 0 else err.fail(sys.errnoOf(rc), "poll of the restore status failed", .{});
+    return if (rc > 0) 1 else 0;
+}
+
 /// Block until a new task reports a failure (returns 1 and fills `rec`) or
 /// every task has closed the status pipe once ready (it then waits for the go
 /// pipe to close before its rt_sigreturn) or, for
