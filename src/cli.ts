@@ -131,14 +131,15 @@ cli.command("restore", "Restore a process from an image directory")
   .option("--verbosity <level>", VERBOSITY_HELP)
   .option("-o, --log-file <file>", "Write the log to FILE, relative to -D")
   .option("--display-stats", "Print the restore's figures once the tree runs")
+  .option("--json", "Machine-readable result once the tree runs")
   .action((o: {
     imagesDir?: string; restoreDetached?: boolean; pidfile?: string; shellJob?: boolean; verbosity?: string | number; logFile?: string;
-    displayStats?: boolean;
+    displayStats?: boolean; json?: boolean;
   }) => {
     setLogging(o, o.imagesDir === undefined ? undefined : String(o.imagesDir));
     if (o.imagesDir === undefined) fail(new CrError("restore", "need -D DIR"));
     // A shell job's terminal is the job's: no progress line on it.
-    const line = process.stderr.isTTY && !o.shellJob && (verbosity < 3 || logFile !== undefined) ? progressLine("restore", process.stderr) : undefined;
+    const line = process.stderr.isTTY && !o.shellJob && !o.json && (verbosity < 3 || logFile !== undefined) ? progressLine("restore", process.stderr) : undefined;
     try {
       const t0 = performance.now();
       const { pid, foreground } = restore({
@@ -147,7 +148,9 @@ cli.command("restore", "Restore a process from an image directory")
         ...(line ? { progress: (d: number, t: number) => line.update(d, t) } : {}),
       });
       line?.end();
-      if (o.displayStats) process.stdout.write(`restore of ${pid}: running after ${(performance.now() - t0).toFixed(1)} ms\n`);
+      const ms = performance.now() - t0;
+      if (o.json) process.stdout.write(JSON.stringify({ pid, totalMs: ms }) + "\n");
+      if (o.displayStats) process.stdout.write(`restore of ${pid}: running after ${ms.toFixed(1)} ms\n`);
       if (o.restoreDetached) process.exit(0);
       // Stay the parent of the restored task and exit with its status.
       const status = foreground ? waitForegroundJob(pid, foreground) : native.wait(pid).status;

@@ -164,8 +164,9 @@ describe("dump and restore options", () => {
     waitGone(w.pid);
     // The log beside the images is not an image: the set still verifies, and restores.
     expect(cr(["show", "--verify", images]).status).toBe(0);
-    const r = cr(["restore", "-D", images, "-d", "-o", "restore.log", "-v", "-v"]);
+    const r = cr(["restore", "-D", images, "-d", "-o", "restore.log", "-v", "-v", "--json"]);
     expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(JSON.parse(r.stdout)).toEqual({ pid: w.pid, totalMs: expect.any(Number) });
     track(w.pid);
     expect(readFileSync(join(images, "restore.log"), "utf8")).toContain(`restored 1 task(s), root ${w.pid}`);
     expectRunsOnAndPasses(w);
