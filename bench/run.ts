@@ -79,7 +79,7 @@ try {
   // writes were faster and steadier than 4 MiB ones here).
   const writeSizes = [64 << 10, 256 << 10, 4 * MIB];
   const diskMsBySize = new Map<number, number[]>(writeSizes.map((s) => [s, []]));
-  const copyMs: number[] = [], dumpMs: number[] = [], dumpWallMs: number[] = [];
+  const copyMs: number[] = [], dumpMs: number[] = [], dumpWallMs: number[] = [], progressWallMs: number[] = [];
   const copied = big.end - big.start;
   type DumpJson = { pagesBytes: number; freezeMs: number; totalMs: number; peakRssKiB: number };
   const dumpOnce = (dir: string, leaveRunning: boolean): { json: DumpJson; wallMs: number } => {
@@ -123,6 +123,16 @@ try {
       keep(dumpMs, d.json.totalMs, i);
       rmSync(dir, { recursive: true, force: true });
     },
+    (i) => {
+      // The same dump on a terminal (script(1)), drawing its live progress line from the start.
+      const dir = join(work, `images-tty-${i}`);
+      const t = performance.now();
+      const d = spawnSync("script", ["-qec", `${CR} dump -t ${pid} -D ${dir} --no-sync --leave-running`, "/dev/null"],
+        { encoding: "utf8", env: { ...process.env, CR_TEST_PROGRESS_AFTER_MS: "0" } });
+      keep(progressWallMs, performance.now() - t, i);
+      if (d.status !== 0 || !d.stdout.includes("MiB/s")) throw new Error(`dump with progress failed: ${d.stdout}`);
+      rmSync(dir, { recursive: true, force: true });
+    },
   ];
   for (let i = -1; i < repeat; i++) {
     const order = steps.map((step) => ({ step, key: Math.random() })).sort((a, b) => a.key - b.key);
@@ -153,6 +163,8 @@ try {
     writeSizes.map((size) => `${size >> 10} KiB ${pct(speed(median(diskMsBySize.get(size)!)))}`).join(", ")}`);
   row("the same, best run of each", `${((100 * bestDumpMBs) / bestRawMBs).toFixed(0)} % (dump ${best(dumpMs).toFixed(0)} ms; raw ${(copied / MIB / bestRawMBs * 1000).toFixed(0)} ms)`);
   row("dump (wall, incl. start-up)", `${median(dumpWallMs).toFixed(0)} ms${list(dumpWallMs)}`);
+  row("dump on a terminal, with its progress line (wall, under script)", `${median(progressWallMs).toFixed(0)} ms${list(progressWallMs)}; ` +
+    `best ${Math.min(...progressWallMs).toFixed(0)} ms against ${Math.min(...dumpWallMs).toFixed(0)} ms without`);
   row("freeze time (seize -> killed), last dump", `${res.freezeMs.toFixed(0)} ms`);
   row("dumper peak RSS, last dump", `${(res.peakRssKiB / 1024).toFixed(0)} MiB (target < 100 MiB)`);
   const imgBytes = readdirSync(images).reduce((a, n) => a + statSync(join(images, n)).size, 0);

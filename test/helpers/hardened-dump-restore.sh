@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run inside `unshare --mount --propagation private`: every mount below goes
 # with that namespace. MODE:
-#   noexec-tmp       /tmp stays, remounted noexec; cr runs from where it is;
+#   noexec-tmp BIN   /tmp stays, remounted noexec; cr and WL run from a tmpfs
+#                    mounted at BIN (this clone itself may be under /tmp);
 #   chroot ROOT      a chroot at ROOT (a tmpfs) holding only CR, the libraries
 #                    `ldd CR` names and WL, with /proc, three device nodes made
 #                    here (never the host's /dev), no /tmp, a read-only root
@@ -13,12 +14,17 @@ set -eu
 MODE=$1; CR=$2; WL=$3
 case "$MODE" in
 noexec-tmp)
+  BIN=$4
   mount --bind /tmp /tmp
   mount -o remount,bind,noexec /tmp
   grep -q ' /tmp /tmp [^ ]*noexec' /proc/self/mountinfo || { echo "/tmp is not noexec"; exit 1; }
+  # Mounted after the remount, so that it shows even when BIN is under /tmp.
+  mount -t tmpfs tmpfs "$BIN"
+  cp "$CR" "$BIN/cr"
+  cp "$WL" "$BIN/wl"
   work=$(mktemp -d /tmp/cr-hardened-XXXXXX)
   run() { env -u TMPDIR "$@"; }
-  cr=$CR; wl=$WL; dir=$work/wl; images=$work/img; host_dir=$dir
+  cr=$BIN/cr; wl=$BIN/wl; dir=$work/wl; images=$work/img; host_dir=$dir
   ;;
 chroot)
   ROOT=$4

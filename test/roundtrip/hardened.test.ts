@@ -56,8 +56,13 @@ describe("no writable, executable directory needed", () => {
   }
 
   test("/tmp mounted noexec (the same files, in a mount namespace of the test's own): check, dump and restore", () => {
-    hardened(["noexec-tmp", CR, join(WORKLOADS, "sleeper-static")]);
-  });
+    const bin = mkdtempSync(join(ROOT, ".hardened-"));
+    try {
+      hardened(["noexec-tmp", CR, join(WORKLOADS, "sleeper-static"), bin]);
+    } finally {
+      rmdirSync(bin);
+    }
+  }, 60_000);
 
   test("a chroot with only dist/cr and its libraries, no /tmp, a read-only root: check, dump and restore", () => {
     const root = mkdtempSync(join(ROOT, ".chroot-"));
@@ -67,5 +72,5 @@ describe("no writable, executable directory needed", () => {
       // The tmpfs went with the namespace: only the empty mount point is left.
       rmdirSync(root);
     }
-  });
+  }, 60_000);
 });

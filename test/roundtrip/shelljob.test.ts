@@ -60,9 +60,11 @@ function dumpJob(jobControl: boolean, args: string[] = []): { pid: number; dir: 
   expect(before.tpgid).toBe(before.pgid);
   waitFor(() => ticks(job.host.output()).length >= 3, 10_000, "ticks on the first terminal");
   const images = tempDir("cr-images-");
-  const d = cr(["dump", "-t", String(job.pid), "-D", images, "--shell-job"]);
+  // As a script written for CRIU calls it: a log file in -D, the most verbose level.
+  const d = cr(["dump", "-t", String(job.pid), "-D", images, "-o", "dump.log", "-v4", "--shell-job"]);
   expect(d.stderr).toBe("");
   expect(d.status).toBe(0);
+  expect(readFileSync(join(images, "dump.log"), "utf8")).toContain("manifest written");
   waitDumpedGone(images);
   // The first terminal is gone with its bash; all it got has been copied out.
   waitGone(job.host.pid);
@@ -111,9 +113,10 @@ function roundTrip(jobControl: boolean): void {
   expect(procState(job.pid)).toBeNull();
 
   const err = join(tempDir("cr-restore-"), "stderr");
-  const host = startPtyHost(["bash", "-c", `${jobControl ? "set -m; " : ""}'${CR}' restore --shell-job -D '${job.images}' 2>'${err}'; echo "restore exited $?"`]);
+  const host = startPtyHost(["bash", "-c", `${jobControl ? "set -m; " : ""}'${CR}' restore --shell-job -D '${job.images}' -o restore.log -v4 2>'${err}'; echo "restore exited $?"`]);
   expectTicksGoOn(host, job);
   expect(readFileSync(err, "utf8")).toBe("");
+  expect(readFileSync(join(job.images, "restore.log"), "utf8")).toContain(`restored 1 task(s), root ${job.pid}`);
 
   // In the session of the cr that restored it (its parent), on that session's terminal.
   const now = idsOf(job.pid);
