@@ -32,6 +32,7 @@ chroot)
   mkdir -p "$ROOT/bin" "$ROOT/proc" "$ROOT/dev" "$ROOT/images"
   cp "$CR" "$ROOT/bin/cr"
   cp "$WL" "$ROOT/bin/wl"
+  work=
   for lib in $(ldd "$CR" | grep -o '/[^ ]*'); do
     mkdir -p "$ROOT$(dirname "$lib")"
     cp "$lib" "$ROOT$lib"
@@ -58,8 +59,9 @@ else
   env -u TMPDIR "$wl" "$dir" </dev/null >/dev/null 2>&1 &
 fi
 pid=$!
-# Whatever happens, the workload (or what was restored at its pid) does not outlive the script.
-trap 'kill -9 "$pid" 2>/dev/null || true' EXIT
+# Whatever happens, the workload (or what was restored at its pid) does not
+# outlive the script, and neither does its work directory under /tmp.
+trap 'kill -9 "$pid" 2>/dev/null || true; if [ -n "${work:-}" ]; then rm -rf "$work"; fi' EXIT
 echo "pid $pid"
 i=0
 while [ ! -e "$host_dir/ready" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
@@ -75,4 +77,3 @@ touch "$host_dir/stop"
 i=0
 while [ ! -e "$host_dir/result" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 echo "result $(cat "$host_dir/result" 2>/dev/null || echo none)"
-if [ "$MODE" = noexec-tmp ]; then rm -rf "$work"; fi
