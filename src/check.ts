@@ -7,7 +7,7 @@ import { cpuXstate, runProbes, type CheckResults } from "./native/index.ts";
 import { XSTATE_MAX } from "./native/abi.ts";
 import { describeLayout, featureName, layoutRecord, XSAVE_MIN } from "./xstate.ts";
 import { parseMaps } from "./proc/maps.ts";
-import { parseStatus } from "./proc/status.ts";
+import { CAP_CHECKPOINT_RESTORE, CAP_SYS_ADMIN, CAP_SYS_PTRACE, hasCap, parseStatus } from "./proc/status.ts";
 
 export interface Feature {
   name: string;
@@ -29,14 +29,6 @@ export interface CheckReport {
   canDump: boolean;
   canRestore: boolean;
   missing: string[];
-}
-
-const CAP_SYS_PTRACE = 19n;
-const CAP_SYS_ADMIN = 21n;
-const CAP_CHECKPOINT_RESTORE = 40n;
-
-function has(mask: bigint, cap: bigint): boolean {
-  return ((mask >> cap) & 1n) === 1n;
 }
 
 function pageSize(): number {
@@ -69,9 +61,9 @@ function describe(v: number, okText = "works"): string {
 export function runCheck(): CheckReport {
   const status = parseStatus(readFileSync("/proc/self/status", "utf8"));
   const caps = {
-    checkpointRestore: has(status.capEff, CAP_CHECKPOINT_RESTORE),
-    sysPtrace: has(status.capEff, CAP_SYS_PTRACE),
-    sysAdmin: has(status.capEff, CAP_SYS_ADMIN),
+    checkpointRestore: hasCap(status.capEff, CAP_CHECKPOINT_RESTORE),
+    sysPtrace: hasCap(status.capEff, CAP_SYS_PTRACE),
+    sysAdmin: hasCap(status.capEff, CAP_SYS_ADMIN),
   };
   const root = status.uid[1] === 0;
   const p: CheckResults = runProbes();

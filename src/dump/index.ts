@@ -8,7 +8,7 @@ import { CrError } from "../errors.ts";
 import * as native from "../native/index.ts";
 import { parseMaps, parseSmaps } from "../proc/maps.ts";
 import { parseStat } from "../proc/stat.ts";
-import { parseStatus } from "../proc/status.ts";
+import { CAP_CHECKPOINT_RESTORE, CAP_SYS_PTRACE, hasCap, parseStatus } from "../proc/status.ts";
 import { parseLimits } from "../proc/limits.ts";
 import { parseTimers } from "../proc/timers.ts";
 import * as img from "../images/index.ts";
@@ -62,15 +62,15 @@ function peakRssKiB(): number {
 
 export function dump(opts: DumpOptions): DumpResult {
   const undo = img.createImageDir(opts.dir);
-  const progress = { imagesComplete: false };
+  const stage = { imagesComplete: false };
   try {
-    return withStopSignalsHeld("dump", (check) => dumpHeld(opts, check, progress));
+    return withStopSignalsHeld("dump", (check) => dumpHeld(opts, check, stage));
   } catch (e) {
     // Before the point of no return (the manifest written), a failed dump
     // leaves no partial image set behind, and the tree runs on as it was.
     // After it, the images are the only copy of a tree that may be gone:
     // they are kept, whatever failed.
-    if (!progress.imagesComplete) {
+    if (!stage.imagesComplete) {
       undo();
       throw e;
     }
@@ -83,10 +83,10 @@ export function dump(opts: DumpOptions): DumpResult {
 
 /**
  * dump(), with `check` called between steps to give up on a stop signal
- * (the tree then runs on as it was); `progress.imagesComplete` is set at the
+ * (the tree then runs on as it was); `stage.imagesComplete` is set at the
  * point of no return.
  */
-function dumpHeld(opts: DumpOptions, check: StopCheck, progress: { imagesComplete: boolean }): DumpResult {
+function dumpHeld(opts: DumpOptions, check: StopCheck, stage: { imagesComplete: boolean }): DumpResult {
   const t0 = performance.now();
   const tSeize = performance.now();
   const seized: number[] = [];
@@ -194,7 +194,7 @@ function dumpHeld(opts: DumpOptions, check: StopCheck, progress: { imagesComplet
     if (opts.sync) for (const name of contentFiles) img.syncFile(`${opts.dir}/${name}`);
     const tManifest = performance.now();
     img.writeManifest(opts.dir, [img.INVENTORY, img.TREE, img.FILES, ...names, ...contentFiles], { sync: opts.sync, known });
-    progress.imagesComplete = true;
+    stage.imagesComplete = true;
     opts.log(`manifest written in ${(performance.now() - tManifest).toFixed(1)} ms`);
     faultPoint("dump:manifest");
     if (opts.leaveRunning) {
@@ -268,8 +268,7 @@ function checkRestorable(tree: img.TreeImage, rootPid: number): void {
  * kernel.yama.ptrace_scope.
  */
 export function ptraceRefusal(self: { euid: number; capEff: bigint }, ptraceScope: number | undefined): string | null {
-  const has = (cap: bigint) => ((self.capEff >> cap) & 1n) === 1n;
-  const sysPtrace = has(19n), checkpoint = has(40n);
+  const sysPtrace = hasCap(self.capEff, CAP_SYS_PTRACE), checkpoint = hasCap(self.capEff, CAP_CHECKPOINT_RESTORE);
   if (ptraceScope === 3) return "kernel.yama.ptrace_scope is 3: no process may trace another until reboot";
   if (ptraceScope === 2 && !sysPtrace) return "kernel.yama.ptrace_scope is 2: only a process with CAP_SYS_PTRACE may trace; run cr as root";
   if (self.euid !== 0 && !(sysPtrace && checkpoint)) {

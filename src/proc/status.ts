@@ -37,6 +37,16 @@ export interface ProcStatus {
   raw: Record<string, string>;
 }
 
+/** Capability numbers cr asks about (linux/capability.h). */
+export const CAP_SYS_PTRACE = 19n;
+export const CAP_SYS_ADMIN = 21n;
+export const CAP_CHECKPOINT_RESTORE = 40n;
+
+/** Whether capability set `mask` (CapEff and the like) holds `cap`. */
+export function hasCap(mask: bigint, cap: bigint): boolean {
+  return ((mask >> cap) & 1n) === 1n;
+}
+
 export function parseStatus(text: string): ProcStatus {
   const raw: Record<string, string> = {};
   let name: string | undefined;

@@ -4,6 +4,7 @@
 import { CrError } from "../errors.ts";
 import * as abi from "../native/abi.ts";
 import type { MapsEntry } from "../proc/maps.ts";
+import { CAP_SYS_ADMIN, hasCap } from "../proc/status.ts";
 import type { TaskImage, PagemapImage } from "../images/index.ts";
 import { DYNAMIC_FEATURES, frameXstate, xstateProblem, type XstateLayout } from "../xstate.ts";
 
@@ -81,8 +82,6 @@ export function findHole(busy: { start: number; end: number }[], len: number): n
   if (ceiling - 0x10000 >= len) return ceiling - len;
   throw new CrError("restore", `no free ${len}-byte hole for the restorer`);
 }
-
-const CAP_SYS_ADMIN_BIT = 1n << 21n;
 
 /**
  * How the restorer rebuilds the threads' seccomp chains (`threads` in plan
@@ -345,7 +344,7 @@ export function buildPlan(inp: PlanInput): Uint8Array {
     u32(o + abi.PlanThread.seccomp_off, ownOffs[k]!); u32(o + abi.PlanThread.seccomp_count, chain.length);
     chain.forEach((x, i) => u32(ownOffs[k]! + 4 * i, x));
   });
-  u32(H.seccomp_admin, sc.filters.length > 0 && !cr.noNewPrivs && (cr.capEff & CAP_SYS_ADMIN_BIT) === 0n ? 1 : 0);
+  u32(H.seccomp_admin, sc.filters.length > 0 && !cr.noNewPrivs && !hasCap(cr.capEff, CAP_SYS_ADMIN) ? 1 : 0);
   task.sharedPending.forEach((p, i) => bytes.set(p, pendingOff + i * abi.SIGINFO_SIZE));
 
   vmas.forEach((v, i) => {
